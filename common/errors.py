@@ -1,0 +1,28 @@
+"""Errors that mean "the user asked for something impossible", not "the program is broken"."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: a missing path, a malformed file, an impossible setting.
+
+    ``pipeline.py`` prints it as one line and exits with status 2, without a traceback.
+    """
+
+
+class SettingsError(UsageError, ValueError):
+    """A settings value or YAML file that cannot be used."""
+
+
+def require_path(path: str | None, what: str, *, is_dir: bool | None = None):
+    """Return ``path`` as a ``Path`` or raise ``UsageError`` naming ``what`` when it is missing."""
+    from pathlib import Path
+
+    if path is None or str(path) == "":
+        raise UsageError(f"{what}: no path given")
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what}: {p} does not exist")
+    if is_dir is True and not p.is_dir():
+        raise UsageError(f"{what}: {p} is not a directory")
+    if is_dir is False and not p.is_file():
+        raise UsageError(f"{what}: {p} is not a file")
+    return p

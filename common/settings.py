@@ -1,0 +1,212 @@
+"""Typed, frozen settings: dataclass defaults < YAML section (``--config``) < command-line flags.
+
+Every stage declares one frozen dataclass whose defaults are the paper's values. This module
+turns such a class into argparse flags, reads a YAML section into it, checks types and unknown
+keys, and writes the resolved settings back as YAML beside a run's outputs.
+
+Example::
+
+    @dataclass(frozen=True)
+    class CrawlSettings:
+        per_city: int = setting(730, "videos to keep per city (the paper: ~730)")
+
+        def __post_init__(self):
+            check_positive(self, "per_city")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from common.errors import SettingsError
+
+T = TypeVar("T")
+
+
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field with a default and a help text shown by ``--help``."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def check_positive(obj: Any, *names: str) -> None:
+    """Raise ``SettingsError`` unless every named numeric field is > 0 (``None`` is allowed)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise SettingsError(f"{name} must be > 0, got {value}")
+
+
+def check_nonnegative(obj: Any, *names: str) -> None:
+    """Raise ``SettingsError`` unless every named numeric field is >= 0 (``None`` is allowed)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < 0:
+            raise SettingsError(f"{name} must be >= 0, got {value}")
+
+
+def check_range(obj: Any, name: str, low: float, high: float) -> None:
+    """Raise ``SettingsError`` unless ``low <= value <= high``."""
+    value = getattr(obj, name)
+    if value is not None and not low <= value <= high:
+        raise SettingsError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _split_optional(annotation: Any) -> tuple[Any, bool]:
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Check and convert one value (from YAML or argparse) to the field's annotated type."""
+    base, optional = _split_optional(annotation)
+    if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
+        if optional:
+            return None
+        raise SettingsError(f"{name} must not be empty")
+    origin = get_origin(base)
+    if origin is Literal:
+        choices = get_args(base)
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            value = [value]
+        item_type = get_args(base)[0]
+        return tuple(_coerce(v, item_type, name) for v in value)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{name} must be an integer, got {value!r}")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingsError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if base is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise SettingsError(f"{name} must be a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"settings field {name}: unsupported annotation {annotation!r}")
+
+
+def _argparse_type(annotation: Any, name: str):
+    base, optional = _split_optional(annotation)
+    if get_origin(base) is tuple:
+        base = get_args(base)[0]
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        try:
+            raw: Any = {int: int, float: float}.get(base, str)(text)
+        except ValueError:
+            kind = "an integer" if base is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
+        return raw
+
+    return parse
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per field of ``cls``; ``--help`` shows each default.
+
+    Defaults are suppressed in the namespace so that only flags the user typed override YAML.
+    """
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        annotation = hints[f.name]
+        base, _ = _split_optional(annotation)
+        help_text = f"{f.metadata.get('help', '')} (default: {_show(f.default)})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if base is bool:
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if get_origin(base) is Literal:
+            kwargs["choices"] = get_args(base)
+        elif get_origin(base) is tuple:
+            kwargs["nargs"] = "+"
+            kwargs["type"] = _argparse_type(annotation, f.name)
+        else:
+            kwargs["type"] = _argparse_type(annotation, f.name)
+        kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None
+        if kwargs["metavar"] is None:
+            del kwargs["metavar"]
+        parser.add_argument(_flag(f.name), **kwargs)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) if value else "()"
+    return str(value)
+
+
+def read_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
+    """Return the mapping under ``section`` in a YAML file ({} when absent)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SettingsError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"config file {p} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {p} must be a mapping of sections, got {type(data).__name__}")
+    body = data.get(section) or {}
+    if not isinstance(body, dict):
+        raise SettingsError(f"config file {p}: section '{section}' must be a mapping")
+    return body
+
+
+def build_settings(cls: type[T], values: dict[str, Any], source: str = "settings") -> T:
+    """Construct ``cls`` from ``values``, rejecting unknown keys and wrongly typed values."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise SettingsError(f"{source}: unknown setting '{unknown[0]}' (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def resolve_settings(cls: type[T], section: str, config: str | Path | None, flags: dict[str, Any]) -> T:
+    """Defaults, then the YAML ``section`` of ``config``, then command-line ``flags``."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        values.update(read_yaml_section(config, section))
+    values.update(flags)
+    return build_settings(cls, values, source=f"{config or 'flags'} [{section}]")
+
+
+def settings_to_dict(obj: Any) -> dict[str, Any]:
+    """Plain, YAML-safe dict of a settings object (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+
+
+def save_settings(obj: Any, path: str | Path, section: str) -> None:
+    """Write resolved settings as ``{section: {...}}`` YAML, loadable again with ``--config``."""
+    from common.atomic import write_text
+
+    write_text(path, yaml.safe_dump({section: settings_to_dict(obj)}, sort_keys=False))

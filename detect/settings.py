@@ -1,0 +1,38 @@
+"""Settings of the detection stage; defaults are the paper's §3.1 values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.errors import SettingsError
+from common.settings import check_positive, check_range, setting
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    frame_step: int = setting(100, "sample every N-th frame (the paper: 100)")
+    detector: Literal["yolo", "hog"] = setting("yolo", "person detector")
+    detector_weights: str = setting("yolov5xu.pt", "ultralytics weight name or local .pt file (YOLOv5 COCO)")
+    keypoints: Literal["hrnet", "mmpose", "none"] = setting(
+        "hrnet", "keypoint model; 'none' skips the head/body rules (recorded in the outputs)"
+    )
+    pose_weights: str | None = setting(None, "mmpose HRNet-W32 COCO 256x192 checkpoint (.pth)")
+    min_score: float = setting(0.72, "keep boxes with detector score > this (paper: 0.72, YOLO)")
+    hog_min_score: float = setting(0.5, "score threshold when --detector hog (SVM margin, not a probability)")
+    min_width: float = setting(48.0, "keep boxes wider than this many pixels (paper: 48)")
+    min_aspect: float = setting(1.5, "keep boxes with height/width > this (paper: 1.5)")
+    max_aspect: float = setting(5.0, "keep boxes with height/width < this (paper: 5)")
+    keypoint_threshold: float = setting(0.3, "a keypoint is visible when its heatmap peak > this")
+    batch_size: int = setting(32, "frames per detector batch")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    workers: int = setting(2, "decoding worker processes")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "frame_step", "min_width", "min_aspect", "max_aspect", "batch_size", "workers")
+        check_range(self, "min_score", 0.0, 1.0)
+        check_range(self, "keypoint_threshold", 0.0, 1.0)
+        if self.max_aspect <= self.min_aspect:
+            raise SettingsError(
+                f"max_aspect ({self.max_aspect}) must be greater than min_aspect ({self.min_aspect})"
+            )

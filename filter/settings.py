@@ -1,0 +1,29 @@
+"""Settings of the video filter stage; defaults are the paper's §3.1 values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.settings import check_nonnegative, check_positive, setting
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    min_frames: int = setting(100, "drop videos with fewer frames (the paper: 100)")
+    static_frames: int = setting(5, "evenly spaced frames compared for the static test (paper: 5)")
+    static_tolerance: float = setting(
+        2.0, "mean absolute pixel difference (0-255) under which two frames count as identical"
+    )
+    near_duplicate: bool = setting(True, "flag re-uploads by perceptual hashes of a few frames")
+    near_duplicate_distance: int = setting(
+        6, "max mean Hamming distance (bits of 64) between frame hashes of near duplicates"
+    )
+    vr_title_keywords: tuple[str, ...] = setting(
+        ("360", "vr", "virtual reality", "equirectangular", "3d sbs"),
+        "title words that mark a 360/VR video",
+    )
+    workers: int = setting(2, "parallel worker processes")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "min_frames", "static_frames", "workers")
+        check_nonnegative(self, "static_tolerance", "near_duplicate_distance")

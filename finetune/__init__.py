@@ -1,0 +1,1 @@
+"""finetune / evaluate: Re-ID transfer and the Market-1501 evaluation protocol (§4.3, §5)."""

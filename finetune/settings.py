@@ -1,0 +1,56 @@
+"""Settings of fine-tuning and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.settings import check_positive, check_range, setting
+
+DATASETS = ("market1501", "dukemtmc", "msmt17", "cuhk03", "viper", "prid", "grid")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    dataset: Literal[DATASETS] = setting("viper", "target Re-ID dataset")  # type: ignore[valid-type]
+    data_dir: str | None = setting(None, "dataset folder (default: ../shared/data/reid/<DATASET>)")
+    init: str = setting(
+        "random", "'random', 'imagenet'-free torchvision state dict path, or a MoCo checkpoint"
+    )
+    arch: str = setting("resnet50", "torchvision backbone of the initial weights")
+    head: Literal["ide", "trip", "mgn"] = setting("ide", "Re-ID head (§4.3)")
+    run_name: str = setting("finetune", "outputs go to <root>/runs/<run_name>")
+    split_seed: int = setting(0, "seed of the identity split")
+    id_share: float = setting(1.0, "share of training identities (small-scale, Table 6)")
+    image_share: float = setting(1.0, "share of images per identity (few-shot, Table 6)")
+    height: int = setting(256, "input height")
+    width: int = setting(128, "input width")
+    epochs: int = setting(60, "training epochs")
+    batch_size: int = setting(64, "batch size (P x K for the triplet head)")
+    instances: int = setting(4, "K: images per identity in a batch")
+    lr: float = setting(3.5e-4, "Adam learning rate")
+    seed: int = setting(0, "training seed")
+    device: str = setting("auto", "auto, cpu, cuda")
+    workers: int = setting(2, "data loader workers")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "height", "width", "epochs", "batch_size", "instances", "lr", "workers")
+        check_range(self, "id_share", 1e-9, 1.0)
+        check_range(self, "image_share", 1e-9, 1.0)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    dataset: Literal[DATASETS] = setting("viper", "target Re-ID dataset")  # type: ignore[valid-type]
+    data_dir: str | None = setting(None, "dataset folder (default: ../shared/data/reid/<DATASET>)")
+    weights: str = setting("random", "'random', a torchvision state dict, a MoCo or fine-tuned checkpoint")
+    arch: str = setting("resnet50", "torchvision backbone of the weights")
+    split_seed: int = setting(0, "seed of the identity split")
+    height: int = setting(256, "input height")
+    width: int = setting(128, "input width")
+    rerank: bool = setting(False, "k-reciprocal re-ranking")
+    batch_size: int = setting(128, "inference batch size")
+    device: str = setting("auto", "auto, cpu, cuda")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "height", "width", "batch_size")

@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""LUPerson pipeline: rebuild the LUPerson dataset and pre-train Re-ID backbones on it.
+
+Argument parsing and stage chaining only; each subcommand calls one function of its stage
+package, ``fn(settings, root) -> summary dict``. Heavy libraries are imported by the stages,
+so ``python pipeline.py --help`` is instant.
+
+    python pipeline.py crawl --cities configs/top100.txt
+    python pipeline.py build-shards
+    python pipeline.py pretrain --gpus 8
+    python pipeline.py demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from common.errors import UsageError
+from common.settings import add_settings_flags, resolve_settings, save_settings
+
+DEFAULT_ROOT = Path("luperson_data")
+log = logging.getLogger("pipeline")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its settings class, YAML section and the stage function it runs."""
+
+    settings: str  # "module:Class"
+    section: str
+    function: str  # "module:function"
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "crawl": Command(
+        "collect.settings:CrawlSettings",
+        "crawl",
+        "collect.crawl:crawl",
+        "search YouTube for city street-view videos with yt-dlp and download them",
+    ),
+    "filter": Command(
+        "filter.settings:FilterSettings",
+        "filter",
+        "filter.videos:filter_videos",
+        "drop duplicate, short, static, VR and unreadable videos",
+    ),
+    "detect": Command(
+        "detect.settings:DetectSettings",
+        "detect",
+        "detect.run:detect",
+        "sample every 100th frame, detect persons, keypoints, validity rules",
+    ),
+    "build-shards": Command(
+        "shards.settings:ShardSettings",
+        "shards",
+        "shards.build:build_shards",
+        "write valid person crops as WebDataset shards (runs filter and detect first)",
+    ),
+    "stats": Command(
+        "shards.settings:StatsSettings",
+        "stats",
+        "shards.stats:stats",
+        "dataset statistics (the paper's Table 1) and figures",
+    ),
+    "verify-shards": Command(
+        "shards.settings:VerifySettings",
+        "verify",
+        "shards.verify:verify_shards",
+        "re-read every shard, check sha256 and decode every image",
+    ),
+    "pretrain": Command(
+        "pretrain.settings:PretrainSettings",
+        "pretrain",
+        "pretrain.launch:pretrain",
+        "Re-ID MoCo v2 pre-training on the shards, one GPU to many",
+    ),
+    "finetune": Command(
+        "finetune.settings:FinetuneSettings",
+        "finetune",
+        "finetune.train:finetune",
+        "fine-tune a backbone on a Re-ID benchmark and report mAP / CMC",
+    ),
+    "evaluate": Command(
+        "finetune.settings:EvaluateSettings",
+        "evaluate",
+        "finetune.evaluate_cmd:evaluate_command",
+        "evaluate a backbone (frozen or fine-tuned) with the Market-1501 protocol",
+    ),
+    "demo": Command(
+        "demo:DemoSettings",
+        "demo",
+        "demo:demo",
+        "run every stage on the sample footage in ../shared/data, CPU-sized",
+    ),
+}
+
+# build-shards chains these stages first when it cuts crops from videos (not for importers).
+CHAINED_BEFORE = {"build-shards": ("filter", "detect")}
+
+
+def load_attr(spec: str) -> Any:
+    """Import ``"module:name"``."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="pipeline.py",
+        description="Rebuild LUPerson from street-view videos and pre-train Re-ID backbones on it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p.add_argument(
+            "--root",
+            default=None,
+            help=f"workspace folder (default: {DEFAULT_ROOT}, for demo {DEFAULT_ROOT / 'demo'})",
+        )
+        p.add_argument("--config", default=None, help="YAML file with one section per stage (configs/)")
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        add_settings_flags(p, load_attr(cmd.settings))
+    return parser
+
+
+def resolve(command: str, config: str | None, flags: dict[str, Any]) -> Any:
+    """Resolved settings of ``command``: defaults < YAML section < flags."""
+    cmd = COMMANDS[command]
+    return resolve_settings(load_attr(cmd.settings), cmd.section, config, flags)
+
+
+def run_stage(command: str, settings: Any, root: Path) -> dict[str, Any]:
+    """Save the resolved settings under ``<root>/settings/`` and run the stage function."""
+    cmd = COMMANDS[command]
+    save_settings(settings, root / "settings" / f"{cmd.section}.yaml", cmd.section)
+    log.info("%s: %s", command, settings)
+    return load_attr(cmd.function)(settings, root) or {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from common.log import setup_logging
+
+    setup_logging(args.verbose)
+    reserved = {"command", "root", "config", "verbose"}
+    flags = {k: v for k, v in vars(args).items() if k not in reserved}
+    try:
+        settings = resolve(args.command, args.config, flags)
+        root = Path(args.root) if args.root else DEFAULT_ROOT / ("demo" if args.command == "demo" else "")
+        if args.command == "demo":
+            from demo import demo
+
+            demo(settings, root, args.config)
+            return 0
+        uses_importer = getattr(settings, "from_images", None) or getattr(settings, "from_lmdb", None)
+        if not uses_importer:
+            for before in CHAINED_BEFORE.get(args.command, ()):
+                run_stage(before, resolve(before, args.config, {}), root)
+        summary = run_stage(args.command, settings, root)
+    except UsageError as e:
+        print(f"pipeline.py {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pipeline.py {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    from common.summary import print_summary
+
+    print_summary({args.command: summary})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""build-shards: valid person crops -> WebDataset tar shards; importers; statistics; verification."""

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real sample data in ../shared/data, and a hermetic environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"sample data missing: {path} (CI always has ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: real videos, images, Re-ID benchmarks and unlabeled crops."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def videos_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "videos")
+
+
+@pytest.fixture(scope="session")
+def unlabeled_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "unlabeled")
+
+
+@pytest.fixture(scope="session")
+def reid_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "reid")
