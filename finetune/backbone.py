@@ -1,0 +1,141 @@
+"""A torchvision ResNet trunk and its initial weights: random, a state dict, or a MoCo checkpoint.
+
+Accepted ``init`` files (``torch.load``-able):
+
+* a torchvision ResNet state dict (``backbone.pth`` written by ``pretrain``), optionally with a
+  ``module.`` prefix (DataParallel / DDP);
+* a MoCo checkpoint: a dict whose ``"model"`` (or ``"state_dict"``) entry has keys
+  ``encoder_q.backbone.<torchvision key>`` (ours) or ``encoder_q.<torchvision key>`` (the
+  original facebookresearch/moco, whose ``fc`` is the MLP head and is dropped);
+* a checkpoint written by ``finetune`` (``"kind": "finetune"``): its ``backbone.*`` tensors.
+
+The classifier ``fc`` is never loaded; what matched, was missing or left over is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from common.errors import UsageError
+
+log = logging.getLogger(__name__)
+MOCO_PREFIXES = ("encoder_q.backbone.", "encoder_q.")
+
+
+@dataclass
+class LoadReport:
+    """What ``load_backbone_weights`` did: the source kind and the key counts."""
+
+    source: str
+    matched: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "matched": self.matched,
+            "missing": len(self.missing),
+            "unexpected": len(self.unexpected),
+        }
+
+
+def build_resnet(arch: str, last_stride: int = 1) -> nn.Module:
+    """A randomly initialised torchvision ResNet ``arch`` without weights download.
+
+    ``last_stride=1`` keeps a 16x8 map at 256x128 input, the usual Re-ID choice (fast-reid).
+    """
+    if not arch.startswith(("resnet", "resnext", "wide_resnet")) or not hasattr(torchvision.models, arch):
+        raise UsageError(f"arch: '{arch}' is not a torchvision ResNet (e.g. resnet18, resnet50)")
+    model = getattr(torchvision.models, arch)(weights=None)
+    if last_stride == 1:
+        block = model.layer4[0]
+        block.conv1.stride = block.conv2.stride = (1, 1)  # the stride sits in conv1 or conv2
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+    return model
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` on CPU; retries without ``weights_only`` for files that pickle objects."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"init weights: {p} is not a file (or say 'random')")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s holds pickled objects; loading it in full (trusting this local file)", p)
+        return torch.load(p, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as e:
+        raise UsageError(f"init weights: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
+
+
+def torchvision_state(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """Extract torchvision-named backbone tensors from any accepted checkpoint form."""
+    if not isinstance(obj, dict):
+        raise UsageError("init weights: the file does not hold a dict of tensors")
+    if obj.get("kind") == "finetune":
+        return _with_prefix(obj["model"], "backbone."), "finetune"
+    inner = obj.get("model", obj.get("state_dict"))
+    if isinstance(inner, dict):
+        keys = [k.removeprefix("module.") for k in inner]
+        for prefix in MOCO_PREFIXES:
+            if any(k.startswith(prefix) for k in keys):
+                state = {k.removeprefix("module."): v for k, v in inner.items()}
+                return _with_prefix(state, prefix), "moco"
+        obj = inner
+    state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return state, "state_dict"
+
+
+def _with_prefix(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
+    """Tensors whose name starts with ``prefix``, renamed without it."""
+    return {
+        k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and isinstance(v, torch.Tensor)
+    }
+
+
+def load_backbone_weights(model: nn.Module, init: str) -> LoadReport:
+    """Load ``init`` ('random' or a file) into a torchvision ResNet, ``fc`` excluded."""
+    if init == "random":
+        return LoadReport("random", missing=[k for k in model.state_dict() if not k.startswith("fc.")])
+    state, source = torchvision_state(read_checkpoint(init))
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    report = LoadReport(source)
+    usable: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            raise UsageError(
+                f"init weights: {key} has shape {tuple(value.shape)}, the {type(model).__name__} "
+                f"expects {tuple(own[key].shape)} (wrong --arch?)"
+            )
+        else:
+            usable[key] = value
+    report.matched = len(usable)
+    report.missing = sorted(set(own) - set(usable))
+    if not usable:
+        raise UsageError(
+            f"init weights: no tensor of {init} matches a torchvision ResNet (wrong file or --arch?)"
+        )
+    model.load_state_dict(usable, strict=False)
+    log.info(
+        "init %s (%s): %d tensors loaded, %d missing, %d unused",
+        init,
+        source,
+        report.matched,
+        len(report.missing),
+        len(report.unexpected),
+    )
+    return report

@@ -1,0 +1,52 @@
+"""``python pipeline.py evaluate``: score a backbone on a benchmark's test split, no training needed.
+
+    python pipeline.py evaluate --dataset viper --weights runs/lup_moco/backbone.pth --arch resnet50
+    python pipeline.py evaluate --dataset prid --weights runs/finetune/checkpoint.pt
+
+Pre-trained weights (``random``, a torchvision state dict, a MoCo checkpoint) are evaluated as
+frozen pooled features: the ResNet's global-average-pooled last stage, L2-normalised, cosine
+distance, the quick signal of pre-training quality. A ``finetune`` checkpoint is evaluated with
+its own embedding (the BN'd head features) at the size it was trained at.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from finetune.backbone import build_resnet, load_backbone_weights
+from finetune.checkpoint import load_finetuned
+from finetune.datasets import load_split
+from finetune.features import evaluate_model, pick_device
+from finetune.settings import EvaluateSettings
+
+log = logging.getLogger(__name__)
+
+
+def frozen_backbone(arch: str, weights: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The pre-trained ResNet as it was trained (stride 2), its ``fc`` replaced by identity."""
+    model = build_resnet(arch, last_stride=2)
+    report = load_backbone_weights(model, weights)
+    model.fc = nn.Identity()  # forward() now ends at the pooled N x C feature
+    return model, report.summary()
+
+
+def evaluate_command(cfg: EvaluateSettings, root: Path) -> dict[str, Any]:
+    """mAP, rank-1/5/10, mINP (percent), n_query, n_gallery of ``cfg.weights`` on ``cfg.dataset``."""
+    split = load_split(cfg.dataset, cfg.data_dir, cfg.split_seed)
+    finetuned = load_finetuned(cfg.weights) if cfg.weights != "random" else None
+    height, width = cfg.height, cfg.width
+    if finetuned is not None:
+        model, ckpt = finetuned
+        height, width = ckpt["height"], ckpt["width"]
+        info: dict[str, Any] = {"source": "finetune", "arch": ckpt["arch"], "head": ckpt["head"]}
+    else:
+        model, info = frozen_backbone(cfg.arch, cfg.weights)
+    summary = evaluate_model(
+        model, split, height, width, cfg.batch_size, pick_device(cfg.device), cfg.workers, cfg.rerank
+    )
+    log.info("%s on %s (%s): %s", cfg.weights, cfg.dataset, split.protocol, summary)
+    return {**summary, "weights": info}
