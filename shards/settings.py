@@ -33,3 +33,7 @@ class StatsSettings:
 @dataclass(frozen=True)
 class VerifySettings:
     decode: bool = setting(True, "decode every image, not only check sha256")
+    workers: int = setting(2, "shards checked in parallel")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "workers")

@@ -1,0 +1,183 @@
+"""The normal path of ``build-shards``: cut the valid person boxes out of re-decoded frames.
+
+Reads ``video_filter.parquet`` (kept videos: path, city) and ``detections/<video_id>.parquet``
+(rows with ``valid == True``), re-decodes each needed frame with ``detect.frames.read_frames`` and
+cuts each box. Box edges are rounded outwards to whole pixels (``floor`` of x1/y1, ``ceil`` of
+x2/y2), so the crop contains the whole detected box, then clipped to the frame. Crops are
+encoded as JPEG (quality 95 by default) with OpenCV.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.errors import UsageError
+from shards.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
+
+log = logging.getLogger(__name__)
+BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]
+
+
+def sample_key(video_id: str, frame: int, box: int) -> str:
+    """``<video_id>_<frame:08d>_<box:03d>``, the video id made safe (no dots)."""
+    return f"{safe_key(video_id)}_{frame:08d}_{box:03d}"
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def video_items(rows) -> list[Item]:
+    """Items of one video's valid detection rows."""
+    items = []
+    for r in rows.itertuples(index=False):
+        keypoints = [] if r.keypoints is None else [_finite(v) for v in np.asarray(r.keypoints).ravel()]
+        payload = {
+            "frame": int(r.frame),
+            "box": int(r.box),
+            "xyxy": [float(r.x1), float(r.y1), float(r.x2), float(r.y2)],
+            "score": _finite(r.score),
+            "keypoints": keypoints,
+        }
+        items.append(Item(sample_key(str(r.video_id), int(r.frame), int(r.box)), payload))
+    return items
+
+
+def plan(root: Path) -> tuple[list[Task], dict[str, Any]]:
+    """One task per kept video with detections (split only where keys of two videos interleave)."""
+    import pandas as pd
+
+    manifest = root / "video_filter.parquet"
+    if not manifest.is_file():
+        raise UsageError(
+            f"{manifest} does not exist: run filter and detect first, or use --from-images / --from-lmdb"
+        )
+    videos = pd.read_parquet(manifest)
+    missing = {"video_id", "path", "keep"} - set(videos.columns)
+    if missing:
+        raise UsageError(f"{manifest} lacks columns {sorted(missing)}")
+    kept = videos[videos["keep"].astype(bool)].sort_values("video_id")
+    contexts: dict[str, dict[str, Any]] = {}
+    items: list[tuple[str, Item]] = []
+    without, duplicates = [], 0
+    for v in kept.itertuples(index=False):
+        vid = str(v.video_id)
+        det_file = root / "detections" / f"{vid}.parquet"
+        if not det_file.is_file():
+            without.append(vid)
+            continue
+        rows = pd.read_parquet(det_file, columns=BOX_COLUMNS)
+        rows = rows[rows["valid"].astype(bool)]
+        city = "" if pd.isna(getattr(v, "city", None)) else str(getattr(v, "city", ""))
+        contexts[vid] = {"video_id": vid, "path": str(root / str(v.path)), "city": city}
+        items.extend((vid, item) for item in video_items(rows))
+    items.sort(key=lambda pair: pair[1].key)
+    unique: list[tuple[str, Item]] = []
+    for pair in items:
+        if unique and unique[-1][1].key == pair[1].key:
+            duplicates += 1
+        else:
+            unique.append(pair)
+    if without:
+        log.warning("%d kept videos have no detections file (detect not run?): %s", len(without), without[:5])
+    if duplicates:
+        log.warning("%d duplicate (video, frame, box) rows dropped", duplicates)
+    tasks = [
+        Task("detections", contexts[vid], tuple(item for _, item in group))
+        for vid, group in itertools.groupby(unique, key=lambda pair: pair[0])
+    ]
+    counts = {
+        "kept_videos": len(kept),
+        "videos_with_detections": len(contexts),
+        "videos_without_detections": len(without),
+        "duplicate_rows": duplicates,
+    }
+    return tasks, counts
+
+
+def crop_box(xyxy: list[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """Whole-pixel crop of a float box: edges rounded outwards, clipped to the frame."""
+    x1, y1, x2, y2 = xyxy
+    return (
+        max(0, math.floor(x1)),
+        max(0, math.floor(y1)),
+        min(width, math.ceil(x2)),
+        min(height, math.ceil(y2)),
+    )
+
+
+def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) -> Result:
+    """One crop of one frame as a sample (``empty_box`` when nothing is left after clipping)."""
+    p = item.payload
+    values = {
+        "source": "detections",
+        "source_id": context["path"],
+        "video_id": context["video_id"],
+        "city": context["city"],
+        "frame": p["frame"],
+        "box": p["box"],
+        "score": math.nan if p["score"] is None else p["score"],
+    }
+    if not all(math.isfinite(v) for v in p["xyxy"]):
+        return failed(item.key, "bad_box", f"non-finite box {p['xyxy']}", **values)
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = crop_box(p["xyxy"], w, h)
+    if x2 <= x1 or y2 <= y1:
+        return failed(item.key, "empty_box", f"box {p['xyxy']} is outside the {w}x{h} frame", **values)
+    jpg = encode_jpeg(frame[y1:y2, x1:x2], quality)
+    meta = {
+        "video_id": context["video_id"],
+        "city": context["city"],
+        "frame": p["frame"],
+        "box": p["box"],
+        "score": p["score"],
+        "keypoints": p["keypoints"],
+        "box_xyxy": p["xyxy"],
+        "crop_xyxy": [x1, y1, x2, y2],
+        "source_width": w,
+        "source_height": h,
+    }
+    files = {"jpg": jpg, "json": metadata_json(meta)}
+    return Result(item.key, files, record(item.key, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values))
+
+
+def run(task: Task, quality: int) -> list[Result]:
+    """Decode the task's frames once each, in order, and cut every box."""
+    from detect.frames import read_frames
+
+    ctx = task.context
+    by_frame: dict[int, list[Item]] = {}
+    for item in task.items:
+        by_frame.setdefault(item.payload["frame"], []).append(item)
+    done: dict[str, Result] = {}
+    problem = ("frame_unreadable", "the frame is past the end of the stream or cannot be decoded")
+    try:
+        for index, frame in read_frames(Path(ctx["path"]), sorted(by_frame)):
+            for item in by_frame.get(index, []):
+                done[item.key] = cut(item, frame, ctx, quality)
+    except OSError as e:
+        problem = ("video_unreadable", f"{type(e).__name__}: {e}")
+    results = []
+    for item in task.items:
+        if item.key not in done:
+            p = item.payload
+            done[item.key] = failed(
+                item.key,
+                *problem,
+                source="detections",
+                source_id=ctx["path"],
+                video_id=ctx["video_id"],
+                city=ctx["city"],
+                frame=p["frame"],
+                box=p["box"],
+                score=math.nan if p["score"] is None else p["score"],
+            )
+        results.append(done[item.key])
+    return results

@@ -1,0 +1,82 @@
+"""``build-shards --from-images DIR``: every image file of a folder tree becomes one sample.
+
+Keys come from the path relative to DIR without its extension, with every character other than
+letters, digits, ``_`` and ``-`` replaced by ``_`` (``TownCentre/37_796.jpg`` ->
+``TownCentre_37_796``); a key already taken gets ``_dup1``, ``_dup2``, ... in sorted path order.
+JPEG files are stored byte-for-byte; other formats are decoded and re-encoded as JPEG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from common.errors import require_path
+from shards.items import Item, Result, Task, failed, image_sample, safe_key
+
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".gif",
+}  # fmt: skip
+CHUNK = 256  # images per worker task
+
+
+def list_images(folder: Path) -> tuple[list[str], int]:
+    """Relative POSIX paths of the image files under ``folder`` (sorted), and how many others."""
+    images: list[str] = []
+    others = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            rel = Path(dirpath, name).relative_to(folder).as_posix()
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                images.append(rel)
+            else:
+                others += 1
+    return sorted(images), others
+
+
+def unique_keys(paths: list[str]) -> dict[str, str]:
+    """Relative path -> key, unique, assigned in sorted path order."""
+    keys: dict[str, str] = {}
+    taken: set[str] = set()
+    for rel in sorted(paths):
+        base = safe_key(PurePosixPath(rel).with_suffix("").as_posix())
+        key, n = base, 0
+        while key in taken:
+            n += 1
+            key = f"{base}_dup{n}"
+        taken.add(key)
+        keys[rel] = key
+    return keys
+
+
+def plan(folder: str) -> tuple[list[Task], dict[str, int]]:
+    """Tasks of up to ``CHUNK`` images in sorted key order, and counts for the summary."""
+    root = require_path(folder, "--from-images", is_dir=True).resolve()
+    paths, others = list_images(root)
+    keys = unique_keys(paths)
+    items = sorted((Item(keys[rel], {"path": rel}) for rel in paths), key=lambda i: i.key)
+    tasks = [
+        Task("images", {"root": str(root)}, tuple(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)
+    ]
+    return tasks, {"image_files": len(paths), "other_files_ignored": others}
+
+
+def run(task: Task, quality: int) -> list[Result]:
+    """Read, check and (for non-JPEG) re-encode each image of the task."""
+    root = Path(task.context["root"])
+    results = []
+    for item in task.items:
+        rel = item.payload["path"]
+        values = {"source": "images", "source_id": rel}
+        try:
+            data = (root / rel).read_bytes()
+        except OSError as e:
+            results.append(failed(item.key, "unreadable", f"{type(e).__name__}: {e}", **values))
+            continue
+        meta = {"source": "images", "path": rel}
+        results.append(image_sample(item.key, data, quality, meta, **values))
+    return results

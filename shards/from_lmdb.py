@@ -1,0 +1,147 @@
+"""``build-shards --from-lmdb PATH``: import the official LUPerson LMDB release.
+
+The release (``LUP/convert_lmdb.py`` of the authors' repository) maps keys
+``{country:02d}_{city:02d}_{vid:04d}_{img:08d}`` to raw JPEG bytes and lists the keys in a
+pickle, ``keys.pkl``: a list of keys, or (LUPerson-NL) a dict with ``keys`` and ``pids``.
+PATH is the LMDB folder (with ``data.mdb``) or its parent holding ``lmdb/`` and ``keys.pkl``.
+Without ``keys.pkl`` the keys are read from the database itself. The JPEG bytes are stored
+byte-for-byte; the sample key is the LMDB key.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+from common.errors import UsageError, require_path
+from shards.items import Item, Result, Task, failed, image_sample, safe_key
+
+log = logging.getLogger(__name__)
+KEY_PATTERN = re.compile(r"^(\d{2})_(\d{2})_(\d{4})_(\d{8})$")
+CHUNK = 256
+_ENVS: dict[str, Any] = {}  # one read-only environment per worker process
+
+
+class _KeysUnpickler(pickle.Unpickler):
+    """Loads lists, dicts, strings and numpy arrays only: keys.pkl comes from outside."""
+
+    NUMPY = {"_reconstruct", "ndarray", "dtype", "scalar"}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".")[0] == "numpy" and name in self.NUMPY:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def locate(path: str) -> tuple[Path, Path | None]:
+    """The LMDB folder and its ``keys.pkl`` (``None`` when absent)."""
+    p = require_path(path, "--from-lmdb")
+    if p.is_file() and p.name == "data.mdb":
+        p = p.parent
+    if (p / "data.mdb").is_file():
+        env = p
+    elif (p / "lmdb" / "data.mdb").is_file():
+        env = p / "lmdb"
+    else:
+        raise UsageError(f"--from-lmdb: no data.mdb in {p} or {p / 'lmdb'}")
+    for candidate in (env / "keys.pkl", env.parent / "keys.pkl"):
+        if candidate.is_file():
+            return env, candidate
+    return env, None
+
+
+def read_keys_pkl(path: Path) -> list[str]:
+    """Keys listed in keys.pkl (a list, or a dict with ``keys``)."""
+    try:
+        with open(path, "rb") as f:
+            data = _KeysUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise UsageError(f"--from-lmdb: {path} is not a LUPerson keys.pkl ({e})") from None
+    if isinstance(data, dict):
+        data = data.get("keys")
+    if hasattr(data, "tolist"):
+        data = data.tolist()
+    if not isinstance(data, list | tuple) or not all(isinstance(k, str | bytes) for k in data):
+        raise UsageError(f"--from-lmdb: {path} must hold a list of keys or a dict with 'keys'")
+    return [k.decode() if isinstance(k, bytes) else k for k in data]
+
+
+def open_env(env_dir: str) -> Any:
+    import lmdb
+
+    if env_dir not in _ENVS:
+        _ENVS[env_dir] = lmdb.open(env_dir, readonly=True, lock=False, readahead=False, meminit=False)
+    return _ENVS[env_dir]
+
+
+def database_keys(env_dir: Path) -> list[str]:
+    """Every key of the database (used when keys.pkl is missing)."""
+    import lmdb
+
+    env = lmdb.open(str(env_dir), readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        with env.begin() as txn:
+            return [bytes(k).decode() for k in txn.cursor().iternext(values=False)]
+    finally:
+        env.close()
+
+
+def key_fields(key: str) -> dict[str, Any]:
+    """Country, city, video and image numbers of a LUPerson key (empty for other keys)."""
+    m = KEY_PATTERN.match(key)
+    if not m:
+        return {}
+    country, city, video, image = (int(g) for g in m.groups())
+    return {"country": country, "city": city, "video": video, "image": image}
+
+
+def plan(path: str) -> tuple[list[Task], dict[str, Any]]:
+    """Tasks of up to ``CHUNK`` keys in sorted key order, and counts for the summary."""
+    env_dir, keys_file = locate(path)
+    if keys_file is None:
+        log.warning("no keys.pkl next to %s: reading the keys from the database", env_dir)
+        keys = database_keys(env_dir)
+    else:
+        keys = read_keys_pkl(keys_file)
+    unique = sorted(set(keys))
+    by_sample_key: dict[str, str] = {}
+    for k in unique:
+        sample_key = safe_key(k)
+        if sample_key in by_sample_key:
+            raise UsageError(f"--from-lmdb: keys {by_sample_key[sample_key]!r} and {k!r} give one sample key")
+        by_sample_key[sample_key] = k
+    items = [Item(sk, {"lmdb_key": k}) for sk, k in sorted(by_sample_key.items())]
+    context = {"env": str(env_dir.resolve())}
+    tasks = [Task("lmdb", context, tuple(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)]
+    counts = {
+        "keys_listed": len(keys),
+        "duplicate_keys": len(keys) - len(unique),
+        "keys_from": "keys.pkl" if keys_file else "database",
+    }
+    return tasks, counts
+
+
+def run(task: Task, quality: int) -> list[Result]:
+    """Fetch, check and wrap the JPEG bytes of each key of the task."""
+    env = open_env(task.context["env"])
+    results = []
+    with env.begin() as txn:
+        for item in task.items:
+            key = item.payload["lmdb_key"]
+            fields = key_fields(key)
+            values: dict[str, Any] = {"source": "lmdb", "source_id": key}
+            if fields:
+                values["city"] = f"{fields['country']:02d}_{fields['city']:02d}"
+                values["video_id"] = f"{values['city']}_{fields['video']:04d}"
+            data = txn.get(key.encode())
+            if data is None:
+                results.append(
+                    failed(item.key, "missing", "key listed in keys.pkl but not in the LMDB", **values)
+                )
+                continue
+            meta = {"source": "lmdb", "lmdb_key": key, **fields}
+            results.append(image_sample(item.key, bytes(data), quality, meta, **values))
+    return results

@@ -1,0 +1,143 @@
+"""What flows from a sample source to the shard writer: tasks of keyed items, and their results.
+
+A source (detections, an image folder, an LMDB) plans a list of :class:`Task` in sorted key
+order; a worker turns one task into one :class:`Result` per item; the writer appends the good
+ones to shards and records every one of them in ``shards/samples.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # no dots: WebDataset ends a key at the first dot
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+# One row of shards/samples.parquet per planned item (the default is the value when unknown).
+RECORD_DEFAULTS: dict[str, Any] = {
+    "key": "",
+    "status": "ok",  # "ok" or a failure code
+    "reason": "",
+    "shard": "",  # the tar holding the sample ("" when it failed)
+    "source": "",  # detections, images or lmdb
+    "source_id": "",  # image path, LMDB key or video path
+    "video_id": "",
+    "city": "",
+    "frame": -1,
+    "box": -1,
+    "score": math.nan,
+    "width": 0,
+    "height": 0,
+    "bytes": 0,
+}
+
+
+def safe_key(text: str) -> str:
+    """``"a/b.c d"`` -> ``"a_b_c_d"``: only letters, digits, ``_`` and ``-``."""
+    return KEY_UNSAFE.sub("_", text) or "_"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One planned sample: its key and what the worker needs to make it."""
+
+    key: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of worker work: consecutive items that share a context (e.g. one video)."""
+
+    kind: str  # which worker function runs it (see shards.sources)
+    context: dict[str, Any]
+    items: tuple[Item, ...]
+
+    def only(self, keys: set[str]) -> Task:
+        """The same task restricted to ``keys``."""
+        return Task(self.kind, self.context, tuple(i for i in self.items if i.key in keys))
+
+
+@dataclass
+class Result:
+    """A worker's answer for one item: the files of a good sample, or none and a failure code."""
+
+    key: str
+    files: dict[str, bytes] | None
+    record: dict[str, Any]
+
+
+def record(key: str, **values: Any) -> dict[str, Any]:
+    """A full samples.parquet row: defaults overridden by ``values``."""
+    unknown = set(values) - set(RECORD_DEFAULTS)
+    if unknown:
+        raise KeyError(f"unknown record fields: {sorted(unknown)}")
+    return {**RECORD_DEFAULTS, "key": key, **values}
+
+
+def failed(key: str, status: str, reason: str, **values: Any) -> Result:
+    return Result(key, None, record(key, status=status, reason=reason, **values))
+
+
+def metadata_json(meta: dict[str, Any]) -> bytes:
+    """Compact, key-sorted JSON: the same metadata always gives the same bytes."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """BGR (or grayscale) pixels of an encoded image, ``None`` when OpenCV cannot decode it."""
+    import cv2
+
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of BGR pixels (OpenCV, deterministic for the same pixels and quality)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as JPEG")
+    return buf.tobytes()
+
+
+def to_bgr(pixels: np.ndarray) -> np.ndarray:
+    """Drop alpha / widen 16-bit and grayscale to 8-bit BGR so that any source can become a JPEG."""
+    import cv2
+
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        pixels = cv2.convertScaleAbs(pixels, alpha=255.0 / max(float(pixels.max()), 1.0))
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    if pixels.shape[2] == 4:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR)
+    return pixels
+
+
+def image_sample(key: str, data: bytes, quality: int, meta: dict[str, Any], **values: Any) -> Result:
+    """A sample from encoded image bytes: JPEG kept byte-for-byte, other formats re-encoded.
+
+    The bytes are always decoded once, so a corrupt or truncated file is caught here.
+    """
+    if not data:
+        return failed(key, "empty", "the file is empty", **values)
+    pixels = decode_image(data)
+    if pixels is None or pixels.size == 0:
+        return failed(
+            key, "corrupt", "OpenCV cannot decode the image (corrupt, truncated or unknown)", **values
+        )
+    height, width = pixels.shape[:2]
+    is_jpeg = data.startswith(JPEG_MAGIC)
+    jpg = data if is_jpeg else encode_jpeg(to_bgr(pixels), quality)
+    meta = {**meta, "width": width, "height": height, "reencoded": not is_jpeg}
+    files = {"jpg": jpg, "json": metadata_json(meta)}
+    return Result(key, files, record(key, width=width, height=height, bytes=len(jpg), **values))

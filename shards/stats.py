@@ -1,0 +1,43 @@
+"""``python pipeline.py stats``: ``stats.json``, the paper's Table 1 for this build, and figures.
+
+Figures go to ``<root>/figures/``: ``examples.png`` (a grid of random crops, like Figure 2),
+``crop_height.png``, ``aspect_ratio.png``, ``score.png``, ``per_city.png``, ``drop_reasons.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common.atomic import write_json, write_text
+from shards.figures import write_figures
+from shards.settings import StatsSettings
+from shards.table1 import dataset_stats, load_samples, table1
+
+
+def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
+    """Compute the statistics, draw the figures, print Table 1; return the headline figures."""
+    root = Path(root)
+    report = dataset_stats(root)
+    figures = write_figures(report, load_samples(root), root, cfg.grid_size, cfg.seed)
+    report["figures"] = figures
+    write_json(root / "stats.json", report)
+    table = table1(report)
+    write_text(root / "figures" / "table1.txt", table + "\n")
+    print(table, flush=True)
+    for note in report["notes"]:
+        print(f"note: {note}", flush=True)
+    keep = (
+        "source",
+        "images",
+        "videos",
+        "cities",
+        "estimated_persons",
+        "crop_width",
+        "crop_height",
+        "shards",
+    )
+    summary = {k: report[k] for k in keep}
+    summary["failed"] = report["failed"]
+    summary["figures"] = {k: v if v.startswith("skipped") else Path(v).name for k, v in figures.items()}
+    return {k: ("-" if v is None else v) for k, v in summary.items()}

@@ -1,0 +1,157 @@
+"""The dataset's figures in the shape of the paper's Table 1 (images, scenes, persons, crop size).
+
+Estimated persons follow §3.1: for each video take the sampled frame with the most valid
+persons, and sum that maximum over the videos. Everything is computed from
+``shards/samples.parquet`` (one row per valid box or imported image), plus
+``video_filter.parquet`` and ``detections/`` when the workspace has them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common.errors import UsageError
+
+# The paper's row of Table 1, printed next to ours.
+PAPER_ROW = {
+    "images": 4_180_243,
+    "videos": 46_260,
+    "cities": 100,
+    "estimated_persons": 219_848,
+    "detector": "YOLOv5",
+    "crop size": "vary",
+}
+
+
+def load_samples(root: Path):
+    import pandas as pd
+
+    path = root / "shards" / "samples.parquet"
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: run build-shards first")
+    return pd.read_parquet(path)
+
+
+def estimated_persons(samples) -> int | None:
+    """Sum over videos of the most valid persons in one sampled frame (§3.1); None without frames."""
+    framed = samples[(samples["frame"] >= 0) & (samples["video_id"] != "")]
+    if framed.empty:
+        return None
+    per_frame = framed.groupby(["video_id", "frame"]).size()
+    return int(per_frame.groupby(level="video_id").max().sum())
+
+
+def _range(series) -> dict[str, float]:
+    if series.empty:
+        return {}
+    return {"min": int(series.min()), "median": float(series.median()), "max": int(series.max())}
+
+
+def _counts(series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+
+
+def video_filter_stats(root: Path) -> dict[str, Any] | None:
+    import pandas as pd
+
+    path = root / "video_filter.parquet"
+    if not path.is_file():
+        return None
+    videos = pd.read_parquet(path)
+    kept = videos[videos["keep"].astype(bool)]
+    stats: dict[str, Any] = {"videos": len(videos), "kept": len(kept), "reasons": _counts(videos["reason"])}
+    if "city" in videos.columns:
+        stats["kept_per_city"] = _counts(kept["city"].fillna(""))
+    return stats
+
+
+def detection_stats(root: Path) -> dict[str, Any] | None:
+    """Boxes per reason and the detector names, over every ``detections/*.parquet``."""
+    import pandas as pd
+
+    files = sorted((root / "detections").glob("*.parquet"))
+    if not files:
+        return None
+    columns = ["valid", "reason", "detector"]
+    boxes = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    return {
+        "videos": len(files),
+        "boxes": len(boxes),
+        "valid": int(boxes["valid"].astype(bool).sum()),
+        "reasons": _counts(boxes["reason"].fillna("")),
+        "detector": sorted(boxes["detector"].dropna().astype(str).unique().tolist()),
+    }
+
+
+def dataset_stats(root: Path) -> dict[str, Any]:
+    """stats.json: Table 1 figures, crop sizes, failures, and per-city / per-reason counts."""
+    import pandas as pd
+
+    root = Path(root)
+    samples = load_samples(root)
+    ok = samples[samples["status"] == "ok"]
+    source = ",".join(sorted(samples["source"].unique())) or "none"
+    videos = ok.loc[ok["video_id"] != "", "video_id"].nunique()
+    cities = ok.loc[ok["city"] != "", "city"].nunique()
+    index_path = root / "shards" / "index.parquet"
+    index = pd.read_parquet(index_path) if index_path.is_file() else pd.DataFrame({"bytes": []})
+    notes = []
+    if source == "images":
+        notes.append("imported from an image folder: no videos, cities, frames or scores")
+    if source == "lmdb":
+        notes.append("imported from the LUPerson LMDB: city and video numbers from the keys, no frames")
+    return {
+        "source": source,
+        "images": len(ok),
+        "failed": _counts(samples.loc[samples["status"] != "ok", "status"]),
+        "videos": int(videos) if videos else None,
+        "cities": int(cities) if cities else None,
+        "estimated_persons": estimated_persons(samples) if source == "detections" else None,
+        "crop_width": _range(ok["width"]),
+        "crop_height": _range(ok["height"]),
+        "shards": len(index),
+        "bytes": int(index["bytes"].sum()),
+        "crops_per_city": _counts(ok.loc[ok["city"] != "", "city"]),
+        "video_filter": video_filter_stats(root),
+        "detections": detection_stats(root),
+        "notes": notes,
+    }
+
+
+def table1(stats: dict[str, Any]) -> str:
+    """Our row under the paper's, with Table 1's columns."""
+
+    def size(s: dict[str, Any]) -> str:
+        w, h = s.get("crop_width") or {}, s.get("crop_height") or {}
+        if not w:
+            return "-"
+        return f"{w['min']}-{w['max']} x {h['min']}-{h['max']}"
+
+    def show(value: Any) -> str:
+        return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+    detector = ",".join((stats.get("detections") or {}).get("detector") or []) or stats["source"]
+    header = [
+        "Datasets",
+        "#images",
+        "#scene(videos)",
+        "#cities",
+        "#persons",
+        "detector",
+        "crop size (WxH px)",
+    ]
+    rows = [
+        header,
+        [
+            "LUPerson (paper)",
+            *(show(PAPER_ROW[k]) for k in ("images", "videos", "cities", "estimated_persons")),
+        ]
+        + [PAPER_ROW["detector"], PAPER_ROW["crop size"]],
+        ["this build", *(show(stats[k]) for k in ("images", "videos", "cities", "estimated_persons"))]
+        + [detector, size(stats)],
+    ]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""The shard-writing loop: results in sorted key order -> capped tar shards, resumable.
+
+Workers prepare samples (decode, crop, encode) in parallel; this process appends them in key
+order, so the shards do not depend on the number of workers. A shard closes when the next
+sample would pass ``max_samples`` or ``max_bytes``; a sample larger than ``max_bytes`` alone gets
+a shard of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.atomic import write_parquet
+from shards import progress
+from shards.items import Result, Task
+from shards.tarshard import ShardWriter, shard_name
+from shards.workers import ordered_map
+
+log = logging.getLogger(__name__)
+
+
+class Build:
+    """Appends results to shards in ``out``, numbering from ``first``, writing a part per shard."""
+
+    def __init__(self, out: Path, first: int, max_samples: int, max_bytes: int) -> None:
+        self.out = out
+        self.number = first
+        self.max_samples = max_samples
+        self.max_bytes = max_bytes
+        self.writer: ShardWriter | None = None
+        self.records: list[dict[str, Any]] = []  # items seen since the last shard closed
+        self.rows: list[dict[str, Any]] = []  # index rows of the shards closed here
+        self.closed_records: list[dict[str, Any]] = []
+
+    def add(self, result: Result) -> None:
+        if result.files is not None:
+            if self.writer is not None and not self.writer.fits(result.key, result.files):
+                self.close()
+            if self.writer is None:
+                path = self.out / shard_name(self.number)
+                self.writer = ShardWriter(path, self.max_samples, self.max_bytes)
+            self.writer.add(result.key, result.files)
+            result.record["shard"] = self.writer.path.name
+        self.records.append(result.record)
+
+    def close(self) -> None:
+        """Rename the open shard into place, then write its part file (the 'done' mark)."""
+        if self.writer is None:
+            return
+        row = self.writer.close()
+        row["first_key"], row["last_key"] = self.writer.keys[0], self.writer.keys[-1]
+        progress.write_part(self.out, self.number, self.records, row)
+        log.debug("wrote %s: %d samples, %d bytes", row["shard"], row["n_samples"], row["bytes"])
+        self.rows.append(row)
+        self.closed_records.extend(self.records)
+        self.records = []
+        self.writer = None
+        self.number += 1
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+
+def write_shards(
+    tasks: list[Task],
+    out: Path,
+    settings: dict[str, Any],
+    run_task: Callable[..., list[Result]],
+    workers: int,
+    quality: int,
+) -> dict[str, Any]:
+    """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet and samples.parquet."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    progress.clean_temporaries(out)
+    progress.start(out, progress.fingerprint(settings, tasks))
+    done = progress.complete_parts(out)
+    done_keys = {k for records, _ in done for k in records["key"]}
+    todo = [t.only(set(i.key for i in t.items) - done_keys) for t in tasks]
+    todo = [t for t in todo if t.items]
+    n_items = sum(len(t.items) for t in tasks)
+    if done:
+        log.info("reusing %d complete shards (%d items)", len(done), len(done_keys))
+
+    build = Build(out, len(done), settings["max_samples"], settings["max_bytes"])
+    start = time.perf_counter()
+    fn = functools.partial(run_task, quality=quality)
+    bar = tqdm(total=n_items, initial=len(done_keys), unit="img", desc="build-shards", mininterval=1.0)
+    try:
+        for results in ordered_map(fn, todo, workers, "shards.sources"):
+            for result in results:
+                build.add(result)
+            bar.update(len(results))
+        build.close()
+    except BaseException:
+        build.abort()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+
+    rows = [row for _, row in done] + build.rows
+    for extra in out.glob("lup-*.tar"):  # e.g. left by an interrupted build of a larger plan
+        if extra.name >= shard_name(len(rows)):
+            extra.unlink()
+    index = pd.DataFrame(rows, columns=["shard", "n_samples", "bytes", "sha256", "first_key", "last_key"])
+    write_parquet(out / "index.parquet", index)
+    frames = [records for records, _ in done] + [progress.records_frame(build.closed_records + build.records)]
+    samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
+    write_parquet(out / "samples.parquet", samples)
+
+    written_now = sum(r["n_samples"] for r in build.rows)
+    failures = samples.loc[samples["status"] != "ok", "status"].value_counts().sort_index()
+    return {
+        "items": n_items,
+        "samples": int((samples["status"] == "ok").sum()),
+        "failed": {str(k): int(v) for k, v in failures.items()},
+        "shards": len(rows),
+        "shards_reused": len(done),
+        "bytes": int(index["bytes"].sum()),
+        "samples_written_now": written_now,
+        "samples_per_s": round(written_now / elapsed, 1) if elapsed > 0 else 0.0,
+    }
