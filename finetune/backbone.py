@@ -70,11 +70,14 @@ def read_checkpoint(path: str | Path) -> Any:
     if not p.is_file():
         raise UsageError(f"init weights: {p} is not a file (or say 'random')")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if "weights_only" not in str(e).lower().replace(" ", "_"):
+                raise
         log.warning("%s holds pickled objects; loading it in full (trusting this local file)", p)
         return torch.load(p, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
         raise UsageError(f"init weights: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
 
 
