@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
+from common.errors import SettingsError
 from common.settings import check_nonnegative, check_positive, setting
+
+RATE_PATTERN = re.compile(r"^\d+(\.\d+)?[KMG]?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -20,10 +25,26 @@ class CrawlSettings:
     max_filesize_mb: int = setting(2048, "skip videos larger than this (MB)")
     workers: int = setting(4, "parallel downloads")
     retries: int = setting(5, "retries per video, with exponential back-off")
+    backoff_s: float = setting(5.0, "first back-off pause in seconds; doubles on every retry (capped at 300)")
     rate_limit: str | None = setting(None, "download rate limit, e.g. 5M (bytes/s)")
     cookies: str | None = setting(None, "cookies.txt for YouTube's bot checks")
+    proxy: str | None = setting(None, "proxy URL for every yt-dlp request, e.g. socks5://127.0.0.1:1080")
+    socket_timeout: float = setting(20.0, "seconds before a silent connection counts as failed")
+    sleep_s: float = setting(0.0, "pause before each download and between search pages (eases 429s)")
+    js_runtime: Literal["deno", "node", "bun", "quickjs"] = setting(
+        "deno", "JavaScript runtime yt-dlp runs for YouTube's challenges (needs it on PATH)"
+    )
+    count_frames: bool = setting(
+        False, "count frames by decoding every one (exact, slow) instead of the container's count"
+    )
     search_only: bool = setting(False, "write videos.parquet but download nothing")
 
     def __post_init__(self) -> None:
-        check_positive(self, "per_city", "max_height", "max_filesize_mb", "workers")
-        check_nonnegative(self, "retries")
+        check_positive(self, "per_city", "max_height", "max_filesize_mb", "workers", "socket_timeout")
+        check_nonnegative(self, "retries", "backoff_s", "sleep_s")
+        if not self.queries or any("{city}" not in q for q in self.queries):
+            raise SettingsError("queries: every template must contain {city}")
+        if self.rate_limit is not None and not RATE_PATTERN.match(self.rate_limit):
+            raise SettingsError(
+                f"rate_limit must look like 500K, 5M or 1.5M (bytes/s), got {self.rate_limit!r}"
+            )

@@ -1,0 +1,183 @@
+"""``python pipeline.py crawl``: cities or URLs -> ``videos.parquet`` + ``videos/<id>.<ext>`` (§3.1).
+
+    python pipeline.py crawl --cities top100.txt                 # search YouTube, then download
+    python pipeline.py crawl --cities top100.txt --search-only   # only the candidate manifest
+    python pipeline.py crawl --urls my_urls.txt                  # URLs or local paths, no search
+
+Resumable: the manifest is rewritten atomically after every finished video, files appear only
+complete, and a rerun skips every video that is done (status ``ok`` and its file present) or
+failed for good (private, unavailable, not_found, too_large), retrying only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from collect import manifest
+from collect.cities import load_cities, load_urls
+from collect.download import Cancelled, Fetched, copy_local, download
+from collect.failures import OK, PENDING, RETRY_ON_RERUN
+from collect.ids import is_remote, video_id_for
+from collect.probe import ProbeError, probe_video
+from collect.search import search_candidates
+from collect.settings import CrawlSettings
+from common.errors import UsageError, require_path
+
+log = logging.getLogger(__name__)
+
+
+def url_candidates(
+    items: list[str], rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """New pending rows for the URLs/paths not yet in the manifest.
+
+    Two different URLs whose ids collide get the second one's id suffixed with a URL hash.
+    """
+    by_url = {r["url"] for r in rows}
+    ids = {r["video_id"] for r in rows}
+    new = []
+    for item in items:
+        if item in by_url:
+            continue
+        vid = video_id_for(item)
+        if vid in ids:
+            vid = f"{vid}-{hashlib.sha1(item.encode()).hexdigest()[:8]}"
+        ids.add(vid)
+        by_url.add(item)
+        new.append(manifest.new_row(vid, item))
+    return new, {"listed": len(items), "new_candidates": len(new)}
+
+
+def needs_work(row: dict[str, Any], root: Path) -> bool:
+    """Pending and transient failures are (re)tried; ``ok`` rows only when their file is gone."""
+    if row["status"] == OK:
+        return not row.get("path") or not (root / row["path"]).is_file()
+    return row["status"] in RETRY_ON_RERUN
+
+
+def relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it, else absolute (DESIGN.md)."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def process(cfg: CrawlSettings, row: dict[str, Any], root: Path, stop: threading.Event) -> tuple[dict, bool]:
+    """Fetch and probe one video; returns the manifest fields to update and whether bytes moved."""
+    videos = root / "videos"
+    vid, url = row["video_id"], row["url"]
+    try:
+        if is_remote(url):
+            got = download(cfg, vid, url, videos, stop)
+        else:
+            got = copy_local(cfg, vid, url, videos)
+    except Cancelled:
+        raise
+    except Exception as e:  # an unexpected failure is this video's, recorded with its reason
+        log.exception("%s: unexpected failure", vid)
+        got = Fetched("error", f"{type(e).__name__}: {e}")
+    update: dict[str, Any] = {"status": got.status, "reason": got.reason}
+    for key in ("title", "channel"):
+        if not row.get(key) and got.info.get(key):
+            update[key] = got.info[key]
+    if got.status != OK or got.path is None:
+        update.update(dict.fromkeys(manifest.PROBED), path=None)
+        return update, got.transferred
+    update["path"] = relative(got.path, root)
+    try:
+        update.update(probe_video(got.path, cfg.count_frames))
+    except (ProbeError, OSError) as e:
+        update.update(dict.fromkeys(manifest.PROBED))
+        update["reason"] = f"probe failed: {e}"
+    return update, got.transferred
+
+
+def fetch_all(
+    cfg: CrawlSettings, rows: list[dict[str, Any]], todo: list[int], root: Path
+) -> tuple[Counter, int]:
+    """Run ``process`` on ``rows[todo]`` with ``workers`` threads; save the manifest after each.
+
+    Returns the statuses of this run and how many videos moved bytes (downloaded or copied).
+    """
+    from tqdm import tqdm
+
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    run: Counter = Counter()
+    fetched = 0
+    pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="crawl")
+    futures: dict[Future, int] = {pool.submit(process, cfg, dict(rows[i]), root, stop): i for i in todo}
+    bar = tqdm(total=len(futures), desc="download", unit="video", disable=None)
+    try:
+        for fut in as_completed(futures):
+            update, transferred = fut.result()
+            i = futures[fut]
+            rows[i].update(update)
+            manifest.save(root, rows)
+            run[update["status"]] += 1
+            fetched += int(transferred)
+            if update["status"] != OK:
+                log.info("%s: %s (%s)", rows[i]["video_id"], update["status"], update["reason"])
+            bar.update(1)
+            bar.set_postfix(ok=run[OK], failed=sum(run.values()) - run[OK])
+    except BaseException:
+        stop.set()  # running downloads stop at their next progress tick; .part files stay
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown()
+    return run, fetched
+
+
+def summarize(
+    rows: list[dict[str, Any]], run: Counter, fetched: int, todo: int, extra: dict
+) -> dict[str, Any]:
+    """Figures of the whole manifest (each failure status counted) and of this run."""
+    statuses = Counter(r["status"] for r in rows)
+    failed = {s: n for s, n in sorted(statuses.items()) if s not in (OK, PENDING)}
+    return {
+        **extra,
+        "videos": len(rows),
+        "ok": statuses.get(OK, 0),
+        "pending": statuses.get(PENDING, 0),
+        "failed": failed or 0,
+        "bytes_ok": int(sum(r["bytes"] or 0 for r in rows if r["status"] == OK)),
+        "this_run": {"attempted": todo, "fetched": fetched, "ok": run.get(OK, 0)},
+    }
+
+
+def crawl(cfg: CrawlSettings, root: Path) -> dict[str, Any]:
+    """Search (``--cities``) or list (``--urls``) candidates, then download and probe them."""
+    if bool(cfg.cities) == bool(cfg.urls):
+        raise UsageError(
+            "give exactly one of --cities FILE (search YouTube) or --urls FILE (URLs or local paths)"
+        )
+    if cfg.cookies:
+        require_path(cfg.cookies, "cookies", is_dir=False)
+    start = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    rows = manifest.load(root)
+    if cfg.cities:
+        cities = load_cities(cfg.cities)
+        listed = {r["video_id"]: r["city"] for r in rows}
+        new, found = search_candidates(cfg, cities, root, listed)
+        extra: dict[str, Any] = {"cities": len(cities), "search": found}
+    else:
+        new, found = url_candidates(load_urls(cfg.urls), rows)
+        extra = {"urls": found}
+    rows.extend(new)
+    manifest.save(root, rows)
+    todo = [] if cfg.search_only else [i for i, r in enumerate(rows) if needs_work(r, root)]
+    run, fetched = fetch_all(cfg, rows, todo, root) if todo else (Counter(), 0)
+    summary = summarize(rows, run, fetched, len(todo), extra)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
