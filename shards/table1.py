@@ -34,8 +34,8 @@ def load_samples(root: Path):
 
 
 def estimated_persons(samples) -> int | None:
-    """Sum over videos of the most valid persons in one sampled frame (§3.1); None without frames."""
-    framed = samples[(samples["frame"] >= 0) & (samples["video_id"] != "")]
+    """Sum over videos of the most valid persons (crops written) in one sampled frame (§3.1)."""
+    framed = samples[(samples["status"] == "ok") & (samples["frame"] >= 0) & (samples["video_id"] != "")]
     if framed.empty:
         return None
     per_frame = framed.groupby(["video_id", "frame"]).size()
