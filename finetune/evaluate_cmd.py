@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from finetune.backbone import build_resnet, load_backbone_weights
@@ -44,6 +45,7 @@ def evaluate_command(cfg: EvaluateSettings, root: Path) -> dict[str, Any]:
         height, width = ckpt["height"], ckpt["width"]
         info: dict[str, Any] = {"source": "finetune", "arch": ckpt["arch"], "head": ckpt["head"]}
     else:
+        torch.manual_seed(cfg.seed)  # reproducible random weights
         model, info = frozen_backbone(cfg.arch, cfg.weights)
     summary = evaluate_model(
         model, split, height, width, cfg.batch_size, pick_device(cfg.device), cfg.workers, cfg.rerank

@@ -4,14 +4,15 @@ Same numbers as fast-reid's ``evaluation/rank.py`` (``eval_market1501``): for ev
 gallery samples with the query's identity *and* camera are removed (junk), queries with no
 remaining match are skipped, CMC is averaged over the valid queries, AP is the mean precision at
 every true match, and INP (Ye et al., TPAMI 2021) is ``#matches / (rank of the last match)``.
-Ties in distance are ordered by gallery index (a stable sort).
+Ties in distance are ordered by gallery index (a stable sort), so results do not depend on the
+sort algorithm.
 
 Example::
 
     >>> import numpy as np
     >>> d = np.array([[0.1, 0.5, 0.9]])
     >>> r = evaluate(d, np.array([1]), np.array([1, 2, 1]), np.array([0]), np.array([1, 1, 1]))
-    >>> round(r["mAP"], 4), r["cmc"][0], r["num_valid_queries"]
+    >>> round(r["mAP"], 4), float(r["cmc"][0]), r["num_valid_queries"]
     (0.8333, 1.0, 1)
 """
 
@@ -38,7 +39,7 @@ def evaluate(
     ``cmc[k-1]`` = rank-k accuracy) and ``num_valid_queries``. Raises ``ValueError`` when no
     query has a valid match or shapes disagree.
     """
-    distmat = np.asarray(distmat, dtype=np.float64)
+    distmat = np.asarray(distmat)
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
     num_q, num_g = distmat.shape
@@ -65,6 +66,24 @@ def evaluate(
     }
 
 
+def stable_argsort(dist: np.ndarray) -> np.ndarray:
+    """Row-wise argsort with ties in gallery-index order, at the speed of numpy's unstable sort.
+
+    float32 (what feature matrices give): sort the unique int64 keys
+    ``(monotone float bits << 32) | index`` and keep their low half. Other dtypes: the fast sort, redone stably on the rows that have ties.
+    """
+    if dist.dtype == np.float32:
+        bits = (dist + np.float32(0.0)).view(np.int32)  # + 0.0 turns -0.0 into +0.0
+        monotone = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # orders like the float values
+        keys = (monotone.astype(np.int64) << 32) | np.arange(dist.shape[1], dtype=np.int64)
+        return np.sort(keys, axis=1) & 0xFFFFFFFF  # sorting the keys is faster than argsort
+    order = np.argsort(dist, axis=1)
+    tied = (np.diff(np.take_along_axis(dist, order, axis=1), axis=1) == 0).any(axis=1)
+    if tied.any():
+        order[tied] = np.argsort(dist[tied], axis=1, kind="stable")
+    return order
+
+
 def _chunk(
     dist: np.ndarray,
     q_pids: np.ndarray,
@@ -74,25 +93,24 @@ def _chunk(
     max_rank: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CMC hit counts (summed over valid queries), AP and INP of the valid queries of one chunk."""
-    order = np.argsort(dist, axis=1, kind="stable")  # n x G
-    pid_sorted, cam_sorted = g_pids[order], g_cams[order]  # n x G
-    same_pid = pid_sorted == q_pids[:, None]  # n x G
-    keep = ~(same_pid & (cam_sorted == q_cams[:, None]))  # junk removed
+    order = stable_argsort(dist)  # n x G
+    same_pid = g_pids[order] == q_pids[:, None]  # n x G
+    keep = ~(same_pid & (g_cams[order] == q_cams[:, None]))  # junk removed
     match = same_pid & keep  # n x G: true matches among kept samples
-    kept_rank = np.cumsum(keep, axis=1)  # n x G: 1-based rank once junk is removed
-    cum_match = np.cumsum(match, axis=1)  # n x G
-    num_rel = cum_match[:, -1]  # n
+    rows, cols = np.nonzero(match)  # every true match, row-major: sorted by rank within a row
+    num_rel = np.bincount(rows, minlength=len(dist))  # n
     valid = num_rel > 0
-    kept_rank, cum_match, match, num_rel = kept_rank[valid], cum_match[valid], match[valid], num_rel[valid]
-
+    # 1-based rank of each match once junk is removed, and its index among its query's matches.
+    kept_rank = np.cumsum(keep, axis=1, dtype=np.int32)[rows, cols]
+    first = np.concatenate(([0], np.cumsum(num_rel)[:-1]))  # offset of each row's first match
+    nth = np.arange(len(rows)) - first[rows] + 1
     # AP = mean over true matches of precision at that match's rank.
-    precision = np.where(match, cum_match / np.maximum(kept_rank, 1), 0.0)  # n x G
-    ap = precision.sum(axis=1) / num_rel
+    ap = np.bincount(rows, weights=nth / kept_rank, minlength=len(dist))[valid] / num_rel[valid]
     # INP = matches / rank of the hardest (last) match.
-    last_rank = np.where(match, kept_rank, 0).max(axis=1)
-    inp = num_rel / last_rank
+    last_rank = kept_rank[first[valid] + num_rel[valid] - 1]
+    inp = num_rel[valid] / last_rank
     # CMC: hit at rank k when the first match has rank <= k.
-    first_rank = np.where(match, kept_rank, np.iinfo(np.int64).max).min(axis=1)  # n
+    first_rank = kept_rank[first[valid]]
     hits = (first_rank[:, None] <= np.arange(1, max_rank + 1)[None, :]).sum(axis=0)
     return hits.astype(np.float64), ap, inp
 

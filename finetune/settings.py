@@ -62,6 +62,7 @@ class EvaluateSettings:
     width: int = setting(128, "input width")
     rerank: bool = setting(False, "k-reciprocal re-ranking")
     batch_size: int = setting(128, "inference batch size")
+    seed: int = setting(0, "seed of the weights when --weights random")
     device: str = setting("auto", "auto, cpu, cuda")
     workers: int = setting(2, "data loader workers")
 

@@ -30,22 +30,23 @@ def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
     return np.mean(all_ap), np.mean(all_inp), np.mean(all_cmc, axis=0), len(all_ap)
 
 
-def random_case(rng, n_q, n_g, n_ids, n_cams, ties=False):
+def random_case(rng, n_q, n_g, n_ids, n_cams, ties=False, dtype=np.float64):
     q_pids = rng.integers(0, n_ids, n_q)
     g_pids = rng.integers(0, n_ids + 5, n_g)  # some gallery-only identities (distractors)
     q_cams = rng.integers(0, n_cams, n_q)
     g_cams = rng.integers(0, n_cams, n_g)
     dist = rng.random((n_q, n_g))
     if ties:
-        dist = np.round(dist * 5) / 5  # many equal distances: the sort order must agree too
-    return dist, q_pids, g_pids, q_cams, g_cams
+        dist = np.round(dist * 5) / 5 - 0.4  # many equal distances (and -0.0): the order must agree too
+    return dist.astype(dtype), q_pids, g_pids, q_cams, g_cams
 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("ties", [False, True])
-def test_matches_reference_loop(seed, ties):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])  # two sort paths in metrics.stable_argsort
+def test_matches_reference_loop(seed, ties, dtype):
     rng = np.random.default_rng(seed)
-    case = random_case(rng, n_q=40 + seed, n_g=120, n_ids=25, n_cams=3 + seed % 3, ties=ties)
+    case = random_case(rng, n_q=40 + seed, n_g=120, n_ids=25, n_cams=3 + seed % 3, ties=ties, dtype=dtype)
     got = evaluate(*case)
     m_ap, m_inp, cmc, n_valid = reference(*case)
     assert got["num_valid_queries"] == n_valid

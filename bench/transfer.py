@@ -1,0 +1,267 @@
+#!/usr/bin/env python
+"""Issue 7's experiment: does pre-training on the unlabeled crops help Re-ID transfer?
+
+The stages are run as a user runs them (``pipeline.run_stage``, settings saved under the root):
+
+1. ``build-shards --from-images <unlabeled>`` (skipped when the shards exist);
+2. ``pretrain`` with the ``lup`` preset and with the ``mocov2`` preset, same budget;
+3. for each init (lup, mocov2, random) x dataset (VIPeR, PRID, GRID) x seed:
+   ``evaluate`` (frozen pooled features) and ``finetune`` (IDE + extra BN), seed = split seed
+   = training seed.
+
+It prints mean ± std over the seeds, the fine-tuned mAP as a ratio of the random-init baseline
+run in the same process, and writes JSON (``--out``) and a markdown table (``--md``).
+
+    python bench/transfer.py                      # the experiment (GPU-sized defaults)
+    python bench/transfer.py --device cpu --pretrain-epochs 5 --finetune-epochs 10   # CPU-sized
+    python bench/transfer.py --smoke              # seconds on CPU; random init only until
+                                                  # pretrain.launch exists
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pipeline  # noqa: E402
+from common.atomic import write_json, write_text  # noqa: E402
+
+log = logging.getLogger("bench.transfer")
+RESULTS = REPO / "bench" / "results"
+SHARED = REPO.parent / "shared" / "data"
+FIGURES = ("mAP", "rank1")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", default=None, help="workspace (default luperson_data/transfer[_smoke])")
+    p.add_argument("--unlabeled", default=str(SHARED / "unlabeled"), help="crops for build-shards")
+    p.add_argument("--reid", default=str(SHARED / "reid"), help="folder with VIPeR/, PRID/, GRID/")
+    p.add_argument("--datasets", nargs="+", default=["viper", "prid", "grid"])
+    p.add_argument("--presets", nargs="+", default=["lup", "mocov2"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--arch", default="resnet50")
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--pretrain-epochs", type=int, default=30)
+    p.add_argument("--pretrain-batch", type=int, default=256)
+    p.add_argument("--queue-size", type=int, default=4096)
+    p.add_argument("--finetune-epochs", type=int, default=40)
+    p.add_argument("--finetune-batch", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument(
+        "--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pretrain settings"
+    )
+    p.add_argument(
+        "--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra finetune settings"
+    )
+    p.add_argument("--out", default=None, help="JSON (default bench/results/transfer[_smoke].json)")
+    p.add_argument("--md", default=None, help="markdown table (default: --out with .md)")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run (seconds)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.datasets, args.seeds, args.arch, args.height, args.width = ["viper"], [0], "resnet18", 64, 32
+        args.pretrain_epochs, args.pretrain_batch, args.queue_size = 1, 16, 64
+        args.finetune_epochs, args.finetune_batch, args.device, args.workers = 1, 32, "cpu", 0
+    suffix = "_smoke" if args.smoke else ""
+    args.root = Path(args.root or f"luperson_data/transfer{suffix}")
+    args.out = Path(args.out or RESULTS / f"transfer{suffix}.json")
+    args.md = Path(args.md or args.out.with_suffix(".md"))
+    return args
+
+
+def key_values(pairs: list[str]) -> dict[str, Any]:
+    """``["epochs=3", "bf16=false"]`` -> dict, values parsed as YAML scalars."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"transfer.py: expected KEY=VALUE, got {pair!r}")
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def pretrain_available() -> bool:
+    """True once the pretrain stage's entry module imports."""
+    try:
+        importlib.import_module("pretrain.launch")
+    except ImportError as e:
+        log.warning("pretrain is not importable yet (%s): random init only", e)
+        return False
+    return True
+
+
+def stage(command: str, root: Path, **flags: Any) -> dict[str, Any]:
+    """Resolve a stage's settings like the CLI (unknown keys dropped) and run it."""
+    cls = pipeline.load_attr(pipeline.COMMANDS[command].settings)
+    known = {f.name for f in dataclasses.fields(cls)}
+    dropped = sorted(set(flags) - known)
+    if dropped:
+        log.warning("%s has no setting %s; ignored", command, ", ".join(dropped))
+    settings = pipeline.resolve(command, None, {k: v for k, v in flags.items() if k in known})
+    start = time.perf_counter()
+    summary = dict(pipeline.run_stage(command, settings, root))
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
+
+
+def smoke_images(unlabeled: Path, dest: Path, per_folder: int = 16) -> Path:
+    """A small copy of the unlabeled tree (first images of each sub-folder) for smoke runs."""
+    for folder in sorted(p for p in unlabeled.iterdir() if p.is_dir()):
+        (dest / folder.name).mkdir(parents=True, exist_ok=True)
+        for image in sorted(folder.iterdir())[:per_folder]:
+            shutil.copy2(image, dest / folder.name / image.name)
+    return dest
+
+
+def pretrain_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """build-shards then one pre-training run per preset; ``{preset: summary}``."""
+    images = Path(args.unlabeled)
+    if args.smoke:
+        images = smoke_images(images, args.root / "smoke_unlabeled")
+    if not (args.root / "shards" / "index.parquet").exists():
+        stage("build-shards", args.root, from_images=str(images))
+    common = dict(
+        shards=str(args.root / "shards"),
+        arch=args.arch,
+        height=args.height,
+        width=args.width,
+        epochs=args.pretrain_epochs,
+        batch_size=args.pretrain_batch,
+        queue_size=args.queue_size,
+        device=args.device,
+        workers=args.workers,
+    )
+    if args.smoke:
+        common.update(max_steps=2, warmup_epochs=0, bn_groups=2, checkpoint_every=1, shuffle_buffer=64)
+    common.update(key_values(args.pretrain_set))
+    return {
+        p: stage("pretrain", args.root, preset=p, run_name=f"transfer_{p}", **common) for p in args.presets
+    }
+
+
+def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[str, Any]]:
+    """Frozen evaluate + IDE finetune for every init x dataset x seed."""
+    runs = []
+    extra = key_values(args.finetune_set)
+    for dataset in args.datasets:
+        data_dir = str(
+            Path(args.reid) / {"viper": "VIPeR", "prid": "PRID", "grid": "GRID"}.get(dataset, dataset)
+        )
+        for name, weights in inits.items():
+            for seed in args.seeds:
+                size = dict(arch=args.arch, height=args.height, width=args.width, device=args.device)
+                frozen = stage(
+                    "evaluate", args.root, dataset=dataset, data_dir=data_dir, weights=weights,
+                    split_seed=seed, seed=seed, workers=args.workers, **size,
+                )  # fmt: skip
+                ft_flags = dict(
+                    epochs=args.finetune_epochs, batch_size=args.finetune_batch, workers=args.workers
+                )
+                if args.smoke:
+                    ft_flags.update(id_share=0.25, warmup_epochs=0)
+                ft_flags.update(extra)
+                tuned = stage(
+                    "finetune", args.root, dataset=dataset, data_dir=data_dir, init=weights, head="ide",
+                    run_name=f"transfer_{dataset}_{name}_s{seed}", split_seed=seed, seed=seed, **size, **ft_flags,
+                )  # fmt: skip
+                runs.append(
+                    {"init": name, "dataset": dataset, "seed": seed, "frozen": frozen, "finetuned": tuned}
+                )
+                log.info("%s %s seed %d: frozen mAP %.2f, fine-tuned mAP %.2f", name, dataset, seed,
+                         frozen["mAP"], tuned["mAP"])  # fmt: skip
+    return runs
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(runs: list[dict[str, Any]], inits: list[str], datasets: list[str]) -> list[dict[str, Any]]:
+    """One row per dataset x init: mean, std of frozen and fine-tuned mAP / rank-1, ratio to random."""
+    rows = []
+    for dataset in datasets:
+        base = [r["finetuned"]["mAP"] for r in runs if r["dataset"] == dataset and r["init"] == "random"]
+        for init in inits:
+            sel = [r for r in runs if r["dataset"] == dataset and r["init"] == init]
+            row: dict[str, Any] = {"dataset": dataset, "init": init, "n": len(sel)}
+            for part in ("frozen", "finetuned"):
+                for fig in FIGURES:
+                    row[f"{part}_{fig}"] = mean_std([r[part][fig] for r in sel])
+            mean_ft = row["finetuned_mAP"][0]
+            row["ft_mAP_vs_random"] = (
+                mean_ft / statistics.fmean(base) if base and statistics.fmean(base) else None
+            )
+            rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]], markdown: bool) -> str:
+    head = [
+        "dataset",
+        "init",
+        "frozen mAP",
+        "frozen R1",
+        "fine-tuned mAP",
+        "fine-tuned R1",
+        "ft mAP / random",
+    ]
+    body = []
+    for r in rows:
+        cells = [r["dataset"], r["init"]]
+        cells += [f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in ("frozen_mAP", "frozen_rank1", "finetuned_mAP")]
+        cells += [f"{r['finetuned_rank1'][0]:.1f} ± {r['finetuned_rank1'][1]:.1f}"]
+        cells += [f"{r['ft_mAP_vs_random']:.2f}x" if r["ft_mAP_vs_random"] else "-"]
+        body.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in body]) + "\n"
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in [head, *body]
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    from common.log import setup_logging
+
+    setup_logging()
+    start = time.perf_counter()
+    pretrained = pretrain_all(args) if pretrain_available() else {}
+    inits = {p: str(s["backbone"]) for p, s in pretrained.items()}
+    inits["random"] = "random"
+    runs = transfer_runs(args, inits)
+    rows = table(runs, list(inits), args.datasets)
+    report = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "pretrain": pretrained,
+        "runs": runs,
+        "table": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json(args.out, report)
+    command = "python bench/transfer.py " + " ".join(report["argv"])
+    write_text(args.md, f"`{command}` ({report['seconds']} s)\n\n" + format_rows(rows, markdown=True))
+    print(format_rows(rows, markdown=False))
+    print(f"wrote {args.out} and {args.md} ({report['seconds']} s)")
+    return report
+
+
+if __name__ == "__main__":
+    main()
