@@ -27,12 +27,12 @@ def list_images(folder: Path) -> tuple[list[str], int]:
     others = 0
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        prefix = Path(dirpath).relative_to(folder).as_posix() + "/"
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            rel = Path(dirpath, name).relative_to(folder).as_posix()
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                images.append(rel)
+            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                images.append(name if prefix == "./" else prefix + name)
             else:
                 others += 1
     return sorted(images), others

@@ -38,7 +38,10 @@ def member_info(name: str, size: int) -> tarfile.TarInfo:
 
 def member_bytes(name: str, size: int) -> int:
     """Bytes one member takes in the archive: its header(s) plus data padded to 512."""
-    header = len(member_info(name, size).tobuf(FORMAT, tarfile.ENCODING, "surrogateescape"))
+    if name.isascii() and len(name) <= tarfile.LENGTH_NAME and size < 8**11:
+        header = tarfile.BLOCKSIZE  # one plain ustar header, no pax extension (checked in the tests)
+    else:
+        header = len(member_info(name, size).tobuf(FORMAT, tarfile.ENCODING, "surrogateescape"))
     return header + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 

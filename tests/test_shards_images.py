@@ -25,9 +25,11 @@ def shard_urls(root: Path) -> list[str]:
     return [str(root / "shards" / name) for name in index["shard"]]
 
 
-def read_back(root: Path, decode: str | None = None) -> list[dict]:
-    """Every sample of the build, read with the webdataset library (not the writer's code)."""
+def read_back(root: Path, decode: str | None = None, keys: set[str] | None = None) -> list[dict]:
+    """Samples of the build (all, or those of ``keys``), read with the webdataset library."""
     ds = wds.WebDataset(shard_urls(root), shardshuffle=False, empty_check=False)
+    if keys is not None:
+        ds = ds.select(lambda sample: sample["__key__"] in keys)
     if decode:
         ds = ds.decode(decode)
     return list(ds)
@@ -53,7 +55,7 @@ def test_unlabeled_folder_round_trips_through_webdataset(unlabeled_dir, tmp_path
     # decoded pixels (webdataset's decoder) equal the source image decoded on its own
     rng = np.random.default_rng(0)
     picked = set(rng.choice(sorted(expected), size=40, replace=False))
-    decoded = [s for s in read_back(tmp_path, "rgb8") if s["__key__"] in picked]
+    decoded = read_back(tmp_path, "rgb8", keys=picked)
     assert len(decoded) == 40
     for s in decoded:
         src = unlabeled_dir / s["json"]["path"]
@@ -124,7 +126,7 @@ def test_folder_edge_cases(unlabeled_dir, tmp_path):
 
 
 def samples_raw(root: Path, key: str) -> bytes:
-    return next(s["jpg"] for s in read_back(root) if s["__key__"] == key)
+    return read_back(root, keys={key})[0]["jpg"]
 
 
 def test_shards_respect_both_caps_and_ignore_worker_count(unlabeled_dir, tmp_path, monkeypatch):
@@ -167,3 +169,19 @@ def test_importer_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="video_filter.parquet"):
         build_shards(ShardSettings(), tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["k.jpg", "a" * 96 + ".json", "a" * 97 + ".json", "é.jpg", "x/" * 80 + "y.jpg"]
+)
+@pytest.mark.parametrize("size", [0, 1, 512, 513, 70_000])
+def test_member_bytes_matches_what_tarfile_writes(tmp_path, name, size):
+    """The byte cap's arithmetic equals the bytes tarfile really writes (long names get pax headers)."""
+    from shards.tarshard import ShardWriter, closed_size, member_bytes
+
+    writer = ShardWriter(tmp_path / "t.tar", 10, 1 << 30)
+    key, ext = name.rsplit(".", 1)
+    writer.add(key, {ext: b"x" * size})
+    assert writer._tar.offset == member_bytes(name, size)
+    row = writer.close()
+    assert row["bytes"] == closed_size(member_bytes(name, size)) == (tmp_path / "t.tar").stat().st_size

@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Shard throughput: samples/s written by build-shards, samples/s read + decoded with N loader workers.
+
+Write: ``build-shards --from-images`` (JPEG kept byte-for-byte) against a baseline that decodes
+and re-encodes every crop at quality 95 into the same tar writer, both in one process.
+Read: a ``webdataset`` loader over the shards against a torch loader over the same crops as
+separate files, both decoding every JPEG with OpenCV, resizing to 128x64 and batching by 64,
+for each worker count.
+Both baselines run in the same process, right before the measured method.
+
+    python bench/shards.py                       # the 14,834 crops of ../shared/data/unlabeled
+    python bench/shards.py --smoke               # 300 crops, workers 0 and 1 (seconds)
+    python bench/shards.py --workers 0 2 4 --max-samples 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common.atomic import write_json  # noqa: E402
+from shards.build import build_shards  # noqa: E402
+from shards.from_images import list_images  # noqa: E402
+from shards.items import decode_image, encode_jpeg  # noqa: E402
+from shards.settings import ShardSettings  # noqa: E402
+from shards.tarshard import ShardWriter, shard_name  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+UNLABELED = REPO.parent / "shared" / "data" / "unlabeled"
+BATCH = 64  # loader batches, so that worker-to-trainer transfer is per batch as in training
+
+
+def decode_resize(data: bytes) -> np.ndarray:
+    """What a trainer's loader does first: decode the JPEG, resize to 128x64 (h x w)."""
+    import cv2
+
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.resize(pixels, (64, 128), interpolation=cv2.INTER_LINEAR)
+
+
+def subset(source: Path, n: int | None, dest: Path) -> Path:
+    """``source`` itself, or a copy of its first ``n`` images (sorted) under ``dest``."""
+    if n is None:
+        return source
+    paths, _ = list_images(source)
+    for rel in paths[:n]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / rel, dest / rel)
+    return dest
+
+
+def write_reencode(folder: Path, out: Path, max_samples: int) -> int:
+    """Baseline writer: decode + re-encode (q95) every crop, same tar writer, one process."""
+    paths, _ = list_images(folder)
+    out.mkdir(parents=True)
+    writer, number = None, 0
+    for rel in paths:
+        jpg = encode_jpeg(decode_image((folder / rel).read_bytes()), 95)
+        files = {"jpg": jpg, "json": json.dumps({"path": rel}).encode()}
+        key = rel.replace("/", "_").rsplit(".", 1)[0]
+        if writer is not None and not writer.fits(key, files):
+            writer.close()
+            writer, number = None, number + 1
+        if writer is None:
+            writer = ShardWriter(out / shard_name(number), max_samples, 1 << 40)
+        writer.add(key, files)
+    if writer is not None:
+        writer.close()
+    return len(paths)
+
+
+class FileCrops:
+    """Baseline dataset: one file per crop (torch map-style)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return decode_resize(self.files[i].read_bytes())
+
+
+def _decode_sample(sample: dict[str, Any]) -> np.ndarray:
+    return decode_resize(sample["jpg"])
+
+
+def read_shards(urls: list[str], workers: int) -> int:
+    """Samples through a webdataset pipeline (shards split over the loader workers), in batches."""
+    import webdataset as wds
+
+    ds = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.single_node_only)
+    ds = ds.map(_decode_sample).batched(BATCH, collation_fn=np.stack)
+    return sum(len(batch) for batch in wds.WebLoader(ds, batch_size=None, num_workers=workers))
+
+
+def read_files(files: list[Path], workers: int) -> int:
+    """Samples through a torch DataLoader over one file per crop, in batches."""
+    from torch.utils.data import DataLoader
+
+    return sum(len(batch) for batch in DataLoader(FileCrops(files), batch_size=BATCH, num_workers=workers))
+
+
+def timed(fn, *args) -> tuple[int, float]:
+    start = time.perf_counter()
+    n = fn(*args)
+    return n, time.perf_counter() - start
+
+
+def row(name: str, n: int, seconds: float, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    rate = n / seconds
+    ratio = rate / baseline["samples_per_s"] if baseline else None
+    return {
+        "name": name,
+        "samples": n,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(rate, 1),
+        "ratio": ratio,
+    }
+
+
+def warm_up() -> None:
+    """Import what the measured code imports, so that no row pays for it."""
+    import cv2  # noqa: F401
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import torch.utils.data  # noqa: F401
+    import tqdm  # noqa: F401
+    import webdataset  # noqa: F401
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    warm_up()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_text:
+        tmp = Path(tmp_text)
+        folder = subset(Path(args.images), args.limit, tmp / "crops")
+        n, s = timed(write_reencode, folder, tmp / "baseline", args.max_samples)
+        base = row("write: decode + re-encode q95, 1 process (baseline)", n, s, None)
+        rows.append(base)
+        for workers in sorted({1, args.build_workers}):
+            cfg = ShardSettings(from_images=str(folder), max_samples=args.max_samples, workers=workers)
+            start = time.perf_counter()
+            summary = build_shards(cfg, tmp / f"ws{workers}")
+            name = f"write: build-shards --from-images, workers={workers}"
+            rows.append(row(name, summary["samples"], time.perf_counter() - start, base))
+        shards = sorted(str(p) for p in (tmp / "ws1" / "shards").glob("lup-*.tar"))
+        files = [folder / rel for rel in list_images(folder)[0]]
+        for workers in args.workers:
+            n, s = timed(read_files, files, workers)
+            base = row(f"read+decode: one file per crop, loader workers={workers} (baseline)", n, s, None)
+            n, s = timed(read_shards, shards, workers)
+            rows += [base, row(f"read+decode: webdataset shards, loader workers={workers}", n, s, base)]
+    return {"images": str(args.images), "limit": args.limit, "max_samples": args.max_samples, "rows": rows}
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [f"{'method':<62} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'vs baseline':>12}"]
+    for r in result["rows"]:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(
+            f"{r['name']:<62} {r['samples']:>8,} {r['seconds']:>8.2f} {r['samples_per_s']:>10,.0f} {ratio:>12}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    p.add_argument("--images", default=str(UNLABELED), help="folder tree of crops")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--max-samples", type=int, default=1000, help="samples per shard")
+    p.add_argument("--build-workers", type=int, default=2, help="build-shards worker processes")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts")
+    p.add_argument("--smoke", action="store_true", help="300 crops, loader workers 0 and 1")
+    p.add_argument("--out", default=str(RESULTS / "shards.json"), help="JSON result file")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.limit, args.max_samples, args.workers, args.build_workers = 300, 50, [0, 1], 1
+    result = run(args)
+    print(table(result))
+    write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
