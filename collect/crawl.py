@@ -1,8 +1,9 @@
-"""``python pipeline.py crawl``: cities or URLs -> ``videos.parquet`` + ``videos/<id>.<ext>`` (§3.1).
+"""``python pipeline.py crawl``: cities, URLs or the official list -> ``videos.parquet`` + ``videos/``.
 
-    python pipeline.py crawl --cities top100.txt                 # search YouTube, then download
+    python pipeline.py crawl --cities top100.txt                 # search YouTube, then download (§3.1)
     python pipeline.py crawl --cities top100.txt --search-only   # only the candidate manifest
     python pipeline.py crawl --urls my_urls.txt                  # URLs or local paths, no search
+    python pipeline.py crawl --from-vnames vnames.txt            # exactly the released LUPerson videos
 
 Resumable: the manifest is rewritten atomically after every finished video, files appear only
 complete, and a rerun skips every video that is done (status ``ok`` and its file present) or
@@ -28,6 +29,7 @@ from collect.ids import is_remote, video_id_for
 from collect.probe import ProbeError, probe_video
 from collect.search import search_candidates
 from collect.settings import CrawlSettings
+from collect.vnames import VNameList, load_vnames, report, video_url
 from common.errors import UsageError, require_path
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,29 @@ def url_candidates(
         by_url.add(item)
         new.append(manifest.new_row(vid, item))
     return new, {"listed": len(items), "new_candidates": len(new)}
+
+
+def vname_candidates(
+    listing: VNameList, rows: list[dict[str, Any]], template: str, root: Path
+) -> list[dict[str, Any]]:
+    """New pending rows for the listed videos not yet in the manifest, keyed by YouTube id.
+
+    A listed id already in the manifest (a rerun, or found earlier by a search) gets the list's
+    country, city and line; if it still needs work, it is fetched from the list's URL.
+    """
+    by_id = {r["video_id"]: r for r in rows}
+    new = []
+    for entry in listing.entries:
+        url = video_url(template, entry)
+        row = by_id.get(entry.video_id)
+        if row is None:
+            fields = {"country": entry.country, "city": entry.city, "vname": entry.vname}
+            new.append(manifest.new_row(entry.video_id, url, **fields))
+            continue
+        row.update(country=entry.country, city=entry.city, vname=entry.vname)
+        if row["url"] != url and needs_work(row, root):
+            row["url"] = url
+    return new
 
 
 def needs_work(row: dict[str, Any], root: Path) -> bool:
@@ -156,28 +181,45 @@ def summarize(
 
 
 def crawl(cfg: CrawlSettings, root: Path) -> dict[str, Any]:
-    """Search (``--cities``) or list (``--urls``) candidates, then download and probe them."""
-    if bool(cfg.cities) == bool(cfg.urls):
+    """Search (``--cities``) or list (``--urls``, ``--from-vnames``) candidates, then download and probe.
+
+    With ``--from-vnames`` only the listed videos are fetched, and the summary's ``vnames``
+    figures (also in ``vnames_report.json``) say what was listed, downloaded and unavailable.
+    """
+    if sum(bool(s) for s in (cfg.cities, cfg.urls, cfg.from_vnames)) != 1:
         raise UsageError(
-            "give exactly one of --cities FILE (search YouTube) or --urls FILE (URLs or local paths)"
+            "give exactly one of --cities FILE (search YouTube), --urls FILE (URLs or local paths) "
+            "or --from-vnames FILE (the official LUPerson list)"
         )
     if cfg.cookies:
         require_path(cfg.cookies, "cookies", is_dir=False)
     start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     rows = manifest.load(root)
-    if cfg.cities:
+    listing: VNameList | None = None
+    if cfg.from_vnames:
+        listing = load_vnames(cfg.from_vnames)
+        new = vname_candidates(listing, rows, cfg.vnames_url_template, root)
+        extra: dict[str, Any] = {}
+    elif cfg.cities:
         cities = load_cities(cfg.cities)
         listed = {r["video_id"]: r["city"] for r in rows}
         new, found = search_candidates(cfg, cities, root, listed)
-        extra: dict[str, Any] = {"cities": len(cities), "search": found}
+        extra = {"cities": len(cities), "search": found}
     else:
         new, found = url_candidates(load_urls(cfg.urls), rows)
         extra = {"urls": found}
     rows.extend(new)
     manifest.save(root, rows)
-    todo = [] if cfg.search_only else [i for i, r in enumerate(rows) if needs_work(r, root)]
+    wanted = None if listing is None else {e.video_id for e in listing.entries}
+    todo = [
+        i
+        for i, r in enumerate(rows)
+        if not cfg.search_only and needs_work(r, root) and (wanted is None or r["video_id"] in wanted)
+    ]
     run, fetched = fetch_all(cfg, rows, todo, root) if todo else (Counter(), 0)
+    if listing is not None:
+        extra["vnames"] = report(listing, rows, root)
     summary = summarize(rows, run, fetched, len(todo), extra)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     return summary

@@ -1,8 +1,10 @@
 """``videos.parquet``: one row per candidate video, rewritten atomically after every change.
 
 Columns (DESIGN.md): video_id, url, city, query, title, channel, duration_s, width, height, fps,
-n_frames, codec, status, reason, path, plus ``bytes`` (file size). ``path`` is relative to the
-workspace root; readers use ``root / path``.
+n_frames, codec, status, reason, path, plus ``bytes`` (file size), and for ``--from-vnames``
+``country`` and ``vname`` (the official list's ``country+city+id`` line). ``path`` is relative
+to the workspace root; readers use ``root / path``. A manifest written before a column existed
+loads with that column empty.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ MANIFEST = "videos.parquet"
 COLUMNS: dict[str, str] = {
     "video_id": "str",
     "url": "str",
+    "country": "str",
     "city": "str",
     "query": "str",
     "title": "str",
@@ -33,6 +36,7 @@ COLUMNS: dict[str, str] = {
     "status": "str",
     "reason": "str",
     "path": "str",
+    "vname": "str",
 }
 PROBED = ("duration_s", "width", "height", "fps", "n_frames", "codec", "bytes")
 

@@ -10,12 +10,32 @@ from common.errors import SettingsError
 from common.settings import check_nonnegative, check_positive, setting
 
 RATE_PATTERN = re.compile(r"^\d+(\.\d+)?[KMG]?$", re.IGNORECASE)
+URL_FIELDS = ("id", "country", "city", "vname")
+
+
+def check_url_template(template: str) -> None:
+    """``vnames_url_template`` must name the video (``{id}`` or ``{vname}``) and use no other field."""
+    try:
+        template.format(**{f: "x" for f in URL_FIELDS})
+    except (KeyError, IndexError, ValueError) as e:
+        raise SettingsError(
+            f"vnames_url_template may use only {{id}}, {{country}}, {{city}}, {{vname}}: {template!r} ({e})"
+        ) from None
+    if "{id}" not in template and "{vname}" not in template:
+        raise SettingsError(f"vnames_url_template must contain {{id}} (or {{vname}}), got {template!r}")
 
 
 @dataclass(frozen=True)
 class CrawlSettings:
     cities: str | None = setting(None, "city list, one per line (e.g. configs/top100.txt)")
     urls: str | None = setting(None, "file of video URLs or local paths, instead of searching")
+    from_vnames: str | None = setting(
+        None, "the official LUPerson vnames.txt (country+city+youtube_id a line): download exactly those"
+    )
+    vnames_url_template: str = setting(
+        "https://www.youtube.com/watch?v={id}",
+        "URL of a --from-vnames video; fields {id}, {country}, {city}, {vname} (tests: a local server)",
+    )
     queries: tuple[str, ...] = setting(
         ("{city} streetview", "{city} street scene", "{city} walking tour"),
         "search query templates; {city} is replaced by each city",
@@ -44,6 +64,7 @@ class CrawlSettings:
         check_nonnegative(self, "retries", "backoff_s", "sleep_s")
         if not self.queries or any("{city}" not in q for q in self.queries):
             raise SettingsError("queries: every template must contain {city}")
+        check_url_template(self.vnames_url_template)
         if self.rate_limit is not None and not RATE_PATTERN.match(self.rate_limit):
             raise SettingsError(
                 f"rate_limit must look like 500K, 5M or 1.5M (bytes/s), got {self.rate_limit!r}"
