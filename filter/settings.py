@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.errors import SettingsError
 from common.settings import check_nonnegative, check_positive, setting
 
 
@@ -11,8 +12,11 @@ from common.settings import check_nonnegative, check_positive, setting
 class FilterSettings:
     min_frames: int = setting(100, "drop videos with fewer frames (the paper: 100)")
     static_frames: int = setting(5, "evenly spaced frames compared for the static test (paper: 5)")
+    static_width: int = setting(64, "frames are shrunk to this width before comparing (averages out noise)")
     static_tolerance: float = setting(
-        2.0, "mean absolute pixel difference (0-255) under which two frames count as identical"
+        1.0,
+        "mean absolute pixel difference (0-255) at or under which two shrunk frames count as identical"
+        " (docs/filter.md: re-encoded stills <= 0.96, real footage >= 1.80)",
     )
     near_duplicate: bool = setting(True, "flag re-uploads by perceptual hashes of a few frames")
     near_duplicate_distance: int = setting(
@@ -25,5 +29,7 @@ class FilterSettings:
     workers: int = setting(2, "parallel worker processes")
 
     def __post_init__(self) -> None:
-        check_positive(self, "min_frames", "static_frames", "workers")
+        check_positive(self, "min_frames", "static_frames", "static_width", "workers")
         check_nonnegative(self, "static_tolerance", "near_duplicate_distance")
+        if self.static_frames < 2:
+            raise SettingsError(f"static_frames must be >= 2 (frames compared), got {self.static_frames}")

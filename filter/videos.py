@@ -1,0 +1,159 @@
+"""``python pipeline.py filter``: keep or drop each downloaded video, with one reason (§3.1).
+
+Reads the rows of ``videos.parquet`` with status "ok" and writes ``video_filter.parquet``, one row
+per such video. Reasons, checked in this order (the first that applies wins):
+
+- ``duplicate``: the same video id as an earlier row;
+- ``unreadable``: cannot be opened or decoded, or the file holds fewer frames than it declares;
+- ``too_short``: fewer than ``min_frames`` frames (the paper: 100);
+- ``vr``: 360°/VR footage (``filter.vr``: spherical/stereo metadata, 2:1 frames, title words);
+- ``static``: ``static_frames`` evenly spaced frames identical: shrunk to ``static_width`` pixels
+  wide, each differs from the first by a mean absolute difference <= ``static_tolerance`` (0-255);
+- ``near_duplicate``: the same clip as an earlier kept video by perceptual hashes of those frames
+  (mean Hamming distance <= ``near_duplicate_distance`` of 64 bits).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.atomic import write_parquet
+from common.errors import UsageError
+from filter.probe import Probe, cached_probe
+from filter.settings import FilterSettings
+
+log = logging.getLogger(__name__)
+COLUMNS = ["video_id", "path", "city", "keep", "reason", "detail", "n_frames", "fps", "width", "height"]
+PROBE_DIR = "filter_probes"
+
+
+def load_videos(root: Path):
+    """The rows of ``root/videos.parquet`` whose status is "ok"."""
+    import pandas as pd
+
+    manifest = root / "videos.parquet"
+    if not manifest.is_file():
+        raise UsageError(f"{manifest} does not exist: run crawl first")
+    try:
+        videos = pd.read_parquet(manifest)
+    except Exception as e:  # a damaged or foreign file
+        raise UsageError(f"{manifest} is not a readable Parquet file: {e}") from None
+    missing = {"video_id", "status", "path"} - set(videos.columns)
+    if missing:
+        raise UsageError(f"{manifest} lacks columns {sorted(missing)}")
+    return videos[videos["status"] == "ok"].reset_index(drop=True)
+
+
+def _probe_task(task: tuple[str, str, int, int]) -> Probe:
+    path, cache, count, width = task
+    return cached_probe(path, count, width, Path(cache))
+
+
+def probe_all(tasks: list[tuple[str, str, int, int]], workers: int) -> list[Probe]:
+    """Probe every (path, cache, frames, width) task, in parallel processes when workers > 1."""
+    from tqdm import tqdm
+
+    bar = dict(total=len(tasks), desc="filter: probing", unit="video", disable=None)
+    if workers <= 1 or len(tasks) <= 1:
+        return [_probe_task(t) for t in tqdm(tasks, **bar)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(_probe_task, tasks), **bar))
+
+
+def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, str]:
+    """(reason, detail) of one probed, non-duplicate video, before the near-duplicate check."""
+    from filter.vr import vr_signal
+
+    if probe.error:
+        return "unreadable", probe.error
+    if probe.n_frames < cfg.min_frames:
+        return "too_short", f"{probe.n_frames} frames < {cfg.min_frames}"
+    signal = vr_signal(probe.vr_metadata or None, probe.width, probe.height, title, cfg.vr_title_keywords)
+    if signal:
+        return "vr", signal
+    if probe.static_diff <= cfg.static_tolerance:
+        return "static", f"max frame difference {probe.static_diff:.3f} <= {cfg.static_tolerance}"
+    return "ok", f"max frame difference {probe.static_diff:.3f}"
+
+
+def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[int, Probe], cfg: FilterSettings) -> None:
+    """Turn kept rows whose hashes match an earlier kept row into ``near_duplicate`` (in place)."""
+    from filter.phash import mean_distances
+
+    kept_ids: list[str] = []
+    kept_hashes = np.zeros((0, cfg.static_frames), dtype=np.uint64)
+    for i, row in enumerate(rows):
+        if row["reason"] != "ok":
+            continue
+        signature = [int(h, 16) for h in probes[i].hashes]
+        if len(signature) == cfg.static_frames and len(kept_ids):
+            distances = mean_distances(signature, kept_hashes)
+            j = int(np.argmin(distances))
+            if distances[j] <= cfg.near_duplicate_distance:
+                row.update(
+                    reason="near_duplicate", detail=f"like {kept_ids[j]} (distance {distances[j]:.1f})"
+                )
+                continue
+        if len(signature) == cfg.static_frames:
+            kept_ids.append(row["video_id"])
+            kept_hashes = np.vstack([kept_hashes, np.asarray(signature, dtype=np.uint64)[None, :]])
+
+
+def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
+    """Write ``video_filter.parquet``; return counts per reason."""
+    import pandas as pd
+
+    videos = load_videos(root)
+    seen: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    tasks: list[tuple[str, str, int, int]] = []
+    task_rows: list[int] = []
+    for v in videos.itertuples(index=False):
+        vid, path = str(v.video_id), str(v.path)
+        rows.append(
+            {
+                "video_id": vid,
+                "path": path,
+                "city": None if pd.isna(getattr(v, "city", None)) else str(v.city),
+                "title": None if pd.isna(getattr(v, "title", None)) else str(v.title),
+                "reason": "duplicate" if vid in seen else "",
+                "detail": "same video id as an earlier row" if vid in seen else "",
+            }
+        )
+        if vid not in seen:
+            cache = root / PROBE_DIR / f"{vid}.json"
+            tasks.append((str(root / path), str(cache), cfg.static_frames, cfg.static_width))
+            task_rows.append(len(rows) - 1)
+        seen.add(vid)
+    probes = dict(zip(task_rows, probe_all(tasks, cfg.workers), strict=True))
+    for i, probe in probes.items():
+        reason, detail = decide(probe, rows[i]["title"], cfg)
+        rows[i].update(
+            reason=reason,
+            detail=detail,
+            n_frames=probe.n_frames,
+            fps=probe.fps,
+            width=probe.width,
+            height=probe.height,
+        )
+    if cfg.near_duplicate:
+        mark_near_duplicates(rows, probes, cfg)
+    for row in rows:
+        row["keep"] = row["reason"] == "ok"
+    table = pd.DataFrame(rows, columns=COLUMNS).astype(
+        {"keep": bool, "n_frames": "Int64", "fps": "float64", "width": "Int64", "height": "Int64"}
+    )
+    write_parquet(root / "video_filter.parquet", table)
+    reasons = Counter(row["reason"] for row in rows)
+    log.info("filter: kept %d of %d videos; %s", reasons.get("ok", 0), len(rows), dict(reasons))
+    return {
+        "videos": len(rows),
+        "kept": reasons.get("ok", 0),
+        "dropped": {r: reasons[r] for r in sorted(reasons) if r != "ok"},
+    }
