@@ -56,7 +56,9 @@ def test_lmdb_import_reads_back(unlabeled_dir, tmp_path, keys_format):
     assert [s["__key__"] for s in samples] == sorted(entries)
     for s in samples:
         assert s["jpg"] == entries[s["__key__"]]  # the raw JPEG bytes, untouched
-    meta = next(s for s in wds.WebDataset(str(root / "shards" / index["shard"][0]), shardshuffle=False).decode())["json"]
+    meta = next(
+        s for s in wds.WebDataset(str(root / "shards" / index["shard"][0]), shardshuffle=False).decode()
+    )["json"]
     assert meta["lmdb_key"] == "00_00_0000_00000000" and meta["country"] == 0 and meta["image"] == 0
 
     stats = dataset_stats(root)
