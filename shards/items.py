@@ -128,16 +128,24 @@ def image_sample(key: str, data: bytes, quality: int, meta: dict[str, Any], **va
 
     The bytes are always decoded once, so a corrupt or truncated file is caught here.
     """
+    import cv2
+
     if not data:
         return failed(key, "empty", "the file is empty", **values)
-    pixels = decode_image(data)
+    try:
+        pixels = decode_image(data)
+    except cv2.error as e:
+        return failed(key, "corrupt", f"OpenCV: {e}".strip(), **values)
     if pixels is None or pixels.size == 0:
-        return failed(
-            key, "corrupt", "OpenCV cannot decode the image (corrupt, truncated or unknown)", **values
-        )
+        why = "OpenCV cannot decode the image (corrupt, truncated or unknown)"
+        return failed(key, "corrupt", why, **values)
     height, width = pixels.shape[:2]
     is_jpeg = data.startswith(JPEG_MAGIC)
-    jpg = data if is_jpeg else encode_jpeg(to_bgr(pixels), quality)
+    try:
+        jpg = data if is_jpeg else encode_jpeg(to_bgr(pixels), quality)
+    except (cv2.error, ValueError) as e:
+        why = f"cannot re-encode {pixels.shape} {pixels.dtype} pixels as JPEG: {e}"
+        return failed(key, "unencodable", why, **values)
     meta = {**meta, "width": width, "height": height, "reencoded": not is_jpeg}
     files = {"jpg": jpg, "json": metadata_json(meta)}
     return Result(key, files, record(key, width=width, height=height, bytes=len(jpg), **values))
