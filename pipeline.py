@@ -101,8 +101,10 @@ COMMANDS: dict[str, Command] = {
     ),
 }
 
-# build-shards chains these stages first when it cuts crops from videos (not for importers).
+# build-shards chains these stages first when it cuts crops from its own detections; a run that
+# imports crops or takes released detections (any of IMPORTER_FIELDS set) skips them.
 CHAINED_BEFORE = {"build-shards": ("filter", "detect")}
+IMPORTER_FIELDS = ("from_images", "from_lmdb", "from_dets")
 
 
 def load_attr(spec: str) -> Any:
@@ -167,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
             demo(settings, root, args.config)
             return 0
-        uses_importer = getattr(settings, "from_images", None) or getattr(settings, "from_lmdb", None)
-        if not uses_importer:
+        if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
             for before in CHAINED_BEFORE.get(args.command, ()):
                 run_stage(before, resolve(before, args.config, {}), root)
         summary = run_stage(args.command, settings, root)
