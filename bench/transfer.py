@@ -72,8 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny CPU run (seconds)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.datasets, args.seeds, args.arch, args.height, args.width = ["viper"], [0], "resnet18", 64, 32
-        args.pretrain_epochs, args.pretrain_batch, args.queue_size = 1, 16, 64
+        args.datasets, args.seeds, args.arch, args.height, args.width = ["viper"], [0], "resnet18", 32, 16
+        args.pretrain_epochs, args.pretrain_batch, args.queue_size = 1, 8, 32
         args.finetune_epochs, args.finetune_batch, args.device, args.workers = 1, 32, "cpu", 0
     suffix = "_smoke" if args.smoke else ""
     args.root = Path(args.root or f"luperson_data/transfer{suffix}")
@@ -132,7 +132,7 @@ def pretrain_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """build-shards then one pre-training run per preset; ``{preset: summary}``."""
     images = Path(args.unlabeled)
     if args.smoke:
-        images = smoke_images(images, args.root / "smoke_unlabeled")
+        images = smoke_images(images, args.root / "smoke_unlabeled", per_folder=8)
     if not (args.root / "shards" / "index.parquet").exists():
         stage("build-shards", args.root, from_images=str(images))
     common = dict(
@@ -147,7 +147,7 @@ def pretrain_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         workers=args.workers,
     )
     if args.smoke:
-        common.update(max_steps=2, warmup_epochs=0, bn_groups=2, checkpoint_every=1, shuffle_buffer=64)
+        common.update(max_steps=1, warmup_epochs=0, bn_groups=2, checkpoint_every=1, shuffle_buffer=32)
     common.update(key_values(args.pretrain_set))
     return {
         p: stage("pretrain", args.root, preset=p, run_name=f"transfer_{p}", **common) for p in args.presets
@@ -173,7 +173,7 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
                     epochs=args.finetune_epochs, batch_size=args.finetune_batch, workers=args.workers
                 )
                 if args.smoke:
-                    ft_flags.update(id_share=0.25, warmup_epochs=0)
+                    ft_flags.update(id_share=0.1, warmup_epochs=0)
                 ft_flags.update(extra)
                 tuned = stage(
                     "finetune", args.root, dataset=dataset, data_dir=data_dir, init=weights, head="ide",

@@ -1,7 +1,7 @@
 """The fine-tuning checkpoint: a plain dict, written atomically, that resumes a run or evaluates it.
 
 Keys: ``kind`` ("finetune"), ``model`` (state dict: ``backbone.<torchvision key>`` + head),
-``optimizer``, ``epoch`` (epochs completed), ``step``, ``history`` (one dict per epoch),
+``optimizer`` (None once training is over), ``epoch`` (epochs completed), ``step``, ``history`` (one dict per epoch),
 ``arch``, ``head``, ``num_classes``, ``last_stride``, ``height``, ``width``, ``settings``.
 """
 

@@ -85,7 +85,8 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
         ckpt = read_checkpoint(ckpt_path)
         check_resumable(ckpt["settings"], settings, ckpt_path)
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt["optimizer"] is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
         epoch, step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
         log.info("resuming %s after epoch %d (step %d)", ckpt_path, epoch, step)
     save_settings(cfg, run_dir / "settings.yaml", "finetune")
@@ -134,7 +135,8 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
             {
                 **meta,
                 "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                # only a run that will resume needs the Adam moments (twice the model's size)
+                "optimizer": optimizer.state_dict() if epoch < cfg.epochs and step < total else None,
                 "epoch": epoch,
                 "step": step,
                 "history": history,

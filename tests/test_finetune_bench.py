@@ -37,3 +37,7 @@ def test_transfer_smoke(tmp_path, transfer, shared_data):
     assert md.count("| viper |") == len(inits)
     for preset, summary in report["pretrain"].items():
         assert (tmp_path / "ws" / "runs" / f"transfer_{preset}").is_dir() and summary["backbone"]
+    for run in saved["runs"]:  # every pre-trained backbone tensor reached the fine-tuned model
+        init = run["finetuned"]["init"]
+        if run["init"] != "random":
+            assert init["source"] == "state_dict" and init["missing"] == 0 and init["matched"] > 0

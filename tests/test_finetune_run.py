@@ -71,8 +71,33 @@ def test_frozen_evaluate_of_a_state_dict(tiny_run, reid_dir):
     _, root, _ = tiny_run
     cfg = EvaluateSettings(
         dataset="prid", data_dir=str(reid_dir / "PRID"), weights=str(root / "backbone.pth"), arch="resnet18",
-        height=64, width=32, workers=0, device="cpu",
+        height=32, width=16, workers=0, device="cpu",
     )  # fmt: skip
     ev = evaluate_command(cfg, root)
     assert (ev["n_query"], ev["n_gallery"], ev["n_valid_query"]) == (100, 834, 100)
     assert ev["weights"]["matched"] == 120 and 0.0 <= ev["mAP"] <= 100.0
+
+
+def test_killed_run_resumes_and_duplicates_nothing(tmp_path, reid_dir, monkeypatch):
+    import finetune.train as train_module
+
+    cfg = FinetuneSettings(
+        dataset="viper", data_dir=str(reid_dir / "VIPeR"), run_name="killed",
+        **{**TINY, "epochs": 2, "height": 32, "width": 16, "id_share": 0.1},
+    )  # fmt: skip
+    real_write = train_module.write_metrics
+
+    def killed_after_first_epoch(path, history):
+        real_write(path, history)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "write_metrics", killed_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, tmp_path)
+    assert not (tmp_path / "runs" / "killed" / "results.json").exists()
+    monkeypatch.setattr(train_module, "write_metrics", real_write)
+    summary = finetune(cfg, tmp_path)
+    metrics = pd.read_csv(tmp_path / "runs" / "killed" / "metrics.csv")
+    per_epoch = (2 * round(0.1 * 316)) // 32  # images // batch: 2 batches of P=8 ids x K=4
+    assert list(metrics["epoch"]) == [1, 2] and list(metrics["steps"]) == [per_epoch, 2 * per_epoch]
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * per_epoch
