@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.errors import SettingsError
-from common.settings import check_positive, check_range, setting
+from common.settings import check_nonnegative, check_positive, check_range, setting
+
+# mmpose's published HRNet-W32 COCO 256x192 top-down model (mmpose 0.x key layout)
+MMPOSE_HRNET_W32_COCO = (
+    "https://download.openmmlab.com/mmpose/top_down/hrnet/hrnet_w32_coco_256x192-c78dce93_20200708.pth"
+)
 
 
 @dataclass(frozen=True)
@@ -17,20 +22,34 @@ class DetectSettings:
     keypoints: Literal["hrnet", "mmpose", "none"] = setting(
         "hrnet", "keypoint model; 'none' skips the head/body rules (recorded in the outputs)"
     )
-    pose_weights: str | None = setting(None, "mmpose HRNet-W32 COCO 256x192 checkpoint (.pth)")
-    min_score: float = setting(0.72, "keep boxes with detector score > this (paper: 0.72, YOLO)")
-    hog_min_score: float = setting(0.5, "score threshold when --detector hog (SVM margin, not a probability)")
+    pose_weights: str | None = setting(
+        MMPOSE_HRNET_W32_COCO,
+        "mmpose HRNet-W32 COCO 256x192 checkpoint: a .pth path or URL (downloaded once)",
+    )
+    pose_batch_size: int = setting(64, "person crops per keypoint-model batch")
+    pose_flip_test: bool = setting(True, "average heatmaps with the mirrored crop's (mmpose's test setting)")
+    min_score: float = setting(0.72, "keep boxes with detector score > this (paper: 0.72, YOLO probability)")
+    hog_min_score: float = setting(
+        1.0, "score threshold when --detector hog (SVM margin, not a probability; docs/detect.md)"
+    )
+    record_score: float = setting(
+        0.25, "YOLO boxes scoring above this are recorded (<= min_score: low_score)"
+    )
     min_width: float = setting(48.0, "keep boxes wider than this many pixels (paper: 48)")
     min_aspect: float = setting(1.5, "keep boxes with height/width > this (paper: 1.5)")
     max_aspect: float = setting(5.0, "keep boxes with height/width < this (paper: 5)")
     keypoint_threshold: float = setting(0.3, "a keypoint is visible when its heatmap peak > this")
     batch_size: int = setting(32, "frames per detector batch")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    workers: int = setting(2, "decoding worker processes")
+    workers: int = setting(2, "decoding worker processes (0: decode in the main process)")
 
     def __post_init__(self) -> None:
-        check_positive(self, "frame_step", "min_width", "min_aspect", "max_aspect", "batch_size", "workers")
+        check_positive(
+            self, "frame_step", "min_width", "min_aspect", "max_aspect", "batch_size", "pose_batch_size"
+        )
+        check_nonnegative(self, "workers")
         check_range(self, "min_score", 0.0, 1.0)
+        check_range(self, "record_score", 0.0, 1.0)
         check_range(self, "keypoint_threshold", 0.0, 1.0)
         if self.max_aspect <= self.min_aspect:
             raise SettingsError(

@@ -1,0 +1,72 @@
+"""Person detector adapter over ultralytics YOLO (the paper: YOLOv5 trained on COCO, §3.1).
+
+The default weights ``yolov5xu.pt`` are the largest YOLOv5 that ultralytics serves (downloaded
+on first use); ``--detector-weights PATH`` takes a local file. Frames go through in one batch,
+on the GPU when there is one; only the person class is kept; boxes come back in source pixels
+with their confidence, which is a probability: the paper keeps boxes scoring > 0.72.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UsageError
+
+IMAGE_SIZE = 640  # ultralytics' letterbox size, the size COCO YOLOv5 models were trained at
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+class YoloDetector:
+    """``detector(frames) -> [(N, 5) float32 x1, y1, x2, y2, score]``, persons only, best first."""
+
+    def __init__(self, weights: str, device: str = "auto", record_score: float = 0.25) -> None:
+        from ultralytics import YOLO
+
+        local = Path(weights)
+        if (local.suffix != ".pt" or len(local.parts) > 1) and not local.is_file():
+            raise UsageError(f"detector weights {weights}: no such file (a .pt path or an ultralytics name)")
+        try:
+            self.model = YOLO(str(weights), task="detect")
+        except (ConnectionError, FileNotFoundError) as e:
+            raise UsageError(
+                f"detector weights {weights}: cannot load or download ({str(e).strip()[:120]}); "
+                "pass --detector-weights PATH to a local file, or use --detector hog"
+            ) from None
+        names = self.model.names or {}
+        persons = [int(k) for k, v in names.items() if str(v) == "person"]
+        self.person = persons[0] if persons else 0  # COCO order: class 0 is person
+        self.device = resolve_device(device)
+        self.precision = 16 if self.device.startswith("cuda") else 32  # fp16 on the GPU
+        self.record_score = record_score
+        self.name = f"yolo:{local.name}"
+
+    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        if not frames:
+            return []
+        results = self.model.predict(
+            frames,
+            classes=[self.person],
+            conf=self.record_score,
+            imgsz=IMAGE_SIZE,
+            device=self.device,
+            quantize=self.precision,
+            batch=len(frames),
+            verbose=False,
+        )
+        out = []
+        for r in results:
+            xyxy = r.boxes.xyxy.float().cpu().numpy().reshape(-1, 4)
+            conf = r.boxes.conf.float().cpu().numpy().reshape(-1, 1)
+            boxes = np.concatenate([xyxy, conf], axis=1).astype(np.float32)
+            out.append(boxes[np.argsort(-boxes[:, 4], kind="stable")])
+        return out
