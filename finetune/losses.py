@@ -27,18 +27,18 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: flo
 def reid_loss(
     out: dict, labels: torch.Tensor, label_smoothing: float = 0.1, margin: float = 0.3
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean cross-entropy over ``out["logits"]`` plus mean triplet over ``out["triplet"]``."""
+    """Mean cross-entropy over ``out["logits"]`` plus mean triplet over ``out["triplet"]`` (in fp32)."""
     total = out["embedding"].new_zeros(())
     parts: dict[str, float] = {}
     if out["logits"]:
         ce = torch.stack(
-            [F.cross_entropy(lg, labels, label_smoothing=label_smoothing) for lg in out["logits"]]
+            [F.cross_entropy(lg.float(), labels, label_smoothing=label_smoothing) for lg in out["logits"]]
         )
         total = total + ce.mean()
         parts["ce"] = ce.mean().item()
         parts["acc"] = float((out["logits"][0].argmax(dim=1) == labels).float().mean())
     if out["triplet"]:
-        tri = torch.stack([batch_hard_triplet(f, labels, margin) for f in out["triplet"]])
+        tri = torch.stack([batch_hard_triplet(f.float(), labels, margin) for f in out["triplet"]])
         total = total + tri.mean()
         parts["triplet"] = tri.mean().item()
     return total, parts

@@ -101,3 +101,19 @@ def test_killed_run_resumes_and_duplicates_nothing(tmp_path, reid_dir, monkeypat
     per_epoch = (2 * round(0.1 * 316)) // 32  # images // batch: 2 batches of P=8 ids x K=4
     assert list(metrics["epoch"]) == [1, 2] and list(metrics["steps"]) == [per_epoch, 2 * per_epoch]
     assert summary["epochs"] == 2 and summary["steps"] == 2 * per_epoch
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tiny_finetune_on_cuda(tmp_path, reid_dir):
+    cfg = FinetuneSettings(
+        dataset="viper", data_dir=str(reid_dir / "VIPeR"), run_name="cuda", **{**TINY, "device": "cuda"}
+    )
+    summary = finetune(cfg, tmp_path)
+    assert math.isfinite(summary["mAP"]) and 0.0 <= summary["mAP"] <= 100.0 and summary["n_query"] == 316
+    # the GPU checkpoint evaluates on the CPU (fp32 there, bf16 autocast on the GPU: close, not equal)
+    ckpt = str(tmp_path / "runs" / "cuda" / "checkpoint.pt")
+    ev = evaluate_command(
+        EvaluateSettings(dataset="viper", data_dir=cfg.data_dir, weights=ckpt, device="cpu"), tmp_path
+    )
+    assert ev["n_query"] == 316 and abs(ev["mAP"] - summary["mAP"]) < 3.0
