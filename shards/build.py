@@ -7,6 +7,10 @@ item with status and reason) and ``stats.json`` (the paper's Table 1 figures).
     python pipeline.py build-shards                       # from filter + detect outputs
     python pipeline.py build-shards --from-images crops/  # a folder tree of person crops
     python pipeline.py build-shards --from-lmdb lup/      # the official LUPerson LMDB
+    python pipeline.py build-shards --from-dets dets.pkl  # the released boxes, on crawl --from-vnames videos
+
+``--from-dets`` also writes ``dets_report.json`` (videos listed / downloaded / cut, crops expected /
+written, by reason).
 """
 
 from __future__ import annotations
@@ -39,4 +43,12 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     summary = write_shards(tasks, root / "shards", settings, sources.run_task, cfg.workers, cfg.jpeg_quality)
     stats = dataset_stats(root)
     write_json(root / "stats.json", stats)
+    if source == "dets":
+        import pandas as pd
+
+        from shards.dets_report import write_report
+
+        samples = pd.read_parquet(root / "shards" / "samples.parquet")
+        report = write_report(root, cfg.from_dets, tasks, samples)
+        return {"source": source, **counts, **summary, "regenerate": report}
     return {"source": source, **counts, **summary}

@@ -11,29 +11,18 @@ byte-for-byte; the sample key is the LMDB key.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, require_path
+from shards import safe_pickle
 from shards.items import Item, Result, Task, failed, image_sample, safe_key
 
 log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"^(\d{2})_(\d{2})_(\d{4})_(\d{8})$")
 CHUNK = 256
 _ENVS: dict[str, Any] = {}  # one read-only environment per worker process
-
-
-class _KeysUnpickler(pickle.Unpickler):
-    """Loads lists, dicts, strings and numpy arrays only: keys.pkl comes from outside."""
-
-    NUMPY = {"_reconstruct", "ndarray", "dtype", "scalar"}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] == "numpy" and name in self.NUMPY:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
 def locate(path: str) -> tuple[Path, Path | None]:
@@ -56,9 +45,8 @@ def locate(path: str) -> tuple[Path, Path | None]:
 def read_keys_pkl(path: Path) -> list[str]:
     """Keys listed in keys.pkl (a list, or a dict with ``keys``)."""
     try:
-        with open(path, "rb") as f:
-            data = _KeysUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        data = safe_pickle.load(path)
+    except safe_pickle.LOAD_ERRORS as e:
         raise UsageError(f"--from-lmdb: {path} is not a LUPerson keys.pkl ({e})") from None
     if isinstance(data, dict):
         data = data.get("keys")

@@ -24,9 +24,10 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "status": "ok",  # "ok" or a failure code
     "reason": "",
     "shard": "",  # the tar holding the sample ("" when it failed)
-    "source": "",  # detections, images or lmdb
-    "source_id": "",  # image path, LMDB key or video path
+    "source": "",  # detections, dets, images or lmdb
+    "source_id": "",  # image path, LMDB key, video path or (dets) the vnames.txt line
     "video_id": "",
+    "country": "",
     "city": "",
     "frame": -1,
     "box": -1,

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
-from common.settings import check_positive, check_range, setting
+from common.errors import SettingsError
+from common.settings import check_nonnegative, check_positive, check_range, setting
+
+SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)`` (width, height); ``SettingsError`` when malformed."""
+    m = SIZE_PATTERN.match(text.strip().lower())
+    if not m:
+        raise SettingsError(f"dets_size must be WIDTHxHEIGHT in pixels, e.g. 1280x720, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 @dataclass(frozen=True)
 class ShardSettings:
     from_images: str | None = setting(None, "import a folder tree of person crops instead of detections")
     from_lmdb: str | None = setting(None, "import the official LUPerson LMDB release (with keys.pkl)")
+    from_dets: str | None = setting(
+        None, "cut the released LUPerson boxes: a bundled dets.pkl or a folder of <country>+<city>+<id>.pkl"
+    )
+    dets_size: str | None = setting(
+        None,
+        "WIDTHxHEIGHT the released boxes were found at (when a pickle states none): rescale to the video",
+    )
     jpeg_quality: int = setting(95, "JPEG quality of re-encoded crops")
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
@@ -19,6 +39,20 @@ class ShardSettings:
     def __post_init__(self) -> None:
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
+        if self.dets_size is not None:
+            parse_size(self.dets_size)
+
+
+@dataclass(frozen=True)
+class ExportLmdbSettings:
+    output: str | None = setting(None, "folder for lmdb/ and keys.pkl (default: <root>/lup_lmdb)")
+    keys_format: Literal["dict", "list"] = setting(
+        "dict", "keys.pkl as {'keys': [...]} (lup_moco's loader) or a plain list (LUP/convert_lmdb.py)"
+    )
+    map_size: int = setting(0, "LMDB map size in bytes (0: enough for the shards, computed)")
+
+    def __post_init__(self) -> None:
+        check_nonnegative(self, "map_size")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,11 @@ from shards.settings import ShardSettings
 
 def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any]]:
     """``(source name, tasks in sorted key order, counts)`` for the settings' source."""
-    if cfg.from_images and cfg.from_lmdb:
-        raise UsageError("give --from-images or --from-lmdb, not both")
+    given = [name for name in ("from_images", "from_lmdb", "from_dets") if getattr(cfg, name)]
+    if len(given) > 1:
+        raise UsageError(f"give one of --from-images, --from-lmdb, --from-dets, not {' and '.join(given)}")
+    if cfg.dets_size and not cfg.from_dets:
+        raise UsageError("--dets-size applies to --from-dets only")
     if cfg.from_images:
         from shards import from_images
 
@@ -22,6 +25,10 @@ def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any
         from shards import from_lmdb
 
         return ("lmdb", *from_lmdb.plan(cfg.from_lmdb))
+    if cfg.from_dets:
+        from shards import from_dets
+
+        return ("dets", *from_dets.plan(cfg.from_dets, root, cfg.dets_size))
     from shards import from_detections
 
     return ("detections", *from_detections.plan(root))
@@ -35,6 +42,8 @@ def run_task(task: Task, quality: int) -> list[Result]:
         from shards.from_lmdb import run
     elif task.kind == "detections":
         from shards.from_detections import run
+    elif task.kind == "dets":
+        from shards.from_dets import run
     else:
         raise ValueError(f"unknown task kind {task.kind!r}")
     return run(task, quality)

@@ -101,13 +101,15 @@ def dataset_stats(root: Path) -> dict[str, Any]:
         notes.append("imported from an image folder: no videos, cities, frames or scores")
     if source == "lmdb":
         notes.append("imported from the LUPerson LMDB: city and video numbers from the keys, no frames")
+    if source == "dets":
+        notes.append("cut from the released LUPerson boxes (--from-dets): no detector ran here")
     return {
         "source": source,
         "images": len(ok),
         "failed": _counts(samples.loc[samples["status"] != "ok", "status"]),
         "videos": int(videos) if videos else None,
         "cities": int(cities) if cities else None,
-        "estimated_persons": estimated_persons(samples) if source == "detections" else None,
+        "estimated_persons": estimated_persons(samples) if source in ("detections", "dets") else None,
         "crop_width": _range(ok["width"]),
         "crop_height": _range(ok["height"]),
         "shards": len(index),
@@ -131,7 +133,9 @@ def table1(stats: dict[str, Any]) -> str:
     def show(value: Any) -> str:
         return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
-    detector = ",".join((stats.get("detections") or {}).get("detector") or []) or stats["source"]
+    detector = ",".join((stats.get("detections") or {}).get("detector") or []) or {
+        "dets": "released boxes"
+    }.get(stats["source"], stats["source"])
     header = [
         "Datasets",
         "#images",

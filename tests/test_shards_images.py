@@ -164,7 +164,7 @@ def test_shards_respect_both_caps_and_ignore_worker_count(unlabeled_dir, tmp_pat
 def test_importer_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         build_shards(ShardSettings(from_images=str(tmp_path / "nope")), tmp_path)
-    with pytest.raises(UsageError, match="not both"):
+    with pytest.raises(UsageError, match="give one of"):
         build_shards(ShardSettings(from_images=str(tmp_path), from_lmdb=str(tmp_path)), tmp_path)
     with pytest.raises(UsageError, match="video_filter.parquet"):
         build_shards(ShardSettings(), tmp_path)

@@ -1,0 +1,271 @@
+"""``build-shards --from-dets PATH``: cut exactly the released LUPerson boxes from the crawled videos.
+
+Each video of the detections (:mod:`shards.dets_input`) is matched by its ``vnames.txt`` line to
+the ``videos.parquet`` row with the same ``vname`` (written by ``crawl --from-vnames``). Boxes
+are cut as the release's ``LUP/extract.py`` does: the frame ``frame_id - 1`` (decoded with
+``detect.frames.read_frames``), ``bbox.round()`` (NumPy, half to even) and
+``frame[y1:y2, x1:x2]``, JPEG quality 95 (``cv2.imwrite``'s default).
+
+Resolution: the release does not store the frame size. When one is stated (a ``size`` entry in
+the pickle, else ``--dets-size WxH``) and differs from the decoded frame, boxes are scaled to the
+frame (same aspect ratio only). A video with any (scaled, rounded) box outside its frame is not
+at the resolution the boxes were found at: none of its crops is written, and every box is
+recorded as ``resolution_mismatch`` with the sizes in the reason.
+
+Key: ``<video_id>_<frame_id:08d>_<obj_idx:03d>`` (the release's 1-based frame id and object
+index; the YouTube id has no dots and is unique in the list). The JSON keeps country, city,
+vname, video_id, frame_id, frame (0-based), obj_idx, the boxes and the frame size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.errors import UsageError
+from shards import dets_input
+from shards.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
+from shards.settings import parse_size
+
+log = logging.getLogger(__name__)
+ASPECT_TOLERANCE = 0.01  # relative difference of the x and y scales still treated as one aspect ratio
+
+
+class Mismatch(Exception):
+    """The decoded frames do not have the size the released boxes were found at."""
+
+
+def sample_key(video_id: str, frame_id: int, obj_idx: int) -> str:
+    return f"{video_id}_{frame_id:08d}_{obj_idx:03d}"
+
+
+def manifest_rows(root: Path) -> dict[str, dict[str, Any]]:
+    """``vname -> videos.parquet row`` for the rows crawl --from-vnames wrote."""
+    import pandas as pd
+
+    path = root / "videos.parquet"
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: run crawl --from-vnames vnames.txt first")
+    videos = pd.read_parquet(path)
+    missing = {"vname", "status", "path"} - set(videos.columns)
+    if missing:
+        raise UsageError(f"{path} lacks columns {sorted(missing)}: run crawl --from-vnames vnames.txt")
+    listed = videos[videos["vname"].notna()]
+    return {str(r["vname"]): r for r in listed.to_dict("records")}
+
+
+def match(vname: str, rows: dict[str, dict[str, Any]], root: Path) -> tuple[str, str, str | None]:
+    """``(status, reason, video path)`` of one video of the detections."""
+    row = rows.get(vname)
+    if row is None:
+        return "not_listed", "not in videos.parquet: list it in vnames.txt and run crawl --from-vnames", None
+    if row["status"] != "ok":
+        reason = row.get("reason") or ""
+        return "not_downloaded", f"crawl status {row['status']}: {reason}".rstrip(": "), None
+    path = root / str(row["path"])
+    if not path.is_file():
+        return "video_missing", f"downloaded, but {path} is gone: rerun crawl --from-vnames", None
+    return "ok", "", str(path)
+
+
+def extent(boxes: list[dets_input.Box]) -> list[float] | None:
+    """``[min x1, min y1, max x2, max y2]`` over the usable boxes (checked against the frame)."""
+    usable = [b.bbox for b in boxes if b.frame_id >= 1 and b.bbox and all(map(math.isfinite, b.bbox))]
+    if not usable:
+        return None
+    a = np.array(usable)
+    return [float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max())]
+
+
+def video_plan(video: dets_input.VideoDets, rows, root: Path, size, seen: dict[str, str]):
+    """``(context, items)`` of one video of the detections."""
+    context: dict[str, Any] = {"vname": video.vname, "origin": video.origin, "path": None, "boxes": 0}
+    context |= {"country": "", "city": "", "video_id": "", "size": None, "size_from": None, "extent": None}
+    context |= {"malformed": [], "duplicates": 0, "ignored_keys": []}
+    try:
+        country, city, video_id = dets_input.parse_vname(video.vname)
+    except ValueError as e:
+        return context | {"status": "bad_vname", "reason": str(e)}, []
+    context |= {"country": country, "city": city, "video_id": video_id}
+    if video_id in seen:
+        return context | {
+            "status": "duplicate_video",
+            "reason": f"video id already given as {seen[video_id]}",
+        }, []
+    seen[video_id] = video.vname
+    if video.error:
+        return context | {"status": "bad_dets", "reason": video.error}, []
+    try:
+        parsed = dets_input.parse(video.dets)
+    except ValueError as e:
+        return context | {"status": "bad_dets", "reason": str(e)}, []
+    status, reason, path = match(video.vname, rows, root)
+    stated = parsed.size or size
+    context |= {"status": status, "reason": reason, "path": path, "boxes": len(parsed.boxes)}
+    context |= {"size": list(stated) if stated else None, "extent": extent(parsed.boxes)}
+    context |= {"size_from": "pickle" if parsed.size else "dets_size" if size else None}
+    context |= {"malformed": parsed.malformed, "duplicates": parsed.duplicates}
+    context |= {"ignored_keys": parsed.ignored_keys}
+    if parsed.malformed:
+        log.warning(
+            "%s: %d malformed entries skipped, e.g. %s",
+            video.vname,
+            len(parsed.malformed),
+            parsed.malformed[0],
+        )
+    items = [
+        Item(
+            sample_key(video_id, b.frame_id, b.obj_idx),
+            {"frame_id": b.frame_id, "obj_idx": b.obj_idx, "bbox": b.bbox, "det": b.extra},
+        )
+        for b in parsed.boxes
+    ]
+    return context, items
+
+
+def plan(path: str, root: Path, dets_size: str | None) -> tuple[list[Task], dict[str, Any]]:
+    """One task per video (videos without boxes too: their context carries the report's figures)."""
+    videos = dets_input.load(path)
+    rows = manifest_rows(root)
+    size = parse_size(dets_size) if dets_size else None
+    seen: dict[str, str] = {}
+    contexts, pairs = [], []
+    for video in videos:
+        context, items = video_plan(video, rows, root, size, seen)
+        contexts.append(context)
+        pairs.extend((len(contexts) - 1, item) for item in items)
+    pairs.sort(key=lambda pair: pair[1].key)
+    tasks = [
+        Task("dets", contexts[n], tuple(item for _, item in group))
+        for n, group in itertools.groupby(pairs, key=lambda pair: pair[0])
+    ]
+    with_items = {n for n, _ in pairs}
+    tasks += [Task("dets", c, ()) for n, c in enumerate(contexts) if n not in with_items]
+    counts = {"dets_videos": len(contexts), "dets_boxes": len(pairs)}
+    return tasks, counts
+
+
+def fit(context: dict[str, Any], height: int, width: int) -> tuple[float, float, str]:
+    """``(x scale, y scale, note)`` mapping the released boxes onto a ``width`` x ``height`` frame.
+
+    Raises :class:`Mismatch` when they cannot be mapped or some box falls outside the frame.
+    """
+    sx = sy = 1.0
+    note = ""
+    if context["size"] and tuple(context["size"]) != (width, height):
+        w0, h0 = context["size"]
+        sx, sy = width / w0, height / h0
+        if abs(sx / sy - 1) > ASPECT_TOLERANCE:
+            raise Mismatch(
+                f"the video is {width}x{height} but the boxes were found at {w0}x{h0} "
+                f"(from the {context['size_from']}): another aspect ratio, cannot rescale"
+            )
+        note = f"boxes rescaled from {w0}x{h0} to {width}x{height}"
+    if context["extent"]:
+        x1, y1, x2, y2 = (int(v) for v in np.round(np.array(context["extent"]) * [sx, sy, sx, sy]))
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            hint = (
+                ""
+                if context["size"]
+                else "; if the original size is known, state it (--dets-size WxH) to rescale"
+            )
+            raise Mismatch(
+                f"boxes reach x {x1}..{x2}, y {y1}..{y2}, beyond the {width}x{height} frame: the video is "
+                f"not at the resolution the boxes were found at{hint}"
+            )
+    return sx, sy, note
+
+
+def cut(
+    item: Item, frame: np.ndarray, context: dict[str, Any], scale: tuple[float, float, str], quality: int
+) -> Result:
+    """The released box of one item, cut the release's way (``round()``, no clipping needed)."""
+    p = item.payload
+    sx, sy, note = scale
+    height, width = frame.shape[:2]
+    box = [v * s for v, s in zip(p["bbox"], (sx, sy, sx, sy), strict=True)]
+    x1, y1, x2, y2 = (int(v) for v in np.round(np.array(box)))
+    values = _values(context, p)
+    if x2 <= x1 or y2 <= y1:
+        return failed(item.key, "empty_box", f"box {p['bbox']} rounds to an empty crop", **values)
+    jpg = encode_jpeg(frame[y1:y2, x1:x2], quality)
+    meta = {
+        "source": "dets",
+        "vname": context["vname"],
+        "country": context["country"],
+        "city": context["city"],
+        "video_id": context["video_id"],
+        "frame_id": p["frame_id"],
+        "frame": p["frame_id"] - 1,
+        "obj_idx": p["obj_idx"],
+        "bbox": p["bbox"],
+        "box_xyxy": box,
+        "crop_xyxy": [x1, y1, x2, y2],
+        "source_width": width,
+        "source_height": height,
+        "dets_size": context["size"],
+        "det": p["det"],
+    }
+    files = {"jpg": jpg, "json": metadata_json(meta)}
+    rec = record(item.key, reason=note, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values)
+    return Result(item.key, files, rec)
+
+
+def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    score = payload["det"].get("score")
+    return {
+        "source": "dets",
+        "source_id": context["vname"],
+        "video_id": context["video_id"],
+        "country": context["country"],
+        "city": context["city"],
+        "frame": payload["frame_id"] - 1,
+        "box": payload["obj_idx"],
+        "score": float(score) if isinstance(score, int | float) and not isinstance(score, bool) else math.nan,
+    }
+
+
+def run(task: Task, quality: int) -> list[Result]:
+    """Decode the task's frames once each, in order, check the frame size, cut every box."""
+    from detect.frames import read_frames
+
+    ctx = task.context
+    done: dict[str, Result] = {}
+
+    def fail(item: Item, status: str, reason: str) -> None:
+        done[item.key] = failed(item.key, status, reason, **_values(ctx, item.payload))
+
+    by_frame: dict[int, list[Item]] = {}
+    for item in task.items:
+        p = item.payload
+        if ctx["status"] != "ok":
+            fail(item, ctx["status"], ctx["reason"])
+        elif p["bbox"] is None or not all(map(math.isfinite, p["bbox"])):
+            fail(item, "bad_box", f"bbox {p['bbox']} is not four finite numbers x1, y1, x2, y2")
+        elif p["frame_id"] < 1:
+            fail(item, "bad_frame", f"frame_id {p['frame_id']}: the release's frame ids start at 1")
+        else:
+            by_frame.setdefault(p["frame_id"] - 1, []).append(item)
+    problem = ("frame_unreadable", "the frame is past the end of the stream or cannot be decoded")
+    scale = None
+    try:
+        for index, frame in read_frames(Path(ctx["path"]), sorted(by_frame)) if by_frame else ():
+            if scale is None:
+                try:
+                    scale = fit(ctx, *frame.shape[:2])
+                except Mismatch as e:
+                    problem = ("resolution_mismatch", str(e))
+                    break
+            for item in by_frame[index]:
+                done[item.key] = cut(item, frame, ctx, scale, quality)
+    except OSError as e:
+        problem = ("video_unreadable", f"{type(e).__name__}: {e}")
+    for item in task.items:
+        if item.key not in done:
+            fail(item, *problem)
+    return [done[item.key] for item in task.items]
