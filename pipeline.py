@@ -75,6 +75,12 @@ COMMANDS: dict[str, Command] = {
         "shards.verify:verify_shards",
         "re-read every shard, check sha256 and decode every image",
     ),
+    "export-lmdb": Command(
+        "shards.settings:ExportLmdbSettings",
+        "export_lmdb",
+        "shards.export_lmdb:export_lmdb",
+        "write the shards as the official LUPerson LMDB with keys.pkl",
+    ),
     "pretrain": Command(
         "pretrain.settings:PretrainSettings",
         "pretrain",
