@@ -3,7 +3,8 @@
 Columns: video_id, frame, box (index within its frame, best score first), x1, y1, x2, y2 (source
 pixels), score, keypoints (17 x (x, y, conf) flattened to 51 floats; empty when not computed:
 ``--keypoints none`` or a box that already failed a box rule), valid, reason, detector,
-keypoint_model. The file's schema metadata holds ``frames_sampled`` (a video may have no boxes).
+keypoint_model. The file's schema metadata holds ``frames_sampled`` (a video may have no boxes)
+and a ``note`` when some sampled frames could not be decoded.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class BoxRows:
                 self.columns[key].append(value)
 
 
-def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: int) -> None:
-    """Write one video's boxes atomically (the file's existence means "this video is done")."""
+def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: int, note: str = "") -> None:
+    """Write one video's boxes atomically (the file's existence means "this video is done");
+    ``note`` says what went wrong short of failing (e.g. frames that could not be decoded)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -85,6 +87,7 @@ def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: 
             "frames_sampled": str(frames_sampled),
             "detector": rows.detector,
             "keypoint_model": rows.keypoint_model,
+            "note": note,
         }
     )
     table = pa.table(columns, schema=schema)
@@ -104,5 +107,5 @@ def read_video_summary(path: Path) -> dict[str, Any]:
         "boxes": len(valid),
         "valid_boxes": int(sum(bool(v) for v in valid)),
         "status": "ok",
-        "reason": "",
+        "reason": meta.get(b"note", b"").decode(),
     }

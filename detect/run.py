@@ -89,14 +89,14 @@ class BatchRunner:
         self.keypoint_model = pose.name if pose is not None else "none"
         self.pending: list[tuple[str, int, np.ndarray]] = []
         self.rows: dict[str, BoxRows] = defaultdict(lambda: BoxRows(self.detector.name, self.keypoint_model))
-        self.ended: dict[str, tuple[int, str]] = {}
+        self.ended: dict[str, tuple[int, int, str]] = {}
         self.results: dict[str, dict[str, Any]] = {}
 
     def add(self, record: dict[str, Any]) -> int:
         """Feed one record of ``sampled_frames``; returns frames processed by this call."""
         vid = record["video_id"]
         if record.get("end"):
-            self.ended[vid] = (record["frames"], record["error"])
+            self.ended[vid] = (record["frames"], record["expected"], record["error"])
             if not any(p[0] == vid for p in self.pending):
                 self.finish_ended()
             return 0
@@ -133,13 +133,16 @@ class BatchRunner:
     def finish_ended(self) -> None:
         waiting = {p[0] for p in self.pending}
         for vid in [v for v in self.ended if v not in waiting]:
-            frames, error = self.ended.pop(vid)
+            frames, expected, error = self.ended.pop(vid)
             rows = self.rows.pop(vid, None) or BoxRows(self.detector.name, self.keypoint_model)
             if error:
                 log.warning("detect: %s failed: %s", vid, error)
                 self.results[vid] = {"frames_sampled": frames, "status": "error", "reason": error}
                 continue
-            write_video_boxes(self.out_dir / f"{vid}.parquet", vid, rows, frames)
+            note = f"decoded {frames} of {expected} sampled frames" if frames < expected else ""
+            if note:
+                log.warning("detect: %s: %s", vid, note)
+            write_video_boxes(self.out_dir / f"{vid}.parquet", vid, rows, frames, note)
             self.results[vid] = read_video_summary(self.out_dir / f"{vid}.parquet")
 
 
@@ -176,14 +179,14 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
             bar.update(n := runner.flush())
             frames_now += n
     seconds = time.perf_counter() - start
-    failed = runner.results if runner else {}
+    results_now = runner.results if runner else {}
     summary_rows = []
     for vid in videos["video_id"].astype(str):
         path = out_dir / f"{vid}.parquet"
         if path.is_file():
             summary_rows.append({"video_id": vid, **read_video_summary(path)})
         else:
-            summary_rows.append({"video_id": vid, "boxes": 0, "valid_boxes": 0, **failed.get(vid, {})})
+            summary_rows.append({"video_id": vid, "boxes": 0, "valid_boxes": 0, **results_now.get(vid, {})})
     table = pd.DataFrame(summary_rows, columns=SUMMARY_COLUMNS)
     write_parquet(root / "detections.parquet", table)
     reasons: Counter[str] = Counter()

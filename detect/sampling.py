@@ -31,7 +31,7 @@ def sample_indices(n_frames: int, step: int) -> range:
 
 class SampledFrames(IterableDataset):
     """Yields ``{"video_id", "frame", "image"}`` per sampled frame, then ``{"video_id", "end",
-    "frames", "error"}`` per video."""
+    "frames", "expected", "error"}`` per video."""
 
     def __init__(self, jobs: list[VideoJob], step: int) -> None:
         self.jobs = jobs
@@ -41,14 +41,20 @@ class SampledFrames(IterableDataset):
         info = get_worker_info()
         jobs = self.jobs if info is None else self.jobs[info.id :: info.num_workers]
         for job in jobs:
-            sent, error = 0, ""
+            sent, error, wanted = 0, "", sample_indices(job.n_frames, self.step)
             try:
-                for index, image in read_frames(job.path, sample_indices(job.n_frames, self.step)):
+                for index, image in read_frames(job.path, wanted):
                     yield {"video_id": job.video_id, "frame": index, "image": image}
                     sent += 1
             except Exception as e:  # one bad video is recorded and skipped, never the whole run
                 error = f"{type(e).__name__}: {e}"
-            yield {"video_id": job.video_id, "end": True, "frames": sent, "error": error}
+            yield {
+                "video_id": job.video_id,
+                "end": True,
+                "frames": sent,
+                "expected": len(wanted),
+                "error": error,
+            }
 
 
 def _as_is(item: dict[str, Any]) -> dict[str, Any]:

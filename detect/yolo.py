@@ -39,7 +39,7 @@ class YoloDetector:
             self.model = YOLO(str(weights), task="detect")
         except (ConnectionError, FileNotFoundError) as e:
             raise UsageError(
-                f"detector weights {weights}: cannot load or download ({str(e).strip()[:120]}); "
+                f"detector weights {weights}: cannot load or download ({str(e).replace('❌', '').strip()}); "
                 "pass --detector-weights PATH to a local file, or use --detector hog"
             ) from None
         names = self.model.names or {}

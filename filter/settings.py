@@ -16,7 +16,7 @@ class FilterSettings:
     static_tolerance: float = setting(
         1.0,
         "mean absolute pixel difference (0-255) at or under which two shrunk frames count as identical"
-        " (docs/filter.md: re-encoded stills <= 0.96, real footage >= 1.80)",
+        " (docs/filter.md: re-encoded stills 0.03-0.68, real footage >= 1.80)",
     )
     near_duplicate: bool = setting(True, "flag re-uploads by perceptual hashes of a few frames")
     near_duplicate_distance: int = setting(

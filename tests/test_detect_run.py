@@ -20,13 +20,17 @@ VIDEOS = {"one-by-one-person-detection.mp4": 1394, "street-crossing.mp4": 671}
 
 @pytest.fixture(scope="module")
 def workspace(videos_dir, tmp_path_factory):
-    """video_filter.parquet with two kept sample videos, one kept row whose file is gone, one dropped."""
+    """video_filter.parquet with two kept sample videos, a kept copy cut in half, a kept row whose
+    file is gone, and a dropped row."""
     root = tmp_path_factory.mktemp("detect_ws")
+    data = (videos_dir / "street-crossing.mp4").read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])  # 299 of 671 frames left
     rows = [
         {"video_id": name.rsplit(".", 1)[0], "path": str(videos_dir / name), "keep": True, "n_frames": n}
         for name, n in VIDEOS.items()
     ]
     rows.append({"video_id": "gone", "path": "videos/gone.mp4", "keep": True, "n_frames": 500})
+    rows.append({"video_id": "cut", "path": "cut.mp4", "keep": True, "n_frames": 671})
     rows.append(
         {
             "video_id": "pedestrians",
@@ -54,9 +58,14 @@ def boxes(root, vid: str) -> pd.DataFrame:
 
 def test_one_file_per_kept_readable_video(run):
     files = sorted(p.name for p in (run / "detections").iterdir())
-    assert files == ["one-by-one-person-detection.parquet", "street-crossing.parquet"]
+    assert files == ["cut.parquet", "one-by-one-person-detection.parquet", "street-crossing.parquet"]
     summary = pd.read_parquet(run / "detections.parquet").set_index("video_id")
-    assert sorted(summary.index) == ["gone", "one-by-one-person-detection", "street-crossing"]
+    assert sorted(summary.index) == ["cut", "gone", "one-by-one-person-detection", "street-crossing"]
+    assert summary.loc["cut", "frames_sampled"] == 3  # frames 0, 100, 200 of 0..600
+    assert (summary.loc["cut", "status"], summary.loc["cut", "reason"]) == (
+        "ok",
+        "decoded 3 of 7 sampled frames",
+    )
     assert summary.loc["one-by-one-person-detection", "frames_sampled"] == 14
     assert summary.loc["street-crossing", "frames_sampled"] == 7
     assert summary.loc["gone", "status"] == "error" and "cannot open" in summary.loc["gone", "reason"]
