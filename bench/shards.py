@@ -6,7 +6,9 @@ and re-encodes every crop at quality 95 into the same tar writer, both in one pr
 Read: a ``webdataset`` loader over the shards against a torch loader over the same crops as
 separate files, both decoding every JPEG with OpenCV, resizing to 128x64 and batching by 64,
 for each worker count.
-Both baselines run in the same process, right before the measured method.
+Export: ``export-lmdb`` (the shards -> the official LUPerson LMDB + keys.pkl) against the release's
+``LUP/convert_lmdb.py`` loop (read each loose file, ``txn.put``, one commit per folder).
+Every baseline runs in the same process, right before the measured method.
 
     python bench/shards.py                       # the 14,834 crops of ../shared/data/unlabeled
     python bench/shards.py --smoke               # 300 crops, workers 0 and 1 (seconds)
@@ -31,9 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from common.atomic import write_json  # noqa: E402
 from shards.build import build_shards  # noqa: E402
+from shards.export_lmdb import export_lmdb  # noqa: E402
 from shards.from_images import list_images  # noqa: E402
 from shards.items import decode_image, encode_jpeg  # noqa: E402
-from shards.settings import ShardSettings  # noqa: E402
+from shards.settings import ExportLmdbSettings, ShardSettings  # noqa: E402
 from shards.tarshard import ShardWriter, shard_name  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -80,6 +83,25 @@ def write_reencode(folder: Path, out: Path, max_samples: int) -> int:
     return len(paths)
 
 
+def convert_lmdb_loop(folder: Path, out: Path) -> int:
+    """Baseline export, the release's way: every loose file read and put, one commit per folder."""
+    import lmdb
+
+    paths, _ = list_images(folder)
+    env = lmdb.open(str(out), map_size=1 << 34)
+    txn, previous = env.begin(write=True), None
+    for m, rel in enumerate(paths):
+        parent = rel.rpartition("/")[0]
+        if previous is not None and parent != previous:
+            txn.commit()
+            txn = env.begin(write=True)
+        previous = parent
+        txn.put(f"00_00_0000_{m:08d}".encode("ascii"), (folder / rel).read_bytes())
+    txn.commit()
+    env.close()
+    return len(paths)
+
+
 class FileCrops:
     """Baseline dataset: one file per crop (torch map-style)."""
 
@@ -113,7 +135,7 @@ def read_files(files: list[Path], workers: int) -> int:
     return sum(len(batch) for batch in DataLoader(FileCrops(files), batch_size=BATCH, num_workers=workers))
 
 
-def timed(fn, *args) -> tuple[int, float]:
+def timed(fn, *args) -> tuple[Any, float]:
     start = time.perf_counter()
     n = fn(*args)
     return n, time.perf_counter() - start
@@ -134,6 +156,7 @@ def row(name: str, n: int, seconds: float, baseline: dict[str, Any] | None) -> d
 def warm_up() -> None:
     """Import what the measured code imports, so that no row pays for it."""
     import cv2  # noqa: F401
+    import lmdb  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
     import torch.utils.data  # noqa: F401
@@ -156,6 +179,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             summary = build_shards(cfg, tmp / f"ws{workers}")
             name = f"write: build-shards --from-images, workers={workers}"
             rows.append(row(name, summary["samples"], time.perf_counter() - start, base))
+        n, s = timed(convert_lmdb_loop, folder, tmp / "baseline_lmdb")
+        base = row("export: LUP/convert_lmdb.py loop over loose files (baseline)", n, s, None)
+        summary, s = timed(export_lmdb, ExportLmdbSettings(output=str(tmp / "lup_lmdb")), tmp / "ws1")
+        rows += [base, row("export: export-lmdb from the shards", summary["images"], s, base)]
         shards = sorted(str(p) for p in (tmp / "ws1" / "shards").glob("lup-*.tar"))
         files = [folder / rel for rel in list_images(folder)[0]]
         for workers in args.workers:

@@ -82,7 +82,20 @@ def extent(boxes: list[dets_input.Box]) -> list[float] | None:
     return [float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max())]
 
 
-def video_plan(video: dets_input.VideoDets, rows, root: Path, size, seen: dict[str, str]):
+def owners(videos: list[dets_input.VideoDets], rows: dict[str, Any]) -> dict[str, str]:
+    """``video_id -> vname`` that keeps it when several lines name one video: the line crawl listed, else the first."""
+    chosen: dict[str, str] = {}
+    for video in videos:
+        try:
+            video_id = dets_input.parse_vname(video.vname)[2]
+        except ValueError:
+            continue
+        if video_id not in chosen or (video.vname in rows and chosen[video_id] not in rows):
+            chosen[video_id] = video.vname
+    return chosen
+
+
+def video_plan(video: dets_input.VideoDets, rows, root: Path, size, owner: dict[str, str]):
     """``(context, items)`` of one video of the detections."""
     context: dict[str, Any] = {"vname": video.vname, "origin": video.origin, "path": None, "boxes": 0}
     context |= {"country": "", "city": "", "video_id": "", "size": None, "size_from": None, "extent": None}
@@ -92,12 +105,11 @@ def video_plan(video: dets_input.VideoDets, rows, root: Path, size, seen: dict[s
     except ValueError as e:
         return context | {"status": "bad_vname", "reason": str(e)}, []
     context |= {"country": country, "city": city, "video_id": video_id}
-    if video_id in seen:
+    if owner[video_id] != video.vname:
         return context | {
             "status": "duplicate_video",
-            "reason": f"video id already given as {seen[video_id]}",
+            "reason": f"video id already given as {owner[video_id]}",
         }, []
-    seen[video_id] = video.vname
     if video.error:
         return context | {"status": "bad_dets", "reason": video.error}, []
     try:
@@ -133,10 +145,10 @@ def plan(path: str, root: Path, dets_size: str | None) -> tuple[list[Task], dict
     videos = dets_input.load(path)
     rows = manifest_rows(root)
     size = parse_size(dets_size) if dets_size else None
-    seen: dict[str, str] = {}
+    owner = owners(videos, rows)
     contexts, pairs = [], []
     for video in videos:
-        context, items = video_plan(video, rows, root, size, seen)
+        context, items = video_plan(video, rows, root, size, owner)
         contexts.append(context)
         pairs.extend((len(contexts) - 1, item) for item in items)
     pairs.sort(key=lambda pair: pair[1].key)

@@ -29,7 +29,7 @@ def test_bench_smoke(unlabeled_dir, tmp_path):
     )
     result = json.loads(out.read_text())
     names = [r["name"] for r in result["rows"]]
-    assert len(names) == 6 and sum("baseline" in n for n in names) == 3
+    assert len(names) == 8 and sum("baseline" in n for n in names) == 4
     assert all(r["samples"] == 300 and r["samples_per_s"] > 0 for r in result["rows"])
     assert all((r["ratio"] is None) == ("baseline" in r["name"]) for r in result["rows"])
-    assert "vs baseline" in run.stdout and "loader workers=1" in run.stdout
+    assert "vs baseline" in run.stdout and "loader workers=1" in run.stdout and "export-lmdb" in run.stdout
