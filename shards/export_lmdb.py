@@ -22,14 +22,15 @@ import json
 import logging
 import pickle
 import shutil
+import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.atomic import atomic_path, write_json, write_parquet
 from common.errors import UsageError
-from shards.lmdb_keys import enumeration_order, official_keys, place
+from shards.lmdb_keys import Place, enumeration_order, official_keys, place
 from shards.settings import ExportLmdbSettings
 
 log = logging.getLogger(__name__)
@@ -53,21 +54,32 @@ def shard_list(root: Path):
     return index
 
 
-def scan(tar_path: Path, shard_no: int) -> list[dict[str, Any]]:
-    """One entry per sample of a tar: key, JSON metadata, and where its JPEG bytes lie."""
-    samples: dict[str, dict[str, Any]] = {}
+class Sample(NamedTuple):
+    """Where one sample's JPEG bytes lie, and its place in the release's tree."""
+
+    key: str
+    shard: int
+    offset: int
+    size: int
+    place: Place
+
+
+def scan(tar_path: Path, shard_no: int) -> list[Sample]:
+    """Every sample of a tar: its JSON is parsed for its place, its JPEG only located (not read)."""
+    found: dict[str, list[Any]] = {}
     with tarfile.open(tar_path, "r:") as tar:
         for member in tar:
             key, _, ext = member.name.partition(".")
-            entry = samples.setdefault(key, {"key": key, "shard": shard_no})
+            slot = found.setdefault(key, [None, None, None])
             if ext == "json":
-                entry["meta"] = json.loads(tar.extractfile(member).read())
+                p = place(json.loads(tar.extractfile(member).read()), key)
+                slot[2] = Place(sys.intern(p.country), sys.intern(p.city), sys.intern(p.video), p.order)
             elif ext == "jpg":
-                entry["offset"], entry["size"] = member.offset_data, member.size
-    broken = [k for k, e in samples.items() if "meta" not in e or "offset" not in e]
+                slot[0], slot[1] = member.offset_data, member.size
+    broken = [k for k, slot in found.items() if None in slot]
     if broken:
         raise UsageError(f"{tar_path}: samples without .jpg or .json, e.g. {broken[0]}: run verify-shards")
-    return list(samples.values())
+    return [Sample(k, shard_no, *slot) for k, slot in found.items()]
 
 
 def fingerprint(index, cfg: ExportLmdbSettings) -> str:
@@ -78,9 +90,9 @@ def fingerprint(index, cfg: ExportLmdbSettings) -> str:
 
 
 def write_database(
-    env_dir: Path, entries: list[dict[str, Any]], shard_paths: list[Path], map_size: int
+    env_dir: Path, puts: list[tuple[str, Sample]], shard_paths: list[Path], map_size: int
 ) -> None:
-    """Put every entry's JPEG bytes under its LMDB key, in the database's key order."""
+    """Put every sample's JPEG bytes under its LMDB key (``puts`` sorted by key: LMDB's append mode)."""
     import lmdb
     from tqdm import tqdm
 
@@ -88,14 +100,12 @@ def write_database(
     files: dict[int, Any] = {}
     try:
         txn = env.begin(write=True)
-        for n, e in enumerate(
-            tqdm(sorted(entries, key=lambda e: e["lmdb_key"]), unit="img", desc="export-lmdb")
-        ):
-            if e["shard"] not in files:
-                files[e["shard"]] = open(shard_paths[e["shard"]], "rb")  # noqa: SIM115 (closed below)
-            f = files[e["shard"]]
-            f.seek(e["offset"])
-            txn.put(e["lmdb_key"].encode("ascii"), f.read(e["size"]), append=True)
+        for n, (lmdb_key, s) in enumerate(tqdm(puts, unit="img", desc="export-lmdb", mininterval=1.0)):
+            if s.shard not in files:
+                files[s.shard] = open(shard_paths[s.shard], "rb")  # noqa: SIM115 (closed below)
+            f = files[s.shard]
+            f.seek(s.offset)
+            txn.put(lmdb_key.encode("ascii"), f.read(s.size), append=True)
             if n % 10_000 == 9_999:
                 txn.commit()
                 txn = env.begin(write=True)
@@ -126,42 +136,52 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
 
     start = time.perf_counter()
     shard_paths = [root / "shards" / s for s in index["shard"]]
-    entries = [e for n, path in enumerate(shard_paths) for e in scan(path, n)]
-    places = [place(e["meta"], e["key"]) for e in entries]
-    for e, p, k in zip(entries, places, official_keys(places), strict=True):
-        e.update(lmdb_key=k, country=p.country, city=p.city, video=p.video)
-    entries.sort(key=lambda e: enumeration_order(e["lmdb_key"]))
-    total = sum(e["size"] for e in entries)
-    map_size = cfg.map_size or 2 * total + 4096 * len(entries) + (64 << 20)
+    samples = [sample for n, path in enumerate(shard_paths) for sample in scan(path, n)]
+    lmdb_keys = official_keys([sample.place for sample in samples])
+    order = sorted(range(len(samples)), key=lambda i: enumeration_order(lmdb_keys[i]))
+    total = sum(sample.size for sample in samples)
+    map_size = cfg.map_size or 2 * total + 4096 * len(samples) + (64 << 20)
 
     tmp = out / ".lmdb.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_database(tmp, entries, shard_paths, map_size)
+    write_database(
+        tmp, sorted(zip(lmdb_keys, samples, strict=True), key=lambda pair: pair[0]), shard_paths, map_size
+    )
     for name in ("export.json", "keys.pkl", "keys.parquet"):  # the old export is no longer whole
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "lmdb", ignore_errors=True)
     tmp.rename(out / "lmdb")
 
-    keys = [e["lmdb_key"] for e in entries]
+    keys = [lmdb_keys[i] for i in order]
     with atomic_path(out / "keys.pkl") as path, open(path, "wb") as f:
         pickle.dump({"keys": keys} if cfg.keys_format == "dict" else keys, f, protocol=PICKLE_PROTOCOL)
-    columns = ["lmdb_key", "key", "shard", "country", "city", "video", "size"]
-    table = pd.DataFrame([{c: e[c] for c in columns} for e in entries], columns=columns)
-    table["shard"] = index["shard"].to_numpy()[table["shard"].to_numpy()]
-    write_parquet(out / "keys.parquet", table.rename(columns={"key": "sample_key", "size": "bytes"}))
+    shard_names = index["shard"].tolist()
+    places = [samples[i].place for i in order]
+    table = pd.DataFrame(
+        {
+            "lmdb_key": keys,
+            "sample_key": [samples[i].key for i in order],
+            "shard": [shard_names[samples[i].shard] for i in order],
+            "country": [p.country for p in places],
+            "city": [p.city for p in places],
+            "video": [p.video for p in places],
+            "bytes": [samples[i].size for i in order],
+        }
+    )
+    write_parquet(out / "keys.parquet", table)
     elapsed = time.perf_counter() - start
     summary = {
         "output": str(out),
-        "images": len(entries),
-        "countries": len({e["country"] for e in entries}),
-        "cities": len({(e["country"], e["city"]) for e in entries}),
-        "videos": len({(e["country"], e["city"], e["video"]) for e in entries}),
+        "images": len(samples),
+        "countries": len({p.country for p in places}),
+        "cities": len({(p.country, p.city) for p in places}),
+        "videos": len({p[:3] for p in places}),
         "jpeg_bytes": total,
         "data_mdb_bytes": (out / "lmdb" / "data.mdb").stat().st_size,
         "keys_format": cfg.keys_format,
         "seconds": round(elapsed, 2),
-        "images_per_s": round(len(entries) / elapsed, 1) if elapsed > 0 else 0.0,
+        "images_per_s": round(len(samples) / elapsed, 1) if elapsed > 0 else 0.0,
     }
     write_json(report_path, {"fingerprint": stamp, "summary": summary})
     return summary

@@ -149,6 +149,7 @@ def plan(path: str, root: Path, dets_size: str | None) -> tuple[list[Task], dict
     contexts, pairs = [], []
     for video in videos:
         context, items = video_plan(video, rows, root, size, owner)
+        video.dets = None  # the parsed items hold what is needed; a bundle of 46,260 videos is large
         contexts.append(context)
         pairs.extend((len(contexts) - 1, item) for item in items)
     pairs.sort(key=lambda pair: pair[1].key)

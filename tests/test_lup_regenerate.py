@@ -296,6 +296,16 @@ def test_export_list_format_rerun_and_reimport(chain, tmp_path):
     assert (tmp_path / "lup" / "lmdb" / "data.mdb").read_bytes() == data
     mapping = pd.read_parquet(tmp_path / "lup" / "keys.parquet")
     assert list(mapping["lmdb_key"]) == listed and mapping["sample_key"].is_unique
+    # as if killed while writing the next database, and before export.json was written: redone
+    (tmp_path / "lup" / ".lmdb.tmp").mkdir()
+    (tmp_path / "lup" / ".lmdb.tmp" / "data.mdb").write_bytes(b"half written")
+    (tmp_path / "lup" / "export.json").unlink()
+    redone = export_lmdb(cfg, root)
+    assert "up_to_date" not in redone and not (tmp_path / "lup" / ".lmdb.tmp").exists()
+    env = lmdb.open(str(tmp_path / "lup" / "lmdb"), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert [bytes(k).decode() for k, _ in txn.cursor()] == sorted(listed)
+    env.close()
 
 
 def test_rerun_reuses_every_shard(chain):
