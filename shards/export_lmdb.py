@@ -23,13 +23,13 @@ import logging
 import pickle
 import shutil
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from common.atomic import atomic_path, write_json, write_parquet
 from common.errors import UsageError
+from shards import tarindex
 from shards.lmdb_keys import Place, enumeration_order, official_keys, place
 from shards.settings import ExportLmdbSettings
 
@@ -67,15 +67,20 @@ class Sample(NamedTuple):
 def scan(tar_path: Path, shard_no: int) -> list[Sample]:
     """Every sample of a tar: its JSON is parsed for its place, its JPEG only located (not read)."""
     found: dict[str, list[Any]] = {}
-    with tarfile.open(tar_path, "r:") as tar:
-        for member in tar:
+    with open(tar_path, "rb") as f:
+        try:
+            located = list(tarindex.members(f, str(tar_path)))
+        except ValueError as e:
+            raise UsageError(f"{e}: run verify-shards") from None
+        for member in located:
             key, _, ext = member.name.partition(".")
             slot = found.setdefault(key, [None, None, None])
             if ext == "json":
-                p = place(json.loads(tar.extractfile(member).read()), key)
+                f.seek(member.offset)
+                p = place(json.loads(f.read(member.size)), key)
                 slot[2] = Place(sys.intern(p.country), sys.intern(p.city), sys.intern(p.video), p.order)
             elif ext == "jpg":
-                slot[0], slot[1] = member.offset_data, member.size
+                slot[0], slot[1] = member.offset, member.size
     broken = [k for k, slot in found.items() if None in slot]
     if broken:
         raise UsageError(f"{tar_path}: samples without .jpg or .json, e.g. {broken[0]}: run verify-shards")

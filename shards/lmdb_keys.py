@@ -21,7 +21,6 @@ Indices past the field width just grow it (``100_...``); keys stay unique.
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
 
@@ -43,7 +42,7 @@ def place(meta: dict[str, Any], key: str) -> Place:
         c, ci, v = (f"{meta[f]:08d}" for f in ("country", "city", "video"))
         return Place(c, ci, v, (meta["image"], key))
     if source == "images":
-        folders = PurePosixPath(meta["path"]).parts[:-1]
+        folders = tuple(part for part in meta["path"].split("/")[:-1] if part)
         if len(folders) >= 3:
             country, city, video = folders[0], folders[1], "/".join(folders[2:])
         else:
