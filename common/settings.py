@@ -210,3 +210,24 @@ def save_settings(obj: Any, path: str | Path, section: str) -> None:
     from common.atomic import write_text
 
     write_text(path, yaml.safe_dump({section: settings_to_dict(obj)}, sort_keys=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSettings:
+    """Where a dataset stage runs its per-video tasks (``common.engine``); a base of its settings.
+
+    A subclass that defines ``__post_init__`` calls ``super().__post_init__()``.
+    """
+
+    engine: Literal["local", "ray"] = setting(
+        "local", "local: this machine's process pool; ray: Ray tasks/actors (a local Ray, or --address)"
+    )
+    address: str | None = setting(
+        None, "with --engine ray: the cluster to join (auto, ray://head:10001); none starts a local Ray"
+    )
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise SettingsError(f"engine must be local or ray, got {self.engine!r}")
+        if self.address is not None and self.engine != "ray":
+            raise SettingsError(f"address {self.address!r} needs --engine ray")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import pytest
 
-from common.engine import run_tasks
+from common.engine import actor_shape, run_actors, run_tasks
 from shards.tarshard import sha256_file  # a real per-file task, importable by pool and Ray workers
 
 
@@ -30,12 +31,43 @@ def test_inline_and_local_pool_agree_with_hashlib(files, expected):
     assert _digests("local", 2, files) == expected
 
 
-def test_ray_agrees_with_hashlib(files, expected):
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance (2 CPUs) for every Ray test of this module."""
     ray = pytest.importorskip("ray")
-    try:
-        assert _digests("ray", 2, files) == expected
-    finally:
-        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_agrees_with_hashlib(files, expected, local_ray):
+    assert _digests("ray", 2, files) == expected
+
+
+def test_ray_actors_agree_with_hashlib(files, expected, local_ray):
+    """Each actor builds the callable once (here a partial of the task function) and maps items."""
+    results = run_actors(functools.partial, (sha256_file,), files, workers=2, desc="sha256 actors")
+    assert dict(results) == expected
+
+
+def test_a_failing_actor_call_raises_in_the_caller(files, tmp_path, local_ray):
+    with pytest.raises(FileNotFoundError):
+        list(run_actors(functools.partial, (sha256_file,), [*files, str(tmp_path / "missing.mp4")]))
+
+
+@pytest.mark.parametrize(
+    ("resources", "num_gpus", "num_cpus", "actors", "shape"),
+    [
+        ({"CPU": 16.0, "GPU": 4.0}, None, 2.0, None, (1.0, 4)),  # one actor per GPU
+        ({"CPU": 16.0, "GPU": 4.0}, 0.5, 1.0, None, (0.5, 8)),
+        ({"CPU": 16.0, "GPU": 4.0}, 0.0, 4.0, None, (0.0, 4)),  # CPU actors asked for
+        ({"CPU": 6.0}, None, 2.0, None, (0.0, 3)),  # no GPU: CPU actors
+        ({"CPU": 1.0}, None, 2.0, None, (0.0, 1)),  # at least one
+        ({"CPU": 6.0}, None, 1.0, 2, (0.0, 2)),
+    ],
+)
+def test_actor_shape(resources, num_gpus, num_cpus, actors, shape):
+    assert actor_shape(resources, num_gpus, num_cpus, actors) == shape
 
 
 def test_a_failing_task_raises_in_the_caller(files, tmp_path):
