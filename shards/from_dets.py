@@ -65,7 +65,9 @@ def match(vname: str, rows: dict[str, dict[str, Any]], root: Path) -> tuple[str,
     if row is None:
         return "not_listed", "not in videos.parquet: list it in vnames.txt and run crawl --from-vnames", None
     if row["status"] != "ok":
-        reason = row.get("reason") or ""
+        import pandas as pd
+
+        reason = "" if pd.isna(row.get("reason")) else str(row["reason"])
         return "not_downloaded", f"crawl status {row['status']}: {reason}".rstrip(": "), None
     path = root / str(row["path"])
     if not path.is_file():
