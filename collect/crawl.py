@@ -8,6 +8,9 @@
 Resumable: the manifest is rewritten atomically after every finished video, files appear only
 complete, and a rerun skips every video that is done (status ``ok`` and its file present) or
 failed for good (private, unavailable, not_found, too_large), retrying only the rest.
+
+Downloads run on ``workers`` threads, or as Ray tasks with ``--engine ray`` (``process_task``);
+either way each video's result updates its own manifest row.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -125,26 +130,64 @@ def process(cfg: CrawlSettings, row: dict[str, Any], root: Path, stop: threading
     return update, got.transferred
 
 
+def process_task(task: tuple[CrawlSettings, dict[str, Any], str]) -> tuple[dict, bool]:
+    """``process`` as a Ray task: (settings, row, absolute root) -> (update, transferred).
+
+    A task stopped by Ctrl-C is cancelled by Ray; its ``.part`` file stays for the rerun.
+    """
+    cfg, row, root = task
+    return process(cfg, row, Path(root), threading.Event())
+
+
+def fetched_threads(
+    cfg: CrawlSettings, rows: list[dict[str, Any]], todo: list[int], root: Path
+) -> Iterator[tuple[int, tuple[dict, bool]]]:
+    """``(row index, process(...))`` as downloads finish, ``workers`` threads on this machine."""
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="crawl")
+    futures: dict[Future, int] = {pool.submit(process, cfg, dict(rows[i]), root, stop): i for i in todo}
+    try:
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    except BaseException:
+        stop.set()  # running downloads stop at their next progress tick; .part files stay
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def fetched_ray(
+    cfg: CrawlSettings, rows: list[dict[str, Any]], todo: list[int], root: Path
+) -> Iterator[tuple[int, tuple[dict, bool]]]:
+    """``(row index, process(...))`` as downloads finish, one Ray task per video."""
+    from common.engine import run_tasks
+
+    tasks = [(cfg, dict(rows[i]), str(root.resolve())) for i in todo]
+    done = run_tasks(
+        process_task, tasks, engine="ray", workers=cfg.workers, address=cfg.address, desc="download"
+    )
+    for k, result in done:
+        yield todo[k], result
+
+
 def fetch_all(
     cfg: CrawlSettings, rows: list[dict[str, Any]], todo: list[int], root: Path
 ) -> tuple[Counter, int]:
-    """Run ``process`` on ``rows[todo]`` with ``workers`` threads; save the manifest after each.
+    """Run ``process`` on ``rows[todo]`` (threads, or Ray tasks); save the manifest after each.
 
-    Returns the statuses of this run and how many videos moved bytes (downloaded or copied).
+    Each result lands in its own row, so the manifest does not depend on the order videos finish
+    in. Returns the statuses of this run and how many videos moved bytes (downloaded or copied).
     """
     from tqdm import tqdm
 
     (root / "videos").mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
     run: Counter = Counter()
     fetched = 0
-    pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="crawl")
-    futures: dict[Future, int] = {pool.submit(process, cfg, dict(rows[i]), root, stop): i for i in todo}
-    bar = tqdm(total=len(futures), desc="download", unit="video", disable=None)
-    try:
-        for fut in as_completed(futures):
-            update, transferred = fut.result()
-            i = futures[fut]
+    results = (fetched_ray if cfg.engine == "ray" else fetched_threads)(cfg, rows, todo, root)
+    # Ray shows its own task bar
+    bar = tqdm(total=len(todo), desc="download", unit="video", disable=True if cfg.engine == "ray" else None)
+    with closing(results), bar:  # closing: an interrupted loop stops the running downloads now
+        for i, (update, transferred) in results:
             rows[i].update(update)
             manifest.save(root, rows)
             run[update["status"]] += 1
@@ -153,13 +196,6 @@ def fetch_all(
                 log.info("%s: %s (%s)", rows[i]["video_id"], update["status"], update["reason"])
             bar.update(1)
             bar.set_postfix(ok=run[OK], failed=sum(run.values()) - run[OK])
-    except BaseException:
-        stop.set()  # running downloads stop at their next progress tick; .part files stay
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        bar.close()
-    pool.shutdown()
     return run, fetched
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.errors import SettingsError
-from common.settings import check_nonnegative, check_positive, setting
+from common.settings import EngineSettings, check_nonnegative, check_positive, setting
 
 RATE_PATTERN = re.compile(r"^\d+(\.\d+)?[KMG]?$", re.IGNORECASE)
 URL_FIELDS = ("id", "country", "city", "vname")
@@ -26,7 +26,7 @@ def check_url_template(template: str) -> None:
 
 
 @dataclass(frozen=True)
-class CrawlSettings:
+class CrawlSettings(EngineSettings):
     cities: str | None = setting(None, "city list, one per line (e.g. configs/top100.txt)")
     urls: str | None = setting(None, "file of video URLs or local paths, instead of searching")
     from_vnames: str | None = setting(
@@ -60,6 +60,7 @@ class CrawlSettings:
     search_only: bool = setting(False, "write videos.parquet but download nothing")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(self, "per_city", "max_height", "max_filesize_mb", "workers", "socket_timeout")
         check_nonnegative(self, "retries", "backoff_s", "sleep_s")
         if not self.queries or any("{city}" not in q for q in self.queries):

@@ -83,7 +83,9 @@ def ray_init(address: str | None, workers: int) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        # "local": a new instance even when this machine runs a `ray start` cluster, which a bare
+        # ray.init() would join (and refuse num_cpus)
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     log.info("ray: %s", ray.cluster_resources())
 
 

@@ -5,6 +5,9 @@ sample frames (decoded in worker processes), detect persons in batches that span
 videos, estimate keypoints for the boxes that pass the box rules, apply the validity rules
 (``filter.person_rules``), and write the video's boxes atomically. ``detections.parquet`` then
 lists every kept video with its counts and status. A rerun skips finished videos.
+
+``--engine ray`` runs the same per-video work (``detect_videos``) on a pool of Ray actors that
+each hold the models (``detect.on_ray``); the files it writes are the same.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,15 +150,35 @@ class BatchRunner:
             self.results[vid] = read_video_summary(self.out_dir / f"{vid}.parquet")
 
 
+def detect_videos(
+    runner: BatchRunner, jobs: list, step: int, workers: int, progress: Callable[[int], Any] | None = None
+) -> int:
+    """The per-video work of both engines: decode the sampled frames of ``jobs`` (``VideoJob``s)
+    in ``workers`` processes and run them through ``runner``, whose batches span videos; each
+    video's file is written as soon as its last frame is done. Returns the frames processed."""
+    from detect.sampling import sampled_frames
+
+    frames = 0
+    for record in sampled_frames(jobs, step, workers):
+        frames += (n := runner.add(record))
+        if progress is not None:
+            progress(n)
+    frames += (n := runner.flush())
+    if progress is not None:
+        progress(n)
+    return frames
+
+
 def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     """Detect persons on the sampled frames of every kept video; return counts."""
     import pandas as pd
     from tqdm import tqdm
 
     from common.atomic import write_parquet
-    from detect.sampling import VideoJob, sample_indices, sampled_frames
+    from detect.sampling import VideoJob, sample_indices
 
     videos = kept_videos(root)
+    root = root.resolve()  # workers (Ray actors on other nodes included) get absolute paths
     out_dir = root / "detections"
     jobs, done = [], []
     for v in videos.itertuples(index=False):
@@ -166,20 +190,20 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
         else:
             jobs.append(VideoJob(vid, str(root / str(v.path)), int(v.n_frames)))
     log.info("detect: %d kept videos, %d already done, %d to do", len(videos), len(done), len(jobs))
-    runner = None
     start = time.perf_counter()
+    results_now: dict[str, dict[str, Any]] = {}
     frames_now = 0
-    if jobs:
+    if jobs and cfg.engine == "ray":
+        from detect.on_ray import detect_on_ray
+
+        results_now, frames_now = detect_on_ray(cfg, jobs, out_dir)
+    elif jobs:
         runner = BatchRunner(build_detector(cfg), build_pose(cfg), rules_for(cfg), out_dir, cfg.batch_size)
         total = sum(len(sample_indices(j.n_frames, cfg.frame_step)) for j in jobs)
         with tqdm(total=total, desc="detect: frames", unit="frame", disable=None) as bar:
-            for record in sampled_frames(jobs, cfg.frame_step, cfg.workers):
-                bar.update(n := runner.add(record))
-                frames_now += n
-            bar.update(n := runner.flush())
-            frames_now += n
+            frames_now = detect_videos(runner, jobs, cfg.frame_step, cfg.workers, bar.update)
+        results_now = runner.results
     seconds = time.perf_counter() - start
-    results_now = runner.results if runner else {}
     summary_rows = []
     for vid in videos["video_id"].astype(str):
         path = out_dir / f"{vid}.parquet"

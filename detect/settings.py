@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.errors import SettingsError
-from common.settings import check_nonnegative, check_positive, check_range, setting
+from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
 
 # mmpose's published HRNet-W32 COCO 256x192 top-down model (mmpose 0.x key layout)
 MMPOSE_HRNET_W32_COCO = (
@@ -15,7 +15,7 @@ MMPOSE_HRNET_W32_COCO = (
 
 
 @dataclass(frozen=True)
-class DetectSettings:
+class DetectSettings(EngineSettings):
     frame_step: int = setting(100, "sample every N-th frame (the paper: 100)")
     detector: Literal["yolo", "hog"] = setting("yolo", "person detector")
     detector_weights: str = setting("yolov5xu.pt", "ultralytics weight name or local .pt file (YOLOv5 COCO)")
@@ -41,11 +41,28 @@ class DetectSettings:
     keypoint_threshold: float = setting(0.3, "a keypoint is visible when its heatmap peak > this")
     batch_size: int = setting(32, "frames per detector batch")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    workers: int = setting(2, "decoding worker processes (0: decode in the main process)")
+    workers: int = setting(
+        2, "decoding worker processes (0: decode in the main process); with --engine ray: per GPU actor"
+    )
+    ray_actors: int | None = setting(
+        None, "with --engine ray: detection actors (none: one per GPU of the cluster, else one per CPU)"
+    )
+    ray_videos_per_call: int = setting(
+        4, "with --engine ray: videos an actor takes at a time (their frames share detector batches)"
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(
-            self, "frame_step", "min_width", "min_aspect", "max_aspect", "batch_size", "pose_batch_size"
+            self,
+            "frame_step",
+            "min_width",
+            "min_aspect",
+            "max_aspect",
+            "batch_size",
+            "pose_batch_size",
+            "ray_actors",
+            "ray_videos_per_call",
         )
         check_nonnegative(self, "workers")
         check_range(self, "min_score", 0.0, 1.0)

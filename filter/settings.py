@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.errors import SettingsError
-from common.settings import check_nonnegative, check_positive, setting
+from common.settings import EngineSettings, check_nonnegative, check_positive, setting
 
 
 @dataclass(frozen=True)
-class FilterSettings:
+class FilterSettings(EngineSettings):
     min_frames: int = setting(100, "drop videos with fewer frames (the paper: 100)")
     static_frames: int = setting(5, "evenly spaced frames compared for the static test (paper: 5)")
     static_width: int = setting(64, "frames are shrunk to this width before comparing (averages out noise)")
@@ -29,6 +29,7 @@ class FilterSettings:
     workers: int = setting(2, "parallel worker processes")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(self, "min_frames", "static_frames", "static_width", "workers")
         check_nonnegative(self, "static_tolerance", "near_duplicate_distance")
         if self.static_frames < 2:

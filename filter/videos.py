@@ -11,13 +11,15 @@ per such video. Reasons, checked in this order (the first that applies wins):
   wide, each differs from the first by a mean absolute difference <= ``static_tolerance`` (0-255);
 - ``near_duplicate``: the same clip as an earlier kept video by perceptual hashes of those frames
   (mean Hamming distance <= ``near_duplicate_distance`` of 64 bits).
+
+Probing (the only per-video work) runs on ``common.engine``: a local process pool, or Ray tasks
+with ``--engine ray``; the decisions are made here in manifest order, so the output is the same.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +57,22 @@ def _probe_task(task: tuple[str, str, int, int]) -> Probe:
     return cached_probe(path, count, width, Path(cache))
 
 
-def probe_all(tasks: list[tuple[str, str, int, int]], workers: int) -> list[Probe]:
-    """Probe every (path, cache, frames, width) task, in parallel processes when workers > 1."""
-    from tqdm import tqdm
+def probe_all(tasks: list[tuple[str, str, int, int]], cfg: FilterSettings) -> list[Probe]:
+    """Probe every (path, cache, frames, width) task on ``cfg.engine``, in the order of ``tasks``."""
+    from common.engine import run_tasks
 
-    bar = dict(total=len(tasks), desc="filter: probing", unit="video", disable=None)
-    if workers <= 1 or len(tasks) <= 1:
-        return [_probe_task(t) for t in tqdm(tasks, **bar)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(_probe_task, tasks), **bar))
+    probes: list[Probe | None] = [None] * len(tasks)
+    results = run_tasks(
+        _probe_task,
+        tasks,
+        engine=cfg.engine,
+        workers=cfg.workers,
+        address=cfg.address,
+        desc="filter: probing",
+    )
+    for i, probe in results:
+        probes[i] = probe
+    return probes  # type: ignore[return-value]  # every index was filled
 
 
 def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, str]:
@@ -110,6 +119,7 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
     import pandas as pd
 
     videos = load_videos(root)
+    absolute = root.resolve()  # workers (Ray tasks on other nodes included) get absolute paths
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
     tasks: list[tuple[str, str, int, int]] = []
@@ -127,11 +137,11 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
             }
         )
         if vid not in seen:
-            cache = root / PROBE_DIR / f"{vid}.json"
-            tasks.append((str(root / path), str(cache), cfg.static_frames, cfg.static_width))
+            cache = absolute / PROBE_DIR / f"{vid}.json"
+            tasks.append((str(absolute / path), str(cache), cfg.static_frames, cfg.static_width))
             task_rows.append(len(rows) - 1)
         seen.add(vid)
-    probes = dict(zip(task_rows, probe_all(tasks, cfg.workers), strict=True))
+    probes = dict(zip(task_rows, probe_all(tasks, cfg), strict=True))
     for i, probe in probes.items():
         reason, detail = decide(probe, rows[i]["title"], cfg)
         rows[i].update(

@@ -35,7 +35,7 @@ def test_inline_and_local_pool_agree_with_hashlib(files, expected):
 def local_ray():
     """One local Ray instance (2 CPUs) for every Ray test of this module."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,76 @@
+"""Detection on a Ray cluster: a pool of actors that each hold the detector and keypoint model.
+
+Each actor (one GPU each when the cluster has GPUs, else one CPU) builds its models once and
+takes up to ``ray_videos_per_call`` videos at a time (fewer when that would leave an actor idle); it decodes their sampled frames (with
+``workers`` processes on a GPU actor, inline on a CPU actor), batches them across those videos
+and writes ``detections/<video_id>.parquet`` itself, exactly as ``detect.run.detect_videos`` does
+on one machine. ``root`` must therefore be on storage every node mounts at the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from detect.sampling import VideoJob
+from detect.settings import DetectSettings
+
+log = logging.getLogger(__name__)
+
+
+class VideoDetector:
+    """One worker's detector, keypoint model and rules: ``worker(jobs) -> (results, frames)``."""
+
+    def __init__(self, cfg: DetectSettings, out_dir: str, decode_workers: int) -> None:
+        from detect.run import build_detector, build_pose, rules_for
+
+        self.cfg, self.out_dir, self.decode_workers = cfg, Path(out_dir), decode_workers
+        self.detector, self.pose, self.rules = build_detector(cfg), build_pose(cfg), rules_for(cfg)
+
+    def __call__(self, jobs: list[VideoJob]) -> tuple[dict[str, dict[str, Any]], int]:
+        """Detect persons in ``jobs``; per-video results (as ``BatchRunner.results``) and frames."""
+        from detect.run import BatchRunner, detect_videos
+
+        runner = BatchRunner(self.detector, self.pose, self.rules, self.out_dir, self.cfg.batch_size)
+        frames = detect_videos(runner, jobs, self.cfg.frame_step, self.decode_workers)
+        return runner.results, frames
+
+
+def detect_on_ray(
+    cfg: DetectSettings, jobs: list[VideoJob], out_dir: Path
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Run ``jobs`` on Ray actors (``common.engine.run_actors``); merged results and frames done."""
+    import ray
+
+    from common.engine import actor_shape, ray_init, run_actors
+
+    workers = max(cfg.workers, 1)
+    ray_init(cfg.address, workers)
+    resources = ray.cluster_resources()
+    has_gpu = resources.get("GPU", 0) >= 1 and cfg.device != "cpu"
+    # a GPU actor decodes with `workers` processes of its own (Ray reserves their CPUs); a CPU actor
+    # decodes inline, so the cluster's CPUs are shared out one per actor
+    num_cpus, decode = (workers, cfg.workers) if has_gpu else (1, 0)
+    num_gpus, actors = actor_shape(resources, 1.0 if has_gpu else 0.0, num_cpus, cfg.ray_actors)
+    if cfg.keypoints == "none":
+        log.warning("detect: --keypoints none: the head / upper-body / lower-body rules are skipped")
+    step = max(1, min(cfg.ray_videos_per_call, math.ceil(len(jobs) / actors)))  # every actor gets work
+    chunks = [jobs[i : i + step] for i in range(0, len(jobs), step)]
+    results: dict[str, dict[str, Any]] = {}
+    frames = 0
+    for _, (chunk_results, chunk_frames) in run_actors(
+        VideoDetector,
+        (cfg, str(out_dir), decode),
+        chunks,
+        workers=workers,
+        address=cfg.address,
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        actors=actors,
+        desc="detect: video groups",
+    ):
+        results.update(chunk_results)
+        frames += chunk_frames
+    return results, frames
