@@ -169,8 +169,12 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
                     "evaluate", args.root, dataset=dataset, data_dir=data_dir, weights=weights,
                     split_seed=seed, seed=seed, workers=args.workers, **size,
                 )  # fmt: skip
+                # K = 2: every training identity of these sets has exactly two images
                 ft_flags = dict(
-                    epochs=args.finetune_epochs, batch_size=args.finetune_batch, workers=args.workers
+                    epochs=args.finetune_epochs,
+                    batch_size=args.finetune_batch,
+                    instances=2,
+                    workers=args.workers,
                 )
                 if args.smoke:
                     ft_flags.update(id_share=0.1, warmup_epochs=0)
