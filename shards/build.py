@@ -8,6 +8,7 @@ item with status and reason) and ``stats.json`` (the paper's Table 1 figures).
     python pipeline.py build-shards --from-images crops/  # a folder tree of person crops
     python pipeline.py build-shards --from-lmdb lup/      # the official LUPerson LMDB
     python pipeline.py build-shards --from-dets dets.pkl  # the released boxes, on crawl --from-vnames videos
+    python pipeline.py build-shards --engine ray --address auto  # the same tasks on a Ray cluster
 
 ``--from-dets`` also writes ``dets_report.json`` (videos listed / downloaded / cut, crops expected /
 written, by reason).
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     """Plan the samples of the chosen source, write the shards, then ``stats.json``."""
-    root = Path(root)
+    root = Path(root).resolve()  # tasks carry absolute paths: Ray workers run elsewhere
     source, tasks, counts = sources.plan(cfg, root)
     if not tasks:
         log.warning("no samples to write from %s", source)
@@ -40,7 +41,16 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
         "max_bytes": cfg.max_bytes,
         "jpeg_quality": cfg.jpeg_quality,
     }
-    summary = write_shards(tasks, root / "shards", settings, sources.run_task, cfg.workers, cfg.jpeg_quality)
+    summary = write_shards(
+        tasks,
+        root / "shards",
+        settings,
+        sources.run_job,
+        cfg.workers,
+        cfg.jpeg_quality,
+        cfg.engine,
+        cfg.address,
+    )
     stats = dataset_stats(root)
     write_json(root / "stats.json", stats)
     if source == "dets":
@@ -50,5 +60,5 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
 
         samples = pd.read_parquet(root / "shards" / "samples.parquet")
         report = write_report(root, cfg.from_dets, tasks, samples)
-        return {"source": source, **counts, **summary, "regenerate": report}
-    return {"source": source, **counts, **summary}
+        return {"source": source, "engine": cfg.engine, **counts, **summary, "regenerate": report}
+    return {"source": source, "engine": cfg.engine, **counts, **summary}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.errors import SettingsError
-from common.settings import check_nonnegative, check_positive, check_range, setting
+from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 
@@ -21,7 +21,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class ShardSettings:
+class ShardSettings(EngineSettings):
     from_images: str | None = setting(None, "import a folder tree of person crops instead of detections")
     from_lmdb: str | None = setting(None, "import the official LUPerson LMDB release (with keys.pkl)")
     from_dets: str | None = setting(
@@ -34,9 +34,10 @@ class ShardSettings:
     jpeg_quality: int = setting(95, "JPEG quality of re-encoded crops")
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
-    workers: int = setting(2, "worker processes")
+    workers: int = setting(2, "worker processes (with --engine ray and no --address: the local Ray's CPUs)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
         if self.dets_size is not None:

@@ -47,3 +47,10 @@ def run_task(task: Task, quality: int) -> list[Result]:
     else:
         raise ValueError(f"unknown task kind {task.kind!r}")
     return run(task, quality)
+
+
+def run_job(job: tuple[Task, int]) -> list[Result]:
+    """``run_task(task, quality)`` of one ``(task, quality)`` pair: a one-argument, module-level
+    function, as Ray tasks and the local pool both need."""
+    task, quality = job
+    return run_task(task, quality)

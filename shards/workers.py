@@ -1,14 +1,21 @@
-"""Worker processes for the shard stage: a clean (forkserver) pool and an ordered, bounded map."""
+"""Where the shard stage's tasks run: a clean (forkserver) local pool, or Ray tasks; in order either way.
+
+The writer appends results in task order (that is what makes the shards deterministic), so both
+engines hand results back in the order of the jobs, with a bounded number in flight.
+"""
 
 from __future__ import annotations
 
 import collections
 import multiprocessing as mp
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Ray: tasks submitted at once per CPU of the cluster. Results wait in the driver only until the
+# ones before them arrive, so memory stays bounded; each window ends with a short barrier.
+RAY_WINDOW_PER_CPU = 8
 
 
 def pool_context(preload: str) -> Any:
@@ -40,3 +47,44 @@ def ordered_map(fn: Callable[[T], R], jobs: list[T], workers: int, preload: str)
             if job is not None:
                 pending.append(pool.apply_async(fn, (job,)))
             yield result
+
+
+def ray_ordered_map(fn: Callable[[T], R], jobs: list[T], workers: int, address: str | None) -> Iterator[R]:
+    """``map(fn, jobs)`` in order as Ray tasks (``common.engine.run_tasks``), a window at a time.
+
+    ``fn`` is a module-level function of one argument. Without ``address`` a local Ray with
+    ``workers`` CPUs starts (unless this process already runs one).
+    """
+    if not jobs:
+        return
+    import ray
+
+    from common.engine import ray_init, run_tasks
+
+    ray_init(address, workers)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", workers)))
+    window = RAY_WINDOW_PER_CPU * cpus
+    for start in range(0, len(jobs), window):
+        part = jobs[start : start + window]
+        waiting: dict[int, R] = {}
+        following = 0  # the next job of the window to hand back
+        desc = f"ray tasks {start + 1}-{start + len(part)} of {len(jobs)}"
+        for i, result in run_tasks(fn, part, engine="ray", workers=workers, address=address, desc=desc):
+            waiting[i] = result
+            while following in waiting:
+                yield waiting.pop(following)
+                following += 1
+
+
+def engine_map(
+    fn: Callable[[T], R],
+    jobs: list[T],
+    workers: int,
+    preload: str,
+    engine: Literal["local", "ray"] = "local",
+    address: str | None = None,
+) -> Iterator[R]:
+    """``map(fn, jobs)`` in order on ``engine``: the local pool (``ordered_map``) or Ray tasks."""
+    if engine == "ray":
+        return ray_ordered_map(fn, jobs, workers, address)
+    return ordered_map(fn, jobs, workers, preload)

@@ -1,14 +1,13 @@
 """The shard-writing loop: results in sorted key order -> capped tar shards, resumable.
 
-Workers prepare samples (decode, crop, encode) in parallel; this process appends them in key
-order, so the shards do not depend on the number of workers. A shard closes when the next
-sample would pass ``max_samples`` or ``max_bytes``; a sample larger than ``max_bytes`` alone gets
-a shard of its own.
+Workers prepare samples (decode, crop, encode) in parallel, on the local pool or as Ray tasks;
+this process appends them in key order, so the shards depend neither on the number of workers nor
+on the engine. A shard closes when the next sample would pass ``max_samples`` or ``max_bytes``; a
+sample larger than ``max_bytes`` alone gets a shard of its own.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from common.atomic import write_parquet
 from shards import progress
 from shards.items import Result, Task
 from shards.tarshard import ShardWriter, shard_name
-from shards.workers import ordered_map
+from shards.workers import engine_map
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +71,16 @@ def write_shards(
     tasks: list[Task],
     out: Path,
     settings: dict[str, Any],
-    run_task: Callable[..., list[Result]],
+    run_job: Callable[[tuple[Task, int]], list[Result]],
     workers: int,
     quality: int,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet and samples.parquet."""
+    """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet and samples.parquet.
+
+    ``run_job((task, quality))`` makes a task's results, on ``engine`` (``shards.workers``).
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -93,10 +97,10 @@ def write_shards(
 
     build = Build(out, len(done), settings["max_samples"], settings["max_bytes"])
     start = time.perf_counter()
-    fn = functools.partial(run_task, quality=quality)
+    jobs = [(task, quality) for task in todo]
     bar = tqdm(total=n_items, initial=len(done_keys), unit="img", desc="build-shards", mininterval=1.0)
     try:
-        for results in ordered_map(fn, todo, workers, "shards.sources"):
+        for results in engine_map(run_job, jobs, workers, "shards.sources", engine, address):
             for result in results:
                 build.add(result)
             bar.update(len(results))
