@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Literal, TypeVar
 
 T = TypeVar("T")
@@ -74,14 +75,24 @@ def _local(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[t
             raise
 
 
+def project_packages() -> list[str]:
+    """The repository's top-level packages (folders with ``__init__.py``)."""
+    repo = Path(__file__).resolve().parent.parent
+    return sorted(str(p.parent) for p in repo.glob("*/__init__.py"))
+
+
 def ray_init(address: str | None, workers: int) -> None:
-    """Connect to ``address`` (a running cluster), or start a local Ray with ``workers`` CPUs."""
+    """Connect to ``address`` (a running cluster), or start a local Ray with ``workers`` CPUs.
+
+    A cluster's workers get this checkout's packages from the driver (``py_modules``): every
+    node needs the same Python environment, not the code, and all run the driver's version.
+    """
     import ray
 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env={"py_modules": project_packages()})
     else:
         # "local": a new instance even when this machine runs a `ray start` cluster, which a bare
         # ray.init() would join (and refuse num_cpus)

@@ -56,7 +56,8 @@ def detect_on_ray(
     num_gpus, actors = actor_shape(resources, 1.0 if has_gpu else 0.0, num_cpus, cfg.ray_actors)
     if cfg.keypoints == "none":
         log.warning("detect: --keypoints none: the head / upper-body / lower-body rules are skipped")
-    step = max(1, min(cfg.ray_videos_per_call, math.ceil(len(jobs) / actors)))  # every actor gets work
+    # a few calls per actor at least, so that one long video does not leave the others idle
+    step = max(1, min(cfg.ray_videos_per_call, math.ceil(len(jobs) / (4 * actors))))
     chunks = [jobs[i : i + step] for i in range(0, len(jobs), step)]
     results: dict[str, dict[str, Any]] = {}
     frames = 0

@@ -79,3 +79,14 @@ def test_a_failing_task_raises_in_the_caller(files, tmp_path):
 def test_bad_engine_arguments(engine: str, workers: int):
     with pytest.raises(ValueError):
         list(run_tasks(sha256_file, ["x"], engine=engine, workers=workers))
+
+
+def test_cluster_workers_get_the_stage_packages():
+    """What a cluster's workers receive as py_modules: every stage package, each a package folder."""
+    from pathlib import Path
+
+    from common.engine import project_packages
+
+    folders = [Path(p) for p in project_packages()]
+    assert {"collect", "common", "detect", "filter", "shards"} <= {f.name for f in folders}
+    assert all((f / "__init__.py").is_file() and f.parent == folders[0].parent for f in folders)
