@@ -51,8 +51,20 @@ class YoloDetector:
         self.name = f"yolo:{local.name}"
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        if not frames:
-            return []
+        """Boxes of each frame. Frames are run in groups of one size: ultralytics letterboxes a
+        mixed-size batch to a full square but a one-size batch to the smallest stride-aligned
+        rectangle, so a frame's boxes would otherwise depend on which videos share its batch."""
+        out: list[np.ndarray] = [np.zeros((0, 5), np.float32)] * len(frames)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(frame.shape, []).append(i)
+        for idx in groups.values():
+            for i, boxes in zip(idx, self.predict([frames[i] for i in idx]), strict=True):
+                out[i] = boxes
+        return out
+
+    def predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """One ultralytics batch: person boxes of each frame, best score first."""
         results = self.model.predict(
             frames,
             classes=[self.person],

@@ -62,6 +62,19 @@ def test_batch_output_format(weights, frames):
         assert ((score >= 0) & (score <= 1)).all() and (np.diff(score) <= 0).all()
 
 
+def test_a_frame_gets_the_same_boxes_whatever_shares_its_batch(weights, frames):
+    """Detection batches span videos of different sizes; a frame's boxes must not depend on them."""
+    from detect.yolo import YoloDetector
+
+    detector = YoloDetector(str(weights), device="cpu", record_score=0.0)
+    a, b = frames
+    mixed = detector([a, b, a])
+    alone = [detector([a])[0], detector([b])[0]]
+    for got, expected in zip(mixed, [alone[0], alone[1], alone[0]], strict=True):
+        assert got.shape == expected.shape and len(got) > 0
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)
+
+
 def test_record_score_is_the_candidate_threshold(weights, frames):
     from detect.yolo import YoloDetector
 
