@@ -8,11 +8,16 @@ separate files, both decoding every JPEG with OpenCV, resizing to 128x64 and bat
 for each worker count.
 Export: ``export-lmdb`` (the shards -> the official LUPerson LMDB + keys.pkl) against the release's
 ``LUP/convert_lmdb.py`` loop (read each loose file, ``txn.put``, one commit per folder).
+Engines (``--engines``): build-shards as Ray tasks (a local Ray with ``--build-workers`` CPUs,
+started before the clock) against the local process pool with as many workers, on the crops and,
+with ``--workspace WS`` (video_filter.parquet + detections/ from filter and detect), on videos; the
+cost per image / per video is wall seconds x workers / items.
 Every baseline runs in the same process, right before the measured method.
 
     python bench/shards.py                       # the 14,834 crops of ../shared/data/unlabeled
     python bench/shards.py --smoke               # 300 crops, workers 0 and 1 (seconds)
     python bench/shards.py --workers 0 2 4 --max-samples 1000
+    python bench/shards.py --engines --workspace WS --limit 3000   # local pool vs Ray
 """
 
 from __future__ import annotations
@@ -141,16 +146,63 @@ def timed(fn, *args) -> tuple[Any, float]:
     return n, time.perf_counter() - start
 
 
-def row(name: str, n: int, seconds: float, baseline: dict[str, Any] | None) -> dict[str, Any]:
+def row(name: str, n: int, seconds: float, baseline: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     rate = n / seconds
-    ratio = rate / baseline["samples_per_s"] if baseline else None
+    ratio = rate / baseline["samples_per_s"] if baseline and baseline["samples_per_s"] else None
     return {
         "name": name,
         "samples": n,
         "seconds": round(seconds, 3),
         "samples_per_s": round(rate, 1),
         "ratio": ratio,
+        **extra,
     }
+
+
+def timed_build(cfg: ShardSettings, root: Path) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    summary = build_shards(cfg, root)
+    return summary, time.perf_counter() - start
+
+
+def engine_rows(folder: Path, workspace: Path | None, tmp: Path, workers: int, max_samples: int) -> list:
+    """build-shards on the local pool (baseline) and as Ray tasks, on crops and on videos."""
+    import pandas as pd
+
+    from common.engine import ray_init
+
+    ray_init(None, workers)  # start-up (~5 s) is paid once per cluster, not per build: not timed
+    rows = []
+    for engine in ("local", "ray"):
+        cfg = ShardSettings(from_images=str(folder), max_samples=max_samples, workers=workers, engine=engine)
+        summary, s = timed_build(cfg, tmp / f"images_{engine}")
+        n = summary["samples"]
+        name = f"engines: --from-images, {'Ray tasks' if engine == 'ray' else 'local pool'}, {workers} CPUs"
+        cost = {"worker_ms_per_image": round(1000 * s * workers / n, 2)}
+        rows.append(
+            row(name + (" (baseline)" if engine == "local" else ""), n, s, rows[0] if rows else None, **cost)
+        )
+    if workspace is None:
+        return rows
+    first = len(rows)
+    for engine in ("local", "ray"):
+        root = tmp / f"videos_{engine}"
+        root.mkdir()
+        videos = pd.read_parquet(workspace / "video_filter.parquet")
+        videos["path"] = [str((workspace / path).resolve()) for path in videos["path"]]
+        videos.to_parquet(root / "video_filter.parquet", index=False)
+        shutil.copytree(workspace / "detections", root / "detections")
+        cfg = ShardSettings(max_samples=max_samples, workers=workers, engine=engine)
+        summary, s = timed_build(cfg, root)
+        videos = summary["videos_with_detections"]
+        name = f"engines: {videos} videos' detections, {'Ray tasks' if engine == 'ray' else 'local pool'}, {workers} CPUs"
+        cost = {"videos": videos, "worker_s_per_video": round(s * workers / videos, 3)}
+        cost["worker_ms_per_crop"] = round(1000 * s * workers / max(summary["samples"], 1), 2)
+        baseline = rows[first] if engine == "ray" else None
+        rows.append(
+            row(name + (" (baseline)" if engine == "local" else ""), summary["samples"], s, baseline, **cost)
+        )
+    return rows
 
 
 def warm_up() -> None:
@@ -190,15 +242,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             base = row(f"read+decode: one file per crop, loader workers={workers} (baseline)", n, s, None)
             n, s = timed(read_shards, shards, workers)
             rows += [base, row(f"read+decode: webdataset shards, loader workers={workers}", n, s, base)]
+        if args.engines:
+            workspace = Path(args.workspace).resolve() if args.workspace else None
+            rows += engine_rows(folder, workspace, tmp, args.build_workers, args.max_samples)
     return {"images": str(args.images), "limit": args.limit, "max_samples": args.max_samples, "rows": rows}
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"{'method':<62} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'vs baseline':>12}"]
+    lines = [f"{'method':<62} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'vs baseline':>12}  cost"]
     for r in result["rows"]:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        cost = "  ".join(f"{k}={v}" for k, v in r.items() if k.startswith("worker_"))
         lines.append(
-            f"{r['name']:<62} {r['samples']:>8,} {r['seconds']:>8.2f} {r['samples_per_s']:>10,.0f} {ratio:>12}"
+            f"{r['name']:<62} {r['samples']:>8,} {r['seconds']:>8.2f} {r['samples_per_s']:>10,.0f} {ratio:>12}  {cost}"
         )
     return "\n".join(lines)
 
@@ -210,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-samples", type=int, default=1000, help="samples per shard")
     p.add_argument("--build-workers", type=int, default=2, help="build-shards worker processes")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts")
+    p.add_argument("--engines", action="store_true", help="also build-shards as Ray tasks vs the local pool")
+    p.add_argument("--workspace", default=None, help="with --engines: a workspace with detections to cut")
     p.add_argument("--smoke", action="store_true", help="300 crops, loader workers 0 and 1")
     p.add_argument("--out", default=str(RESULTS / "shards.json"), help="JSON result file")
     args = p.parse_args(argv)

@@ -216,3 +216,16 @@ def test_address_needs_the_ray_engine(tmp_path, capsys):
         == 2
     )
     assert "needs --engine ray" in capsys.readouterr().err
+
+
+def test_bench_engine_rows(footage, crops, tmp_path, local_ray):
+    """bench/shards.py --engines on this module's Ray: both sources, both engines, costs per item."""
+    from bench.shards import engine_rows
+
+    source, valid, readable = footage
+    ok = sum(1 for r in valid.itertuples() if r.frame < readable[r.video_id])
+    rows = engine_rows(crops, source, tmp_path, workers=2, max_samples=64)
+    assert [r["samples"] for r in rows] == [300, 300, ok, ok]
+    assert [r["ratio"] is None for r in rows] == [True, False, True, False]
+    assert all(r["worker_ms_per_image"] > 0 for r in rows[:2])
+    assert all(r["videos"] == 5 and r["worker_s_per_video"] > 0 for r in rows[2:])
