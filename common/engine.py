@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -100,6 +101,22 @@ def ray_init(address: str | None, workers: int) -> None:
     log.info("ray: %s", ray.cluster_resources())
 
 
+@contextmanager
+def user_errors_unwrapped() -> Iterator[None]:
+    """A ``UsageError`` raised in a Ray worker reaches the caller as itself (one line for the
+    user), not wrapped in Ray's remote traceback; other errors keep Ray's wrapping."""
+    import ray
+
+    from common.errors import UsageError
+
+    try:
+        yield
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, UsageError):
+            raise e.cause from None
+        raise
+
+
 def _ray(
     fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None, num_gpus: float
 ) -> Iterator[tuple[int, R]]:
@@ -112,7 +129,9 @@ def _ray(
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                yield pending.pop(ref), ray.get(ref)
+                with user_errors_unwrapped():
+                    result = ray.get(ref)
+                yield pending.pop(ref), result
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -123,9 +142,15 @@ class _Host:
     """A Ray actor's body: builds ``factory(*args)`` once, then applies it to item after item."""
 
     def __init__(self, factory: Callable[..., Callable[[T], R]], args: tuple) -> None:
-        self.obj = factory(*args)
+        self.error: Exception | None = None
+        try:
+            self.obj = factory(*args)
+        except Exception as e:  # raised again by each call, where Ray keeps its type for the caller
+            self.error = e
 
     def call(self, index: int, item: T) -> tuple[int, R]:
+        if self.error is not None:
+            raise self.error
         return index, self.obj(item)
 
 
@@ -181,7 +206,12 @@ def run_actors(
     try:
         pool = ActorPool(handles)
         with tqdm(total=len(items), desc=desc, unit="task", disable=None) as bar:
-            for i, result in pool.map_unordered(lambda a, v: a.call.remote(*v), list(enumerate(items))):
+            results = pool.map_unordered(lambda a, v: a.call.remote(*v), list(enumerate(items)))
+            while True:
+                with user_errors_unwrapped():
+                    i, result = next(results, (None, None))
+                if i is None:
+                    break
                 bar.update(1)
                 yield i, result
     finally:

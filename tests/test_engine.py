@@ -55,6 +55,23 @@ def test_a_failing_actor_call_raises_in_the_caller(files, tmp_path, local_ray):
         list(run_actors(functools.partial, (sha256_file,), [*files, str(tmp_path / "missing.mp4")]))
 
 
+def test_a_usage_error_in_a_worker_reaches_the_caller_as_itself(tmp_path, local_ray):
+    """A bad path seen by a Ray task, or by an actor building its model, is the user's one-line
+    error, not Ray's remote traceback (pipeline.py prints it and exits 2)."""
+    from common.errors import UsageError, require_path
+    from filter.videos import load_videos
+
+    with pytest.raises(UsageError) as task_error:  # a stage's reader on a workspace without a crawl
+        list(run_tasks(load_videos, [tmp_path], engine="ray", workers=2))
+    assert type(task_error.value) is UsageError
+    assert str(task_error.value) == f"{tmp_path / 'videos.parquet'} does not exist: run crawl first"
+    missing = str(tmp_path / "weights.pt")
+    with pytest.raises(UsageError) as actor_error:  # the factory itself fails in each actor
+        list(run_actors(require_path, (missing, "weights"), ["a", "b"], workers=2))
+    assert type(actor_error.value) is UsageError
+    assert str(actor_error.value) == f"weights: {missing} does not exist"
+
+
 @pytest.mark.parametrize(
     ("resources", "num_gpus", "num_cpus", "actors", "shape"),
     [
