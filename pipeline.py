@@ -111,6 +111,7 @@ COMMANDS: dict[str, Command] = {
 # imports crops or takes released detections (any of IMPORTER_FIELDS set) skips them.
 CHAINED_BEFORE = {"build-shards": ("filter", "detect")}
 IMPORTER_FIELDS = ("from_images", "from_lmdb", "from_dets")
+CHAIN_FLAGS = ("engine", "address")
 
 
 def load_attr(spec: str) -> Any:
@@ -176,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             demo(settings, root, args.config)
             return 0
         if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
+            # where the work runs is one choice for the whole chain; other flags are the stage's own
+            shared = {k: flags[k] for k in CHAIN_FLAGS if k in flags}
             for before in CHAINED_BEFORE.get(args.command, ()):
-                run_stage(before, resolve(before, args.config, {}), root)
+                run_stage(before, resolve(before, args.config, shared), root)
         summary = run_stage(args.command, settings, root)
     except UsageError as e:
         print(f"pipeline.py {args.command}: error: {e}", file=sys.stderr)
