@@ -40,8 +40,9 @@ class VideoDetector:
 
 def detect_on_ray(
     cfg: DetectSettings, jobs: list[VideoJob], out_dir: Path
-) -> tuple[dict[str, dict[str, Any]], int]:
-    """Run ``jobs`` on Ray actors (``common.engine.run_actors``); merged results and frames done."""
+) -> tuple[dict[str, dict[str, Any]], int, dict[str, float]]:
+    """Run ``jobs`` on Ray actors (``common.engine.run_actors``): merged per-video results, frames
+    done, and the pool's shape (actors, CPUs and GPUs each)."""
     import ray
 
     from common.engine import actor_shape, ray_init, run_actors
@@ -74,4 +75,5 @@ def detect_on_ray(
     ):
         results.update(chunk_results)
         frames += chunk_frames
-    return results, frames
+    shape = {"actors": min(actors, len(chunks)), "cpus_each": num_cpus, "gpus_each": num_gpus}
+    return results, frames, shape

@@ -192,11 +192,12 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     log.info("detect: %d kept videos, %d already done, %d to do", len(videos), len(done), len(jobs))
     start = time.perf_counter()
     results_now: dict[str, dict[str, Any]] = {}
+    ray_actors: dict[str, float] = {}
     frames_now = 0
     if jobs and cfg.engine == "ray":
         from detect.on_ray import detect_on_ray
 
-        results_now, frames_now = detect_on_ray(cfg, jobs, out_dir)
+        results_now, frames_now, ray_actors = detect_on_ray(cfg, jobs, out_dir)
     elif jobs:
         runner = BatchRunner(build_detector(cfg), build_pose(cfg), rules_for(cfg), out_dir, cfg.batch_size)
         total = sum(len(sample_indices(j.n_frames, cfg.frame_step)) for j in jobs)
@@ -230,4 +231,5 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
         "keypoint_model": cfg.keypoints if cfg.keypoints != "hrnet" else "hrnet_w32",
         "keypoint_rules": "skipped (--keypoints none)" if cfg.keypoints == "none" else "applied",
         "frames_per_s": round(frames_now / seconds, 2) if frames_now else 0.0,
+        **({"ray_actors": ray_actors} if ray_actors else {}),
     }

@@ -119,6 +119,27 @@ def test_ray_detect_resumes_a_lost_video(roots):
     )
 
 
+@pytest.mark.gpu
+def test_gpu_actors_write_the_same_detections(roots, tmp_path):
+    """With a GPU, Ray detection runs one actor per GPU that decodes in its own worker processes."""
+    import shutil
+
+    import torch
+
+    from detect.run import detect
+    from detect.settings import DetectSettings
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    shutil.copytree(roots["local"] / "videos", tmp_path / "videos")
+    shutil.copy(roots["local"] / "video_filter.parquet", tmp_path)
+    cfg = DetectSettings(detector="hog", keypoints="none", frame_step=25, batch_size=8, engine="ray")
+    summary = detect(cfg, tmp_path)
+    assert summary["ray_actors"]["gpus_each"] == 1 and summary["ray_actors"]["cpus_each"] == cfg.workers
+    for path in sorted((roots["local"] / "detections").iterdir()):
+        assert (tmp_path / "detections" / path.name).read_bytes() == path.read_bytes()
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_address_needs_the_ray_engine(stage, tmp_path, capsys):
     assert pipeline.main([stage, "--root", str(tmp_path), "--address", "auto"]) == 2
