@@ -5,7 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from common.errors import SettingsError
 from common.settings import check_nonnegative, check_positive, check_range, setting
+
+# torchvision builders whose backbones end in ``fc`` after global pooling.
+RESNETS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,12 @@ class PretrainSettings:
     temperature: float | None = setting(
         None, "InfoNCE temperature (Eq. 1); None = preset (lup 0.07, mocov2 0.2)"
     )
+    # Single switches for each factor of the paper's Tables 2-4; None = the preset's choice.
+    color_jitter: bool | None = setting(None, "colour jitter 0.4/0.4/0.4/0.1 p 0.8 (Table 2 CJ)")
+    grayscale: bool | None = setting(None, "random grayscale p 0.2 (Table 2 GS)")
+    blur: bool | None = setting(None, "Gaussian blur sigma 0.1-2 p 0.5 (Table 2 GB)")
+    random_erasing: bool | None = setting(None, "RandomErasing p 0.5 (Table 2 RE)")
+    erasing_max_area: float = setting(0.6, "largest erased area fraction (Table 3)")
     height: int = setting(256, "input height")
     width: int = setting(128, "input width")
     batch_size: int = setting(256, "global batch size")
@@ -30,18 +51,26 @@ class PretrainSettings:
     epochs: int = setting(200, "training epochs")
     epoch_size: int | None = setting(None, "samples per epoch (default: samples in the shards)")
     warmup_epochs: int = setting(5, "linear warm-up epochs before the cosine schedule")
-    bn_groups: int = setting(8, "Shuffle-BN groups emulated on one GPU")
-    gpus: int = setting(1, "GPUs on this node (launches DDP when > 1)")
+    bn_groups: int = setting(8, "Shuffle-BN groups in the whole job (one GPU emulates them; DDP: per GPU)")
+    gpus: int = setting(1, "GPUs (or CPU processes) on this node (launches DDP when gpus*nnodes > 1)")
     nnodes: int = setting(1, "nodes")
     node_rank: int = setting(0, "rank of this node")
     master_addr: str = setting("127.0.0.1", "address of node 0")
     master_port: int = setting(29500, "port of node 0")
     workers: int = setting(8, "data loader workers per GPU")
+    shuffle_buffer: int = setting(2000, "samples in each worker's shuffle buffer")
+    cpu_threads: int = setting(
+        0, "intra-op CPU threads per process (0: torch's default; 1 on a busy shared CPU)"
+    )
     bf16: bool = setting(True, "bf16 autocast on GPU")
     channels_last: bool = setting(True, "channels_last memory format on GPU")
     compile: bool = setting(False, "torch.compile the encoders")
-    gpu_augment: bool = setting(True, "run the augmentations on the GPU in batch")
+    gpu_augment: bool = setting(
+        True, "augment in batch on the training device (False: per-sample torchvision in the workers)"
+    )
     checkpoint_every: int = setting(1000, "steps between checkpoints")
+    keep_checkpoints: int = setting(2, "checkpoints kept on disk (newest)")
+    log_every: int = setting(10, "steps between metrics.csv / TensorBoard rows")
     max_steps: int | None = setting(None, "stop after this many steps (for smoke runs)")
     seed: int = setting(0, "random seed")
     device: str = setting("auto", "auto, cpu, cuda")
@@ -62,8 +91,31 @@ class PretrainSettings:
             "gpus",
             "nnodes",
             "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
             "max_steps",
             "temperature",
+            "shuffle_buffer",
         )
-        check_nonnegative(self, "weight_decay", "warmup_epochs", "workers", "node_rank")
+        check_nonnegative(self, "weight_decay", "warmup_epochs", "workers", "node_rank", "cpu_threads")
         check_range(self, "momentum", 0.0, 1.0)
+        check_range(self, "erasing_max_area", 0.02, 1.0)
+        if self.arch not in RESNETS:
+            raise SettingsError(
+                f"arch must be a torchvision ResNet ({', '.join(RESNETS)}), got {self.arch!r}"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SettingsError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.node_rank >= self.nnodes:
+            raise SettingsError(f"node_rank {self.node_rank} must be < nnodes {self.nnodes}")
+        world = self.gpus * self.nnodes
+        if self.batch_size % world:
+            raise SettingsError(f"batch_size {self.batch_size} must be a multiple of gpus*nnodes = {world}")
+        per_gpu = self.batch_size // world
+        groups = max(1, self.bn_groups // world)
+        if per_gpu % groups:
+            raise SettingsError(
+                f"batch per GPU {per_gpu} must be a multiple of its {groups} Shuffle-BN groups"
+            )
+        if self.queue_size < self.batch_size:
+            raise SettingsError(f"queue_size {self.queue_size} must be >= batch_size {self.batch_size}")
