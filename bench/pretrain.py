@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Pre-training throughput (image pairs/s), issue 6's benchmark, all three in one process:
+
+  (a) the official MoCo v2 recipe's step: fp32, NCHW, plain BatchNorm, a Python loop for the
+      momentum update, on synthetic input that is already augmented (torchvision augments on the
+      CPU workers in that recipe, outside the step);
+  (b) our step on synthetic uint8 images: batched augmentation on the device, bf16 autocast,
+      channels_last, fused momentum update, Shuffle-BN groups;
+  (c) our whole trainer (``Trainer.fit``) streaming real shards written from ``--unlabeled``.
+
+Targets (issue 6, one H100): (c) >= 90 % of (b) and (c) >= 3.5x (a).
+
+    python bench/pretrain.py                   # ResNet-50, 256x128, batch 256, on the GPU
+    python bench/pretrain.py --smoke           # seconds on CPU: resnet18, 64x32, batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+UNLABELED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "unlabeled"
+
+
+def write_crop_shards(images: list[Path], out: Path, per_shard: int) -> list[Path]:
+    """Real crops as WebDataset shards (``<key>.jpg`` + ``<key>.json``), the build-shards layout."""
+    import webdataset as wds
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for start in range(0, len(images), per_shard):
+        path = out / f"lup-{start // per_shard:06d}.tar"
+        with wds.TarWriter(str(path)) as tar:
+            for image in images[start : start + per_shard]:
+                key = f"{image.parent.name}_{image.stem}".replace(".", "_")
+                meta = json.dumps({"source": str(image)}).encode()
+                tar.write({"__key__": key, "jpg": image.read_bytes(), "json": meta})
+        paths.append(path)
+    return paths
+
+
+def official_momentum_update(model) -> None:
+    """facebookresearch/moco's ``_momentum_update_key_encoder``: one pair of kernels per tensor."""
+    import torch
+
+    with torch.no_grad():
+        for param_q, param_k in zip(model.encoder_q.parameters(), model.encoder_k.parameters(), strict=True):
+            param_k.data = param_k.data * model.momentum + param_q.data * (1.0 - model.momentum)
+
+
+def time_steps(trainer, make_batch, steps: int, warmup: int) -> float:
+    """Pairs/s of ``trainer``'s own step on batches from ``make_batch`` (warm-up excluded)."""
+    import torch
+
+    def sync():
+        if trainer.cuda:
+            torch.cuda.synchronize()
+
+    batch = make_batch()
+    for _ in range(warmup):
+        trainer.train_step(*trainer.views(batch))
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss, _ = trainer.train_step(*trainer.views(batch))
+    loss.item()
+    sync()
+    return steps * trainer.cfg.batch_size / (time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from pretrain.logs import read_metrics
+    from pretrain.settings import PretrainSettings
+    from pretrain.trainer import Trainer
+
+    work = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
+    images = sorted(Path(args.unlabeled).glob("*/*.jpg"))[: args.images]
+    if len(images) < args.batch:
+        raise SystemExit(f"{args.unlabeled}: {len(images)} images, fewer than one batch")
+    write_crop_shards(images, work / "shards", args.per_shard)
+    cfg = PretrainSettings(
+        shards=str(work / "shards"),
+        arch=args.arch,
+        height=args.height,
+        width=args.width,
+        batch_size=args.batch,
+        queue_size=args.queue,
+        bn_groups=args.bn_groups,
+        workers=args.workers,
+        epochs=1000,
+        checkpoint_every=10**9,
+        log_every=args.log_every,
+        device=args.device,
+        compile=args.compile,
+    )
+    b, h, w = args.batch, args.height, args.width
+    results: dict[str, float] = {}
+
+    # (a) official recipe on pre-augmented float views
+    cfg_a = dataclasses.replace(
+        cfg, run_name="a", bf16=False, channels_last=False, gpu_augment=False, bn_groups=1, compile=False
+    )
+    trainer = Trainer(cfg_a, work)
+    trainer.model.momentum_update = lambda: official_momentum_update(trainer.model)
+    results["a_official_step"] = time_steps(
+        trainer, lambda: (torch.randn(b, 3, h, w), torch.randn(b, 3, h, w)), args.steps, args.warmup
+    )
+    del trainer
+
+    # (b) our step, augmentation included, on synthetic uint8 images of the decoded size
+    trainer = Trainer(dataclasses.replace(cfg, run_name="b"), work)
+    device = trainer.device
+    results["b_our_step"] = time_steps(
+        trainer,
+        lambda: (torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8), torch.tensor([[h, w]] * b)),
+        args.steps,
+        args.warmup,
+    )
+    del trainer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    # (c) the whole trainer streaming the shards; rate between the first logged row after the
+    # warm-up and the last row (rows are logged at host syncs, so the window is exact)
+    log_every = args.log_every
+    warm_rows = -(-args.warmup // log_every) * log_every
+    cfg_c = dataclasses.replace(cfg, run_name="c", max_steps=warm_rows + args.steps)
+    trainer = Trainer(cfg_c, work)
+    summary = trainer.fit()
+    rows = read_metrics(work / "runs" / "c" / "metrics.csv")
+    first = next(r for r in rows if r["step"] >= warm_rows)
+    last = rows[-1]
+    results["c_full_trainer"] = (last["step"] - first["step"]) * b / (last["time_s"] - first["time_s"])
+    results["c_data_wait_share"] = summary["data_wait_share"]
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "settings": {**vars(args), "out": str(args.out)},
+        "images_in_shards": len(images),
+        "pairs_per_s": results,
+        "ratios": {
+            "b_over_a": results["b_our_step"] / results["a_official_step"],
+            "c_over_b": results["c_full_trainer"] / results["b_our_step"],
+            "c_over_a": results["c_full_trainer"] / results["a_official_step"],
+        },
+        "targets": {"c_over_b": 0.9, "c_over_a": 3.5},
+    }
+
+
+def table(report: dict) -> str:
+    r, q = report["pairs_per_s"], report["ratios"]
+    lines = [
+        f"pre-training throughput on {report['device_name']} ({report['settings']['arch']}, "
+        f"{report['settings']['height']}x{report['settings']['width']}, batch {report['settings']['batch']})",
+        f"{'run':<44}{'pairs/s':>10}{'vs (a)':>9}",
+        f"{'(a) official recipe step, synthetic':<44}{r['a_official_step']:>10.1f}{1.0:>8.2f}x",
+        f"{'(b) our step (+ batched augment), synthetic':<44}{r['b_our_step']:>10.1f}{q['b_over_a']:>8.2f}x",
+        f"{'(c) our trainer streaming real shards':<44}{r['c_full_trainer']:>10.1f}{q['c_over_a']:>8.2f}x",
+        f"(c)/(b) = {q['c_over_b']:.2f} (target >= 0.90); (c)/(a) = {q['c_over_a']:.2f} (target >= 3.5); "
+        f"data-wait share of (c) {r['c_data_wait_share']:.1%}",
+    ]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run (resnet18, 64x32, batch 16)")
+    p.add_argument("--arch", default="resnet50")
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--queue", type=int, default=65536)
+    p.add_argument("--bn-groups", type=int, default=8)
+    p.add_argument("--workers", type=int, default=12, help="data loader workers for (c)")
+    p.add_argument("--steps", type=int, default=50, help="timed steps of each run")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--images", type=int, default=None, help="crops written to the shards (default: all)")
+    p.add_argument("--per-shard", type=int, default=1000)
+    p.add_argument("--unlabeled", default=str(UNLABELED))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pretrain.json")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.arch, args.height, args.width, args.batch, args.queue = "resnet18", 64, 32, 16, 64
+        args.bn_groups, args.workers, args.steps, args.warmup, args.log_every = 2, 0, 3, 1, 1
+        args.images, args.per_shard, args.device = args.images or 96, 32, "cpu"
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    args = parse(argv)
+    report = run(args)
+    print(table(report))
+    from common.atomic import write_json
+
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

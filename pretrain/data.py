@@ -1,0 +1,218 @@
+"""Stream the shards with webdataset: resampled, split by node and worker, decoded on CPU workers.
+
+The batches are a pure function of their position, so a resumed run sees exactly the batches an
+uninterrupted run would have seen. Batch j of epoch e on rank r is defined as batch j // W of
+the stream of "slot" j % W (W loader workers), where a slot's stream is
+
+    shards --node split--> --slot split--> resample --> tar samples --> shuffle buffer
+           --> decode (+ per-sample augment) --> batches,     seeded by (seed, e, r, slot)
+
+exactly what worker j % W of a loader started at the beginning of the epoch would produce. One
+loader serves the whole run (its workers are never restarted at epoch boundaries): its worker w
+makes the global batches n = n0 + w, n0 + w + W, ... and, in each epoch, plays the slot those
+batches belong to, skipping (before decoding) the slot's batches that were trained on already.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import IterableDataset
+
+from common.errors import UsageError
+from pretrain.presets import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def shard_urls(shards: str | None, root: Path) -> list[str]:
+    """Shard paths from a folder, a single tar, a brace pattern, or ``<root>/shards``."""
+    spec = shards if shards else str(root / "shards")
+    path = Path(spec)
+    if path.is_dir():
+        urls = [str(p) for p in sorted(path.glob("*.tar"))]
+    elif "{" in spec:
+        urls = [u for u in wds.shardlists.expand_urls(spec) if Path(u).is_file()]
+    elif path.is_file():
+        urls = [str(path)]
+    else:
+        raise UsageError(f"shards: {spec} does not exist (run build-shards first or pass --shards)")
+    if not urls:
+        raise UsageError(f"shards: no .tar shards found in {spec}")
+    return urls
+
+
+def count_samples(urls: list[str]) -> int:
+    """Images in the shards: from ``index.parquet`` beside them when it lists them all, else by reading headers."""
+    index = Path(urls[0]).parent / "index.parquet"
+    if index.is_file():
+        import pandas as pd
+
+        df = pd.read_parquet(index)
+        names = {Path(u).name for u in urls}
+        listed = {Path(s).name for s in df["shard"].astype(str)}
+        if names <= listed:
+            return int(df[df["shard"].astype(str).map(lambda s: Path(s).name in names)]["n_samples"].sum())
+    total = 0
+    for url in urls:
+        try:
+            with tarfile.open(url) as tar:
+                total += sum(1 for m in tar if m.name.endswith(".jpg"))
+        except (tarfile.TarError, OSError) as e:
+            log.warning("shard %s unreadable (%s): skipped from the count", url, e)
+    return total
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+def worker_plan(
+    n0: int, steps_per_epoch: int, workers: int, worker: int
+) -> Iterator[tuple[int, int, int, int]]:
+    """(epoch, slot, skip, count) for loader worker ``worker`` of a loader starting at global batch n0.
+
+    The worker makes global batches n = n0 + worker (mod workers), n >= n0. In epoch e those are
+    batches j = n - e * steps_per_epoch, all with the same j mod W (the slot): it skips the slot's
+    first ``skip`` batches and makes the next ``count``.
+    """
+    s, w = steps_per_epoch, max(1, workers)
+    epoch = n0 // s
+    while True:
+        base = epoch * s
+        first = max(n0, base)
+        n = first + ((n0 + worker - first) % w)  # first global batch of this worker in the epoch
+        if n < base + s:
+            j = n - base
+            yield epoch, j % w, j // w, len(range(j, s, w))
+        epoch += 1
+
+
+def resampled_shards(urls: list[str], seed: int, epoch: int, rank: int, world: int, slot: int, slots: int):
+    """Endless shard URLs of one rank and slot: an explicit split of the list when there are enough
+    shards (each node, then each slot, gets its own subset), then sampling with replacement.
+    """
+    mine = urls
+    if len(mine) >= world:
+        mine = mine[rank::world]
+    if len(mine) >= slots:
+        mine = mine[slot::slots]
+    rng = np.random.default_rng(_seed(seed, epoch, rank, slot))
+    while True:
+        yield {"url": mine[int(rng.integers(len(mine)))]}
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """JPEG bytes -> RGB uint8 HxWx3, or None when the bytes are not an image."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else np.ascontiguousarray(image[:, :, ::-1])
+
+
+def collate_images(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> uint8 B x H x W x 3 images, int64 B x 2 original (height, width)."""
+    images = torch.from_numpy(np.stack([s[0] for s in samples]))
+    sizes = torch.tensor([s[1] for s in samples], dtype=torch.long)
+    return images, sizes
+
+
+def collate_views(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> two float B x 3 x H x W batches of views."""
+    return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
+
+
+class BatchStream(IterableDataset):
+    """This rank's batches from global batch ``n0`` on, for a loader with any number of workers.
+
+    ``augment`` None: images are resized to the training size for the batched augmentation (a
+    batch is uint8 images + original sizes); else a ``PerSampleAugment`` runs here (a batch is
+    two float views). A sample without a decodable image is logged and skipped.
+    """
+
+    def __init__(
+        self, urls, recipe: Recipe, *, seed, n0, steps_per_epoch, batch, shuffle_buffer, augment=None
+    ):
+        super().__init__()
+        self.urls, self.recipe, self.seed, self.n0 = urls, recipe, seed, n0
+        self.steps_per_epoch, self.batch, self.shuffle_buffer, self.augment = (
+            steps_per_epoch,
+            batch,
+            shuffle_buffer,
+            augment,
+        )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        cv2.setNumThreads(1)
+        for epoch, slot, skip, count in worker_plan(self.n0, self.steps_per_epoch, workers, worker):
+            stream = self.slot_batches(epoch, rank, world, slot, max(1, workers), skip)
+            yield from islice(stream, count)
+            stream.close()  # closes the open shard of this epoch
+
+    def slot_batches(self, epoch: int, rank: int, world: int, slot: int, slots: int, skip: int):
+        shards = resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots)
+        samples = wds.tarfile_to_samples(handler=wds.warn_and_continue)(shards)
+        seed = _seed(self.seed, epoch, rank, slot, 1)
+        samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(samples)
+        samples = islice(samples, skip * self.batch, None)  # already trained on: not decoded
+        decoded = self.decode(samples, (self.seed, epoch, rank, slot), first=skip * self.batch)
+        collate = collate_views if self.augment else collate_images
+        return wds.batched(self.batch, collation_fn=collate, partial=False)(decoded)
+
+    def decode(self, samples: Iterator[dict], stream_id: tuple[int, ...], first: int) -> Iterator[tuple]:
+        h, w = self.recipe.height, self.recipe.width
+        for i, sample in enumerate(samples, start=first):
+            image = decode_image(sample.get("jpg", b""))
+            if image is None:
+                log.warning("sample %s: no decodable .jpg, skipped", sample.get("__key__"))
+                continue
+            h0, w0 = image.shape[:2]
+            if self.augment is not None:
+                chw = torch.from_numpy(image).permute(2, 0, 1)
+                yield self.augment(chw, _seed(*stream_id, i))  # seeded by position: resumable
+                continue
+            interp = cv2.INTER_AREA if h0 * w0 > h * w else cv2.INTER_LINEAR
+            yield cv2.resize(image, (w, h), interpolation=interp), (h0, w0)
+
+
+def make_loader(
+    urls: list[str],
+    recipe: Recipe,
+    *,
+    seed: int,
+    start: int,
+    stop: int,
+    steps_per_epoch: int,
+    batch: int,
+    workers: int,
+    shuffle_buffer: int,
+    augment=None,
+    pin_memory: bool = False,
+) -> wds.WebLoader:
+    """Global batches ``start`` .. ``stop`` - 1 of this rank (``batch`` images each)."""
+    stream = BatchStream(
+        urls,
+        recipe,
+        seed=seed,
+        n0=start,
+        steps_per_epoch=steps_per_epoch,
+        batch=batch,
+        shuffle_buffer=shuffle_buffer,
+        augment=augment,
+    )
+    loader = wds.WebLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+    )
+    # Every worker's stream is endless: the loader, not the dataset, sets how many batches it gives.
+    return loader.with_epoch(stop - start)

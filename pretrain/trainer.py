@@ -1,0 +1,362 @@
+"""The pre-training loop of one process (rank), top to bottom; ``launch.py`` starts one per GPU.
+
+One process, one GPU or the CPU:   python pipeline.py pretrain
+Eight GPUs of one node:            python pipeline.py pretrain --gpus 8
+Two nodes of eight GPUs:           python pipeline.py pretrain --gpus 8 --nnodes 2 --node-rank {0,1} \
+                                       --master-addr NODE0
+Under an external torchrun the process runs this loop directly (``RANK`` is set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from common.errors import UsageError
+from common.settings import save_settings, settings_to_dict
+from pretrain.augment import BatchAugment
+from pretrain.augment_cpu import PerSampleAugment
+from pretrain.checkpoint import (
+    check_compatible,
+    export_backbone,
+    load_latest,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from pretrain.data import count_samples, make_loader, shard_urls
+from pretrain.logs import MetricsLog, plot_loss, read_metrics
+from pretrain.moco import MoCo, info_nce_loss
+from pretrain.presets import recipe_from_settings
+from pretrain.schedule import lr_at, peak_lr
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Plan:
+    """Sizes of the run, fixed by the settings and the shards."""
+
+    world: int
+    per_rank_batch: int
+    bn_groups: int  # per process
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+    urls: list[str]
+
+
+def make_plan(cfg, root: Path, world: int) -> Plan:
+    """Check the settings against the shards and the world size; raise UsageError on a mismatch."""
+    if cfg.batch_size % world:
+        raise UsageError(f"batch_size {cfg.batch_size} is not a multiple of the {world} processes")
+    per_rank = cfg.batch_size // world
+    groups = max(1, cfg.bn_groups // world)
+    if per_rank % groups:
+        raise UsageError(f"batch per process {per_rank} is not a multiple of its {groups} Shuffle-BN groups")
+    urls = shard_urls(cfg.shards, root)
+    epoch_size = cfg.epoch_size or count_samples(urls)
+    steps = epoch_size // cfg.batch_size
+    if steps < 1:
+        raise UsageError(f"an epoch of {epoch_size} samples is smaller than one batch of {cfg.batch_size}")
+    return Plan(
+        world=world,
+        per_rank_batch=per_rank,
+        bn_groups=groups,
+        steps_per_epoch=steps,
+        total_steps=cfg.epochs * steps,
+        warmup_steps=cfg.warmup_epochs * steps,
+        peak_lr=peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch),
+        urls=urls,
+    )
+
+
+def pick_device(cfg, local_rank: int) -> torch.device:
+    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("device cuda: no CUDA GPU is visible")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, int]:
+    """(rank, world, local rank) from the torchrun environment; joins the process group if world > 1."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, local
+
+
+def param_checksum(module: torch.nn.Module) -> float:
+    """Sum of every parameter in float64: equal on every rank when the replicas agree."""
+    return float(sum(p.detach().double().sum().item() for p in module.parameters()))
+
+
+class Trainer:
+    """Model, optimiser, augmentation, data and logs of one rank."""
+
+    def __init__(self, cfg, root: Path):
+        self.cfg, self.root = cfg, root
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        self.device = pick_device(cfg, local)
+        self.rank, self.world, _ = init_distributed(self.device)
+        self.plan = make_plan(cfg, root, self.world)
+        self.main = self.rank == 0
+        self.run_dir = root / "runs" / cfg.run_name
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")
+        torch.manual_seed(cfg.seed + self.rank)
+        self.recipe, temperature = recipe_from_settings(cfg)
+        self.model = MoCo(cfg.arch, cfg.dim, cfg.queue_size, cfg.momentum, temperature, self.plan.bn_groups)
+        self.model.to(self.device)
+        self.channels_last = self.cuda and cfg.channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(
+            self.model.encoder_q.parameters(),
+            lr=self.plan.peak_lr,
+            momentum=cfg.sgd_momentum,
+            weight_decay=cfg.weight_decay,
+        )
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank)
+        self.augment = BatchAugment(self.recipe, self.generator) if cfg.gpu_augment else None
+        self.step = self.resume()
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.cuda else None, forward_sync_buffers=False
+            )  # its constructor copies rank 0's parameters and buffers (queue included) to every rank
+        if cfg.compile:
+            self.model.encoder_q.compile()
+            self.model.encoder_k.compile()
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def resume(self) -> int:
+        """Load the newest checkpoint (rank 0 reads it, the others receive it); the step to start at."""
+        folder = self.run_dir / "checkpoints"
+        state = load_latest(folder) if self.main else None
+        if state is not None:
+            check_compatible(state["settings"], settings_to_dict(self.cfg), folder)
+            self.model.load_state_dict(state["model"])
+        if self.world > 1:
+            box = [None if state is None else {k: v for k, v in state.items() if k != "model"}]
+            dist.broadcast_object_list(box, src=0)
+            state = box[0]
+        if state is None:
+            return 0
+        self.optimizer.load_state_dict(state["optimizer"])
+        rngs = state["rng"]
+        if len(rngs) == self.world:
+            set_rng_state(rngs[self.rank], self.generator)
+        else:
+            log.warning(
+                "checkpoint has RNG states of %d processes, not %d: fresh streams", len(rngs), self.world
+            )
+        if self.main:
+            log.info("resumed from %s (step %d)", state["path"], state["step"])
+        return int(state["step"])
+
+    def save(self) -> None:
+        """Every rank's RNG states go to rank 0, which writes the checkpoint."""
+        rngs = [rng_state(self.generator)]
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if not self.main:
+            return
+        epoch, batch = divmod(self.step, self.plan.steps_per_epoch)
+        state = {
+            "model": self.model.state_dict(),  # encoder_q, encoder_k (key encoder), queue, queue_ptr
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {
+                "peak_lr": self.plan.peak_lr,
+                "total_steps": self.plan.total_steps,
+                "warmup_steps": self.plan.warmup_steps,
+            },
+            "rng": rngs,
+            "step": self.step,
+            "data": {"epoch": epoch, "batch": batch, "steps_per_epoch": self.plan.steps_per_epoch},
+            "settings": settings_to_dict(self.cfg),
+        }
+        save_checkpoint(self.run_dir / "checkpoints", state, self.cfg.keep_checkpoints)
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def views(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.augment is not None:
+            a, b = self.augment(a, b)  # uint8 images and original sizes -> two views
+        if self.channels_last:
+            a, b = (
+                a.contiguous(memory_format=torch.channels_last),
+                b.contiguous(memory_format=torch.channels_last),
+            )
+        return a, b
+
+    def train_step(self, im_q: torch.Tensor, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = lr_at(self.step, self.plan.peak_lr, self.plan.total_steps, self.plan.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.cfg.bf16):
+            logits = self.net(im_q, im_k, generator=self.generator)
+        loss = info_nce_loss(logits)  # Eq. 1
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        acc = (logits.argmax(dim=1) == 0).float().mean()
+        return loss.detach(), acc.detach()
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def loader(self, stop: int):
+        augment = None if self.cfg.gpu_augment else PerSampleAugment(self.recipe)
+        return make_loader(
+            self.plan.urls,
+            self.recipe,
+            seed=self.cfg.seed,
+            start=self.step,
+            stop=stop,
+            steps_per_epoch=self.plan.steps_per_epoch,
+            batch=self.plan.per_rank_batch,
+            workers=self.cfg.workers,
+            shuffle_buffer=self.cfg.shuffle_buffer,
+            augment=augment,
+            pin_memory=self.cuda,
+        )
+
+    def flush(self, pending: list, metrics: MetricsLog | None, window: dict) -> list[dict[str, float]]:
+        """Turn the pending device losses into rows (one host sync per ``log_every`` steps)."""
+        if not pending:
+            return []
+        values = torch.stack([torch.stack([loss, acc]) for _, _, loss, acc in pending]).float()
+        if self.world > 1:
+            dist.all_reduce(values)
+            values /= self.world
+        values = values.cpu().tolist()
+        elapsed = time.perf_counter() - window["start"]
+        rate = len(pending) * self.cfg.batch_size / max(elapsed, 1e-9)
+        wait = window["wait"] / max(elapsed, 1e-9)
+        rows = [
+            {
+                "step": step,
+                "epoch": step / self.plan.steps_per_epoch,
+                "lr": lr,
+                "loss": v[0],
+                "acc": v[1],
+                "pairs_per_s": rate,
+                "data_wait_share": wait,
+                "time_s": time.perf_counter() - window["t0"],
+            }
+            for (step, lr, _, _), v in zip(pending, values, strict=True)
+        ]
+        if metrics is not None:
+            metrics.write(rows)
+        window.update(start=time.perf_counter(), wait=0.0)
+        return rows
+
+    def fit(self) -> dict[str, Any]:
+        cfg, plan = self.cfg, self.plan
+        stop = plan.total_steps if cfg.max_steps is None else min(plan.total_steps, cfg.max_steps)
+        start = self.step
+        metrics = None
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_settings(cfg, self.run_dir / "settings.yaml", "pretrain")
+            metrics = MetricsLog(self.run_dir, start)
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=stop, initial=start, desc="pretrain", unit="step", disable=not self.main, mininterval=1
+        )
+        t0 = time.perf_counter()
+        window = {"start": t0, "wait": 0.0, "t0": t0}
+        total_wait, pending, rows = 0.0, [], []
+        self.model.train()
+        batches = iter(self.loader(stop)) if self.step < stop else iter(())
+        while self.step < stop:
+            tw = time.perf_counter()
+            batch = next(batches)
+            waited = time.perf_counter() - tw
+            window["wait"] += waited
+            total_wait += waited
+            lr = lr_at(self.step, plan.peak_lr, plan.total_steps, plan.warmup_steps)
+            loss, acc = self.train_step(*self.views(batch))
+            pending.append((self.step, lr, loss, acc))
+            if self.step % cfg.log_every == 0 or self.step == stop:
+                rows = self.flush(pending, metrics, window) or rows
+                pending = []
+                bar.set_postfix(
+                    pairs_s=f"{rows[-1]['pairs_per_s']:.0f}", wait=f"{rows[-1]['data_wait_share']:.0%}"
+                )
+            bar.update(1)
+            if self.step % cfg.checkpoint_every == 0 or self.step == stop:
+                self.save()
+        del batches  # stops the loader's workers
+        bar.close()
+        wall = time.perf_counter() - t0
+        return self.finish(start, wall, total_wait, metrics)
+
+    def finish(self, start: int, wall: float, wait: float, metrics: MetricsLog | None) -> dict[str, Any]:
+        """Export the backbone, draw the loss curve, and summarise this rank's run."""
+        summary: dict[str, Any] = {
+            "steps": self.step,
+            "epochs": round(self.step / self.plan.steps_per_epoch, 3),
+            "resumed_from_step": start,
+            "images_per_s": (self.step - start) * self.cfg.batch_size / wall if self.step > start else 0.0,
+            "data_wait_share": wait / wall if self.step > start else 0.0,
+            "checksums": {  # equal on every rank when the replicas agree
+                "query": param_checksum(self.model.encoder_q),
+                "key": param_checksum(self.model.encoder_k),
+                "queue": float(self.model.queue.double().sum()),
+            },
+            "world_size": self.world,
+            "device": str(self.device),
+        }
+        if self.main:
+            assert metrics is not None
+            metrics.close()
+            rows = read_metrics(metrics.path)
+            summary["first_loss"] = rows[0]["loss"] if rows else None
+            summary["last_loss"] = rows[-1]["loss"] if rows else None
+            backbone = export_backbone(self.model.encoder_q.backbone, self.run_dir / "backbone.pth")
+            summary["backbone"] = str(backbone)
+            summary["loss_curve"] = str(plot_loss(metrics.path, self.run_dir / "loss_curve.png"))
+            summary["metrics"] = str(metrics.path)
+        if self.world > 1:
+            dist.barrier()
+        return summary
+
+
+def train_worker(cfg, root: Path) -> dict[str, Any]:
+    """Entry of one process (launched by ``launch.pretrain`` or by an external torchrun)."""
+    from common.log import setup_logging
+
+    setup_logging()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    elif local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # As torchrun does: processes sharing a node must not oversubscribe its cores.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    trainer = Trainer(cfg, Path(root))
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
