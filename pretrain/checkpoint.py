@@ -110,7 +110,7 @@ def export_backbone(backbone: torch.nn.Module, path: Path) -> Path:
     ``torchvision.models.<arch>()`` loads it with ``strict=False``; the only missing keys are
     ``fc.weight`` and ``fc.bias`` (pre-training has no classifier).
     """
-    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return path

@@ -19,13 +19,12 @@ def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
     _, size = world()
     if size == 1:
         return x
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        flat = x.permute(0, 2, 3, 1)  # contiguous NHWC view of a channels_last tensor: no copy
-        return concat_all_gather(flat).permute(0, 3, 1, 2)
-    x = x.contiguous()
-    out = [torch.empty_like(x) for _ in range(size)]
-    dist.all_gather(out, x)
-    return torch.cat(out)
+    nhwc = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    flat = x.permute(0, 2, 3, 1) if nhwc else x.contiguous()  # channels_last: gather its NHWC view, no copy
+    out = [torch.empty_like(flat) for _ in range(size)]
+    dist.all_gather(out, flat)
+    gathered = torch.cat(out)
+    return gathered.permute(0, 3, 1, 2) if nhwc else gathered
 
 
 @torch.no_grad()

@@ -159,6 +159,9 @@ class Trainer:
         if state is None:
             return 0
         self.optimizer.load_state_dict(state["optimizer"])
+        for p, slot in self.optimizer.state.items():  # momentum buffers: the parameters' memory format
+            if "momentum_buffer" in slot and slot["momentum_buffer"] is not None:
+                slot["momentum_buffer"] = torch.empty_like(p).copy_(slot["momentum_buffer"])
         rngs = state["rng"]
         if len(rngs) == self.world:
             set_rng_state(rngs[self.rank], self.generator)

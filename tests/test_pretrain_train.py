@@ -8,17 +8,20 @@ import os
 import socket
 import subprocess
 import sys
+from itertools import islice
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torchvision
 import webdataset as wds
 
 from common.errors import SettingsError, UsageError
-from pretrain.data import count_samples, resampled_shards, worker_plan
+from pretrain.data import BatchStream, count_samples, resampled_shards, worker_plan
 from pretrain.launch import pretrain
 from pretrain.logs import read_metrics
+from pretrain.presets import Recipe
 from pretrain.schedule import lr_at, peak_lr
 from pretrain.settings import PretrainSettings
 
@@ -220,7 +223,14 @@ def test_shards_split_by_node_and_worker(tmp_path):
 
 def test_sample_count_and_bad_input(crop_shards, tmp_path):
     urls = sorted(str(p) for p in crop_shards.glob("*.tar"))
-    assert count_samples(urls) == IMAGES
+    assert count_samples(urls) == IMAGES  # from the tar headers
+    index = pd.DataFrame({"shard": [Path(u).name for u in urls], "n_samples": [30, 31, 32]})
+    index.to_parquet(tmp_path / "index.parquet")
+    copies = []
+    for u in urls:
+        copies.append(tmp_path / Path(u).name)
+        copies[-1].write_bytes(Path(u).read_bytes())
+    assert count_samples([str(c) for c in copies]) == 93  # from build-shards' index.parquet
     with pytest.raises(UsageError, match="does not exist"):
         pretrain(tiny(tmp_path / "missing"), tmp_path)
     with pytest.raises(UsageError, match="smaller than one batch"):
@@ -231,6 +241,31 @@ def test_sample_count_and_bad_input(crop_shards, tmp_path):
         tiny(crop_shards, queue_size=8)
     with pytest.raises(SettingsError, match="arch"):
         tiny(crop_shards, arch="vgg16")
+
+
+def test_corrupt_images_are_skipped(crop_shards, tmp_path, caplog):
+    """A sample whose .jpg does not decode is logged and skipped; the stream stays full."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good = next(crop_shards.glob("*.tar"))
+    with wds.TarWriter(str(bad / "lup-000000.tar")) as tar:
+        for i, sample in enumerate(wds.WebDataset(str(good), shardshuffle=False)):
+            jpg = sample["jpg"] if i % 4 else b"not a jpeg"
+            tar.write({"__key__": sample["__key__"], "jpg": jpg, "json": sample["json"]})
+    stream = BatchStream(
+        [str(bad / "lup-000000.tar")],
+        Recipe(height=32, width=16),
+        seed=0,
+        n0=0,
+        steps_per_epoch=3,
+        batch=8,
+        shuffle_buffer=8,
+    )
+    batches = list(islice(iter(stream), 3))
+    assert [b[0].shape for b in batches] == [(8, 32, 16, 3)] * 3  # 24 good crops from a shard of 32, 8 bad
+    assert all((b[1] > 0).all() for b in batches)
+    skipped = [r for r in caplog.records if "no decodable .jpg, skipped" in r.getMessage()]
+    assert len(skipped) >= 8 * 24 // 32 - 1  # about one in four samples drawn was a bad one
 
 
 def test_bench_smoke(tmp_path, unlabeled_dir):
