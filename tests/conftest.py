@@ -40,3 +40,12 @@ def unlabeled_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def reid_dir(shared_data: Path) -> Path:
     return _require(shared_data / "reid")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray instance (2 CPUs) for every Ray test of the session; ``run_tasks`` joins it."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

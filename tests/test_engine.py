@@ -31,15 +31,6 @@ def test_inline_and_local_pool_agree_with_hashlib(files, expected):
     assert _digests("local", 2, files) == expected
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance (2 CPUs) for every Ray test of this module."""
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_agrees_with_hashlib(files, expected, local_ray):
     assert _digests("ray", 2, files) == expected
 

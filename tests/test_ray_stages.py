@@ -23,14 +23,6 @@ STAGES = ("crawl", "filter", "detect")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def sources(videos_dir) -> list[Path]:
     return sorted(videos_dir.iterdir())
 

@@ -91,15 +91,6 @@ def read_keys(root: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance (2 CPUs) for the whole module; run_tasks joins it."""
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def footage(tmp_path_factory, videos_dir) -> tuple[Path, pd.DataFrame, dict[str, int]]:
     """A workspace: the three clips, a faststart clip cut in half and a clip whose index (moov,
     at the end) was cut off; returns it, the valid boxes and each video's readable frames."""
