@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def official_momentum_update(model) -> None:
             param_k.data = param_k.data * model.momentum + param_q.data * (1.0 - model.momentum)
 
 
-def time_steps(trainer, make_batch, steps: int, warmup: int) -> float:
+def time_steps(trainer, make_batch, args: argparse.Namespace) -> float:
     """Pairs/s of ``trainer``'s own step on batches from ``make_batch`` (warm-up excluded)."""
     import torch
 
@@ -64,25 +65,87 @@ def time_steps(trainer, make_batch, steps: int, warmup: int) -> float:
             torch.cuda.synchronize()
 
     batch = make_batch()
-    for _ in range(warmup):
+    for _ in range(args.warmup):
         trainer.train_step(*trainer.views(batch))
     sync()
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(args.steps):
         loss, _ = trainer.train_step(*trainer.views(batch))
     loss.item()
     sync()
-    return steps * trainer.cfg.batch_size / (time.perf_counter() - start)
+    return args.steps * trainer.cfg.batch_size / (time.perf_counter() - start)
+
+
+def free_memory(device) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()  # the patched official model sits in a reference cycle
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def official_step(cfg, work: Path, args: argparse.Namespace):
+    """(a) fp32, NCHW, plain BatchNorm, per-tensor momentum loop, on pre-augmented float views."""
+    import torch
+
+    from pretrain.trainer import Trainer
+
+    cfg_a = dataclasses.replace(
+        cfg, run_name="a", bf16=False, channels_last=False, gpu_augment=False, bn_groups=1, compile=False
+    )
+    trainer = Trainer(cfg_a, work)
+    trainer.model.momentum_update = functools.partial(official_momentum_update, trainer.model)
+    dev, shape = trainer.device, (args.batch, 3, args.height, args.width)
+    # synthetic input lives on the device: only the step is timed
+    rate = time_steps(trainer, lambda: (torch.randn(shape, device=dev), torch.randn(shape, device=dev)), args)
+    return rate, dev
+
+
+def our_step(cfg, work: Path, args: argparse.Namespace):
+    """(b) the trainer's own step (batched augmentation included) on synthetic uint8 images."""
+    import torch
+
+    from pretrain.trainer import Trainer
+
+    trainer = Trainer(dataclasses.replace(cfg, run_name="b"), work)
+    dev, (b, h, w) = trainer.device, (args.batch, args.height, args.width)
+    images = torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8, device=dev)
+    sizes = torch.tensor([[h, w]] * b, device=dev)
+    return time_steps(trainer, lambda: (images, sizes), args), dev
+
+
+def full_trainer(cfg, work: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """(c) ``Trainer.fit`` streaming the shards: pairs/s and data-wait share after the warm-up.
+
+    The rate runs from the first logged row after the warm-up to the last row; rows are written
+    at host synchronisations, so the window is exact.
+    """
+    from pretrain.logs import read_metrics
+    from pretrain.trainer import Trainer
+
+    warm_rows = -(-args.warmup // args.log_every) * args.log_every
+    trainer = Trainer(dataclasses.replace(cfg, run_name="c", max_steps=warm_rows + args.steps), work)
+    summary = trainer.fit()
+    rows = read_metrics(work / "runs" / "c" / "metrics.csv")
+    first = next(r for r in rows if r["step"] >= warm_rows)
+    last = rows[-1]
+    rate = (last["step"] - first["step"]) * args.batch / (last["time_s"] - first["time_s"])
+    timed = [r["data_wait_share"] for r in rows if r["step"] > first["step"]]
+    return rate, (sum(timed) / len(timed) if timed else summary["data_wait_share"])
 
 
 def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:  # shards, checkpoints: deleted after
+        return run_in(args, Path(tmp))
+
+
+def run_in(args: argparse.Namespace, work: Path) -> dict:
     import torch
 
-    from pretrain.logs import read_metrics
     from pretrain.settings import PretrainSettings
-    from pretrain.trainer import Trainer
 
-    work = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
     images = sorted(Path(args.unlabeled).glob("*/*.jpg"))[: args.images]
     if len(images) < args.batch:
         raise SystemExit(f"{args.unlabeled}: {len(images)} images, fewer than one batch")
@@ -102,45 +165,11 @@ def run(args: argparse.Namespace) -> dict:
         device=args.device,
         compile=args.compile,
     )
-    b, h, w = args.batch, args.height, args.width
     results: dict[str, float] = {}
-
-    # (a) official recipe on pre-augmented float views
-    cfg_a = dataclasses.replace(
-        cfg, run_name="a", bf16=False, channels_last=False, gpu_augment=False, bn_groups=1, compile=False
-    )
-    trainer = Trainer(cfg_a, work)
-    trainer.model.momentum_update = lambda: official_momentum_update(trainer.model)
-    results["a_official_step"] = time_steps(
-        trainer, lambda: (torch.randn(b, 3, h, w), torch.randn(b, 3, h, w)), args.steps, args.warmup
-    )
-    del trainer
-
-    # (b) our step, augmentation included, on synthetic uint8 images of the decoded size
-    trainer = Trainer(dataclasses.replace(cfg, run_name="b"), work)
-    device = trainer.device
-    results["b_our_step"] = time_steps(
-        trainer,
-        lambda: (torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8), torch.tensor([[h, w]] * b)),
-        args.steps,
-        args.warmup,
-    )
-    del trainer
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-    # (c) the whole trainer streaming the shards; rate between the first logged row after the
-    # warm-up and the last row (rows are logged at host syncs, so the window is exact)
-    log_every = args.log_every
-    warm_rows = -(-args.warmup // log_every) * log_every
-    cfg_c = dataclasses.replace(cfg, run_name="c", max_steps=warm_rows + args.steps)
-    trainer = Trainer(cfg_c, work)
-    summary = trainer.fit()
-    rows = read_metrics(work / "runs" / "c" / "metrics.csv")
-    first = next(r for r in rows if r["step"] >= warm_rows)
-    last = rows[-1]
-    results["c_full_trainer"] = (last["step"] - first["step"]) * b / (last["time_s"] - first["time_s"])
-    results["c_data_wait_share"] = summary["data_wait_share"]
+    for name, measure in (("a_official_step", official_step), ("b_our_step", our_step)):
+        results[name], device = measure(cfg, work, args)
+        free_memory(device)
+    results["c_full_trainer"], results["c_data_wait_share"] = full_trainer(cfg, work, args)
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
