@@ -188,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pipeline.py {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    from common.log import is_main_process
     from common.summary import print_summary
 
-    print_summary({args.command: summary})
+    if is_main_process():  # under an external torchrun every rank returns here
+        print_summary({args.command: summary})
     return 0
 
 
