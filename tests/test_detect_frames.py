@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
+from reference import opencv_frames
 
 from detect.frame_index import StreamIndex, decode_plan, index_video
 from detect.frames import count_frames, read_frames
@@ -21,15 +21,6 @@ CLIPS = [
     "people-detection.gif",
     "person-bicycle-car-detection.gif",
 ]
-
-
-def opencv_frames(path: Path) -> list[np.ndarray]:
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 def assert_same(path: Path, wanted, reference: list[np.ndarray]) -> None:

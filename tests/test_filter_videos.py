@@ -10,20 +10,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from reference import opencv_frames
 
 import pipeline
 from filter.settings import FilterSettings
 from filter.videos import filter_videos
-
-
-def opencv_frames(path: Path) -> list[np.ndarray]:
-    """Every frame, read independently of the code under test."""
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 def encode(path: Path, frames: list[np.ndarray], crf: int, size: tuple[int, int] | None = None) -> Path:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import webdataset as wds
+from reference import reference_frames
 
 from shards.export_lmdb import export_lmdb
 from shards.settings import ExportLmdbSettings
@@ -128,21 +129,6 @@ def chain(tmp_path_factory, videos_dir: Path):
     index = pd.read_parquet(root / "shards" / "index.parquet")
     samples = list(wds.WebDataset([str(root / "shards" / s) for s in index["shard"]], shardshuffle=False))
     return {"root": root, "base": base, "stdout": build.stdout, "samples": samples}
-
-
-def reference_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    """Frames read one after another with OpenCV (not through the project's frame reader)."""
-    cap = cv2.VideoCapture(str(video))
-    frames, index = {}, 0
-    while index <= max(wanted):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index in wanted:
-            frames[index] = frame
-        index += 1
-    cap.release()
-    return frames
 
 
 def expected_crops(videos_dir: Path) -> dict[tuple[str, int, int], bytes]:

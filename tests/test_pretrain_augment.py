@@ -21,13 +21,7 @@ from pretrain.settings import PretrainSettings
 RECIPE = Recipe(height=64, width=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread (a shared 2-core machine makes OpenMP barriers costly)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,7 @@ from pretrain.presets import Recipe
 from pretrain.schedule import lr_at, peak_lr
 from pretrain.splitbn import SplitBatchNorm2d
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP barriers across busy cores cost
-    100x the work of these tiny convolutions."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def real_crops(unlabeled: Path, n: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,14 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGES = 96  # 6 batches of 16 per epoch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP barriers across busy cores cost
-    100x the work of these tiny convolutions."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import webdataset as wds
 from PIL import Image
+from reference import reference_frames
 
 from shards.build import build_shards
 from shards.settings import ShardSettings, StatsSettings, VerifySettings
@@ -64,21 +65,6 @@ def write_workspace(root: Path, video: Path) -> None:
                 | dict(detector="hog", keypoint_model="none")
             )
         pd.DataFrame(rows).to_parquet(root / "detections" / f"{vid}.parquet", index=False)
-
-
-def reference_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    """The frames read one after another with OpenCV (not through detect.frames.read_frames)."""
-    cap = cv2.VideoCapture(str(video))
-    frames, index = {}, 0
-    while index <= max(wanted):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index in wanted:
-            frames[index] = frame
-        index += 1
-    cap.release()
-    return frames
 
 
 @pytest.fixture(scope="module")
