@@ -129,12 +129,13 @@ def _ray(
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
+                i = pending.pop(ref)  # finished: never cancel it below (Ray 2.60 aborts the driver)
                 with user_errors_unwrapped():
                     result = ray.get(ref)
-                yield pending.pop(ref), result
+                yield i, result
     except BaseException:
         for ref in pending:
-            ray.cancel(ref, force=True)
+            ray.cancel(ref)  # not force=True: killing workers mid-task races Ray's bookkeeping
         raise
 
 
@@ -186,7 +187,7 @@ def run_actors(
 
     A pool of actors (``ray.util.ActorPool``) that each hold the object, sized by ``actor_shape``
     and never larger than the number of items; ``workers`` CPUs when Ray starts locally. The
-    actors are killed (their GPUs freed) when the iterator ends or is closed. ``factory`` must be
+    actors end (their GPUs freed) when the iterator ends or is closed: no handle refers to them then. ``factory`` must be
     importable by the workers (a module-level class or function).
     """
     import ray
@@ -203,17 +204,17 @@ def run_actors(
     handles = [host.remote(factory, args) for _ in range(min(count, len(items)))]
     name = getattr(factory, "__name__", type(factory).__name__)
     log.info("ray: %d actors of %s (%g CPU, %g GPU each)", len(handles), name, num_cpus, num_gpus)
-    try:
-        pool = ActorPool(handles)
-        with tqdm(total=len(items), desc=desc, unit="task", disable=None) as bar:
-            results = pool.map_unordered(lambda a, v: a.call.remote(*v), list(enumerate(items)))
-            while True:
-                with user_errors_unwrapped():
-                    i, result = next(results, (None, None))
-                if i is None:
-                    break
-                bar.update(1)
-                yield i, result
-    finally:
-        for handle in handles:
-            ray.kill(handle)
+    pool = ActorPool(handles)
+    with tqdm(total=len(items), desc=desc, unit="task", disable=None) as bar:
+        results = pool.map_unordered(lambda a, v: a.call.remote(*v), list(enumerate(items)))
+        while True:
+            with user_errors_unwrapped():
+                i, result = next(results, (None, None))
+            if i is None:
+                break
+            bar.update(1)
+            yield i, result
+    # Free the actors (and their GPUs) by dropping every handle: Ray ends an actor once no handle
+    # refers to it and its calls are done. After an error or an early close the generator's frame
+    # goes away, and the handles with it; no ray.kill of an actor whose calls are still in flight.
+    del pool, results, handles
