@@ -15,18 +15,17 @@ so filter and detect run first (they find their work done). The kill points:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import webdataset as wds
+from processes import kill_group_when
 from test_shards_ray import write_detections
 
 import pipeline
@@ -91,23 +90,13 @@ def kill_when(root: Path, point: str) -> None:
     """Start the command, SIGKILL it and its workers at ``point``."""
     shards = root / "shards"
     launcher = STOP_IN_INDEX_WRITE if point == "index_write" else None
-    proc = subprocess.Popen(
-        command(root, launcher),
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     trigger = {
-        "cutting": lambda: (shards / "plan.json").exists(),
-        "some_final": lambda: (shards / "lup-000003.tar").exists(),
-        "index_write": lambda: stopped(proc.pid),
+        "cutting": lambda proc: (shards / "plan.json").exists(),
+        "some_final": lambda proc: (shards / "lup-000003.tar").exists(),
+        "index_write": lambda proc: stopped(proc.pid),
     }[point]
-    deadline = time.monotonic() + DEADLINE_S
-    while not trigger() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, f"the run ended before {point}"
+    status = kill_group_when(command(root, launcher), REPO, trigger, DEADLINE_S)
+    assert status == -signal.SIGKILL, f"the run ended before {point}"
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from processes import kill_group_when
 
 from shards.build import build_shards
 from shards.settings import ShardSettings
@@ -41,19 +41,10 @@ def test_killed_build_resumes_to_identical_bytes(unlabeled_dir, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(cli(tree, whole), cwd=REPO, check=True, capture_output=True)
 
-    proc = subprocess.Popen(
-        cli(tree, killed),
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     fourth = killed / "shards" / "lup-000003.tar"
-    deadline = time.monotonic() + 120
-    while not fourth.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)  # the build and its worker processes, mid-way
-    assert proc.wait() == -signal.SIGKILL
+    # the build and its worker processes, mid-way
+    status = kill_group_when(cli(tree, killed), REPO, lambda proc: fourth.exists(), 120)
+    assert status == -signal.SIGKILL
     assert fourth.exists() and not (killed / "shards" / "index.parquet").exists()
     assert len(list((killed / "shards").glob("lup-*.tar"))) < 150
 
