@@ -36,3 +36,13 @@ def reference_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
     finally:
         cap.release()
     return frames
+
+
+def readable_frames(path: Path) -> int:
+    """Frames OpenCV's read-every-frame loop returns (0 when the file does not open)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n

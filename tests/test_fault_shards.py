@@ -1,7 +1,7 @@
 """SIGKILL ``python pipeline.py build-shards`` at three points, rerun: the same bytes, every sample once.
 
 The workspace is the sample footage through the real crawl (``--urls``) and filter, with seeded
-person boxes as detections (``test_shards_ray.write_detections``); each run is the full command,
+person boxes as detections (``seeded_detections.write_detections``); each run is the full command,
 so filter and detect run first (they find their work done). The kill points:
 
 - ``cutting``: ``shards/plan.json`` has appeared, the workers are cutting the first videos and no
@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import webdataset as wds
 from processes import kill_group_when
-from test_shards_ray import write_detections
+from seeded_detections import write_detections
 
 import pipeline
 
