@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.atomic import write_text
 from common.errors import UsageError, require_path
 from common.settings import setting
 from common.summary import print_summary
@@ -49,8 +50,7 @@ def write_url_list(videos: Path, out: Path) -> Path:
     files = sorted(p.resolve() for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
         raise UsageError(f"videos: no video files in {videos}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(f"{p}\n" for p in files))
+    write_text(out, "".join(f"{p}\n" for p in files))
     return out
 
 

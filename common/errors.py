@@ -1,5 +1,7 @@
 """Errors that mean "the user asked for something impossible", not "the program is broken"."""
 
+from pathlib import Path
+
 
 class UsageError(Exception):
     """Bad input from the user: a missing path, a malformed file, an impossible setting.
@@ -12,10 +14,8 @@ class SettingsError(UsageError, ValueError):
     """A settings value or YAML file that cannot be used."""
 
 
-def require_path(path: str | None, what: str, *, is_dir: bool | None = None):
+def require_path(path: str | None, what: str, *, is_dir: bool | None = None) -> Path:
     """Return ``path`` as a ``Path`` or raise ``UsageError`` naming ``what`` when it is missing."""
-    from pathlib import Path
-
     if path is None or str(path) == "":
         raise UsageError(f"{what}: no path given")
     p = Path(path)
