@@ -14,15 +14,17 @@ so ``python pipeline.py --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from common.errors import UsageError
 from common.settings import add_settings_flags, resolve_settings, save_settings
+from common.workspace import hold_workspace, is_lock_holder
 
 DEFAULT_ROOT = Path("luperson_data")
 log = logging.getLogger("pipeline")
@@ -36,6 +38,10 @@ class Command:
     section: str
     function: str  # "module:function"
     help: str
+    # how the command holds the workspace (common.lock): exclusive for writers of the dataset,
+    # shared for readers of it, None when it does not touch the dataset
+    root_lock: Literal["exclusive", "shared"] | None = "exclusive"
+    run_lock: bool = False  # also holds <root>/runs/<run_name> exclusively
 
 
 COMMANDS: dict[str, Command] = {
@@ -74,6 +80,7 @@ COMMANDS: dict[str, Command] = {
         "verify",
         "shards.verify:verify_shards",
         "re-read every shard, check sha256 and decode every image",
+        root_lock="shared",
     ),
     "export-lmdb": Command(
         "shards.settings:ExportLmdbSettings",
@@ -86,18 +93,23 @@ COMMANDS: dict[str, Command] = {
         "pretrain",
         "pretrain.launch:pretrain",
         "Re-ID MoCo v2 pre-training on the shards, one GPU to many",
+        root_lock="shared",
+        run_lock=True,
     ),
     "finetune": Command(
         "finetune.settings:FinetuneSettings",
         "finetune",
         "finetune.train:finetune",
         "fine-tune a backbone on a Re-ID benchmark and report mAP / CMC",
+        root_lock=None,
+        run_lock=True,
     ),
     "evaluate": Command(
         "finetune.settings:EvaluateSettings",
         "evaluate",
         "finetune.evaluate_cmd:evaluate_command",
         "evaluate a backbone (frozen or fine-tuned) with the Market-1501 protocol",
+        root_lock=None,
     ),
     "demo": Command(
         "demo:DemoSettings",
@@ -147,18 +159,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(command: str, config: str | None, flags: dict[str, Any]) -> Any:
-    """Resolved settings of ``command``: defaults < YAML section < flags."""
+def resolve(command: str, config: str | None, flags: dict[str, Any], saved: Path | None = None) -> Any:
+    """Resolved settings of ``command``: defaults < ``saved`` (a settings file) < YAML section < flags."""
     cmd = COMMANDS[command]
-    return resolve_settings(load_attr(cmd.settings), cmd.section, config, flags)
+    return resolve_settings(load_attr(cmd.settings), cmd.section, config, flags, base=saved)
+
+
+def settings_file(command: str, root: Path) -> Path:
+    """Where a run of ``command`` records its resolved settings."""
+    return root / "settings" / f"{COMMANDS[command].section}.yaml"
 
 
 def run_stage(command: str, settings: Any, root: Path) -> dict[str, Any]:
-    """Save the resolved settings under ``<root>/settings/`` and run the stage function."""
+    """Run the stage function, then save its settings under ``<root>/settings/``.
+
+    Settings are saved once the stage got past its input checks: not after a ``UsageError``
+    (bad input), but after success or any failure during the work.
+    """
     cmd = COMMANDS[command]
-    save_settings(settings, root / "settings" / f"{cmd.section}.yaml", cmd.section)
     log.info("%s: %s", command, settings)
-    return load_attr(cmd.function)(settings, root) or {}
+    try:
+        summary = load_attr(cmd.function)(settings, root) or {}
+    except UsageError:
+        raise
+    except BaseException:
+        _save_settings(command, settings, root)
+        raise
+    _save_settings(command, settings, root)
+    return summary
+
+
+def _save_settings(command: str, settings: Any, root: Path) -> None:
+    if not is_lock_holder():  # under torchrun every rank runs this; rank 0 writes
+        return
+    try:
+        save_settings(settings, settings_file(command, root), COMMANDS[command].section)
+    except OSError as e:  # a read-only root of a stage that only reads
+        log.warning("settings not saved to %s (%s)", settings_file(command, root), e.strerror)
+
+
+def chained_settings(before: str, command_settings: Any, config: str | None, root: Path) -> Any:
+    """Settings of a stage chained before another: the user's last run of it, then ``--config``.
+
+    Where the work runs (``CHAIN_FLAGS``) is one choice for the whole chain: the command's own.
+    """
+    shared = {k: getattr(command_settings, k) for k in CHAIN_FLAGS if hasattr(command_settings, k)}
+    saved = settings_file(before, root)
+    return resolve(before, config, shared, saved if saved.is_file() else None)
+
+
+def workspace(command: str, settings: Any, root: Path):
+    """The locks ``command`` holds on ``root`` (``common.lock``) while it runs."""
+    cmd = COMMANDS[command]
+    if not is_lock_holder() or getattr(settings, "node_rank", 0) != 0:
+        return contextlib.nullcontext()
+    run_dir = root / "runs" / settings.run_name if cmd.run_lock else None
+    return hold_workspace(root, command, cmd.root_lock, run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,17 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve(args.command, args.config, flags)
         root = Path(args.root) if args.root else DEFAULT_ROOT / ("demo" if args.command == "demo" else "")
-        if args.command == "demo":
-            from demo import demo
+        with workspace(args.command, settings, root):
+            if args.command == "demo":
+                from demo import demo
 
-            demo(settings, root, args.config)
-            return 0
-        if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
-            # where the work runs is one choice for the whole chain; other flags are the stage's own
-            shared = {k: flags[k] for k in CHAIN_FLAGS if k in flags}
-            for before in CHAINED_BEFORE.get(args.command, ()):
-                run_stage(before, resolve(before, args.config, shared), root)
-        summary = run_stage(args.command, settings, root)
+                demo(settings, root, args.config)
+                return 0
+            if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
+                for before in CHAINED_BEFORE.get(args.command, ()):
+                    run_stage(before, chained_settings(before, settings, args.config, root), root)
+            summary = run_stage(args.command, settings, root)
     except UsageError as e:
         print(f"pipeline.py {args.command}: error: {e}", file=sys.stderr)
         return 2

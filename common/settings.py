@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -28,6 +29,24 @@ import yaml
 from common.errors import SettingsError
 
 T = TypeVar("T")
+MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few kB; anything near this is not one
+
+
+def _show_value(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters: an error line stays one short line whatever the input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without anchors and aliases: settings never need them, and a few hundred
+    bytes of nested aliases expand into gigabytes (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise SettingsError(f"YAML aliases (*name) are not allowed in settings (line {mark.line + 1})")
+        return super().compose_node(parent, index)
 
 
 def setting(default: Any, help: str) -> Any:
@@ -82,7 +101,9 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     if origin is Literal:
         choices = get_args(base)
         if value not in choices:
-            raise SettingsError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            raise SettingsError(
+                f"{name} must be one of {', '.join(map(str, choices))}, got {_show_value(value)}"
+            )
         return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, list | tuple):
@@ -92,18 +113,20 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise SettingsError(f"{name} must be true or false, got {value!r}")
+        raise SettingsError(f"{name} must be true or false, got {_show_value(value)}")
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingsError(f"{name} must be an integer, got {value!r}")
+            raise SettingsError(f"{name} must be an integer, got {_show_value(value)}")
         return value
     if base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SettingsError(f"{name} must be a number, got {value!r}")
+            raise SettingsError(f"{name} must be a number, got {_show_value(value)}")
+        if not math.isfinite(value):
+            raise SettingsError(f"{name} must be a finite number, got {value}")
         return float(value)
     if base is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise SettingsError(f"{name} must be a string, got {value!r}")
+            raise SettingsError(f"{name} must be a string, got {_show_value(value)}")
         return str(value)
     raise TypeError(f"settings field {name}: unsupported annotation {annotation!r}")
 
@@ -120,7 +143,7 @@ def _argparse_type(annotation: Any, name: str):
             raw: Any = {int: int, float: float}.get(base, str)(text)
         except ValueError:
             kind = "an integer" if base is int else "a number"
-            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {_show_value(text)}") from None
         return raw
 
     return parse
@@ -164,12 +187,20 @@ def read_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise SettingsError(f"config file {p} does not exist")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise SettingsError(f"config file {p} is {p.stat().st_size} bytes: not a settings file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (safe loader)
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"config file {p} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SettingsError(f"config file {p} is not valid YAML{where}") from None
+    except SettingsError as e:
+        raise SettingsError(f"config file {p}: {e}") from None
+    except RecursionError:
+        raise SettingsError(f"config file {p} is nested too deeply to be settings") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -184,16 +215,26 @@ def build_settings(cls: type[T], values: dict[str, Any], source: str = "settings
     """Construct ``cls`` from ``values``, rejecting unknown keys and wrongly typed values."""
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(set(values) - names, key=str)
     if unknown:
-        raise SettingsError(f"{source}: unknown setting '{unknown[0]}' (known: {', '.join(sorted(names))})")
+        raise SettingsError(
+            f"{source}: unknown setting {_show_value(unknown[0])} (known: {', '.join(sorted(names))})"
+        )
     kwargs = {k: _coerce(v, hints[k], k) for k, v in values.items()}
     return cls(**kwargs)
 
 
-def resolve_settings(cls: type[T], section: str, config: str | Path | None, flags: dict[str, Any]) -> T:
-    """Defaults, then the YAML ``section`` of ``config``, then command-line ``flags``."""
+def resolve_settings(
+    cls: type[T],
+    section: str,
+    config: str | Path | None,
+    flags: dict[str, Any],
+    base: str | Path | None = None,
+) -> T:
+    """Defaults, then the ``section`` of a ``base`` settings file, of ``config``, then ``flags``."""
     values: dict[str, Any] = {}
+    if base is not None:
+        values.update(read_yaml_section(base, section))
     if config is not None:
         values.update(read_yaml_section(config, section))
     values.update(flags)
