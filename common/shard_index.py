@@ -1,0 +1,62 @@
+"""``shards/index.parquet``, the one list of a build's shards: read it, check it, hash a tar.
+
+Every reader of the shards (verify-shards, stats, export-lmdb, pretrain) goes through
+``read_shard_index`` so that a missing, garbage or half-foreign index ends in one line naming the
+file, never a pyarrow traceback, and only listed shards are ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from common.errors import UsageError
+
+INDEX_NAME = "index.parquet"
+INDEX_COLUMNS = ("shard", "n_samples", "bytes", "sha256")
+
+
+def read_shard_index(shards_dir: str | Path):
+    """The rows of ``<shards_dir>/index.parquet`` as a DataFrame; ``UsageError`` when unusable.
+
+    Checks the columns, that every ``shard`` is a plain file name (no folder parts), and that
+    sizes and counts are non-negative integers.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    path = Path(shards_dir) / INDEX_NAME
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: run build-shards first")
+    try:
+        index = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise UsageError(
+            f"{path} is not a readable Parquet file ({type(e).__name__}): rerun build-shards"
+        ) from None
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a shard index")
+    for row in index.itertuples(index=False):
+        name = str(row.shard)
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise UsageError(f"{path} lists {name!r}, which is not a file name in {path.parent}")
+        if not (_count(row.n_samples) and _count(row.bytes)):
+            raise UsageError(f"{path}: shard {name} has an impossible size or sample count")
+    return index
+
+
+def _count(value: object) -> bool:
+    try:
+        return int(value) == value and int(value) >= 0  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
