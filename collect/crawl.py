@@ -5,9 +5,10 @@
     python pipeline.py crawl --urls my_urls.txt                  # URLs or local paths, no search
     python pipeline.py crawl --from-vnames vnames.txt            # exactly the released LUPerson videos
 
-Resumable: the manifest is rewritten atomically after every finished video, files appear only
-complete, and a rerun skips every video that is done (status ``ok`` and its file present) or
-failed for good (private, unavailable, not_found, too_large), retrying only the rest.
+Resumable: the manifest is rewritten atomically as videos finish (at most every ``SAVE_EVERY_S``),
+files appear only complete (their title saved before, in ``video_info/``), and a rerun skips every
+video that is done (status ``ok`` and its file present) or failed for good (private, unavailable,
+not_found, too_large), retrying only the rest.
 
 Downloads run on ``workers`` threads, or as Ray tasks with ``--engine ray`` (``process_task``);
 either way each video's result updates its own manifest row.
@@ -30,7 +31,7 @@ from collect import manifest
 from collect.cities import load_cities, load_urls
 from collect.download import Cancelled, Fetched, copy_local, download
 from collect.failures import OK, PENDING, RETRY_ON_RERUN
-from collect.ids import is_remote, video_id_for
+from collect.ids import is_remote, url_key, video_id_for
 from collect.probe import ProbeError, probe_video
 from collect.search import search_candidates
 from collect.settings import CrawlSettings
@@ -46,19 +47,20 @@ def url_candidates(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """New pending rows for the URLs/paths not yet in the manifest.
 
-    Two different URLs whose ids collide get the second one's id suffixed with a URL hash.
+    A URL already listed (compared by ``url_key``: case-sensitive but for scheme and host) is
+    skipped; two different URLs whose ids collide get the second one's id suffixed with a URL hash.
     """
-    by_url = {r["url"] for r in rows}
+    by_url = {url_key(r["url"]) for r in rows}
     ids = {r["video_id"] for r in rows}
     new = []
     for item in items:
-        if item in by_url:
+        if url_key(item) in by_url:
             continue
         vid = video_id_for(item)
         if vid in ids:
             vid = f"{vid}-{hashlib.sha1(item.encode()).hexdigest()[:8]}"
         ids.add(vid)
-        by_url.add(item)
+        by_url.add(url_key(item))
         new.append(manifest.new_row(vid, item))
     return new, {"listed": len(items), "new_candidates": len(new)}
 
@@ -194,7 +196,8 @@ def fetch_all(
                 rows[i].update(update)
                 # A full rewrite costs ~0.3 s at 73K rows, so save at most every SAVE_EVERY_S. A video
                 # finished after the last save stays "pending" on disk; a rerun finds its final file
-                # and only probes it again (download() never refetches a finished file).
+                # and only probes it again (download() never refetches a finished file), its title
+                # read back from video_info/<id>.json.
                 if time.monotonic() - last_save >= SAVE_EVERY_S:
                     manifest.save(root, rows)
                     last_save = time.monotonic()

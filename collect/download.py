@@ -15,6 +15,7 @@ from typing import Any
 
 from collect.failures import OK, classify, classify_message, one_line
 from collect.settings import CrawlSettings
+from collect.video_info import info_path, info_saver, load_info, meta_of
 from collect.ytdl import KeepLogger, backoff, download_options
 from common.atomic import atomic_path
 
@@ -59,14 +60,15 @@ def copy_local(cfg: CrawlSettings, video_id: str, source: str, videos: Path) -> 
     limit = cfg.max_filesize_mb * 2**20
     if size > limit:
         return Fetched("too_large", f"{_mb(size)} > max_filesize_mb {cfg.max_filesize_mb}")
+    info = {"title": src.stem}  # what yt-dlp's generic extractor names a file
     done = final_file(videos, video_id)
     if done is not None:
-        return Fetched(OK, path=done)
+        return Fetched(OK, path=done, info=info)
     ext = "".join(ch for ch in src.suffix.lower() if ch.isalnum()) or "bin"
     dest = videos / f"{video_id}.{ext}"
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
-    return Fetched(OK, path=dest, transferred=True, info={"title": src.stem})
+    return Fetched(OK, path=dest, transferred=True, info=info)
 
 
 def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: threading.Event) -> Fetched:
@@ -95,6 +97,7 @@ def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
     )
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
+            ydl.add_post_processor(info_saver(info_path(videos, video_id)), when="before_dl")
             info = ydl.extract_info(url, download=True) or {}
     except Cancelled:
         raise
@@ -103,11 +106,7 @@ def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
             raise Cancelled(video_id) from None
         status, reason = classify(e)
         return Fetched(status, reason)
-    meta = {
-        "title": info.get("title"),
-        "channel": info.get("channel") or info.get("uploader"),
-        "duration_s": info.get("duration"),
-    }
+    meta = meta_of(info)
     if "too_large" in seen:
         return Fetched("too_large", seen["too_large"], info=meta)
     if logger.saw("larger than max-filesize"):
@@ -127,11 +126,12 @@ def download(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
     """Download ``url`` with yt-dlp; a rate-limited answer is retried ``retries`` times with back-off.
 
     Transport errors are retried inside yt-dlp (``retries``, same back-off); a file already
-    complete under its final name is never fetched again.
+    complete under its final name is never fetched again: its title and channel come from
+    ``video_info/<id>.json``, saved before the download began.
     """
     done = final_file(videos, video_id)
     if done is not None:
-        return Fetched(OK, path=done)
+        return Fetched(OK, path=done, info=load_info(info_path(videos, video_id)))
     pause = backoff(cfg)
     for attempt in range(cfg.retries + 1):
         result = _attempt(cfg, video_id, url, videos, stop)

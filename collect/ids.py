@@ -28,6 +28,19 @@ def is_remote(item: str) -> bool:
     return "://" in item
 
 
+def url_key(item: str) -> str:
+    """What two list entries must share to be one video: only the scheme and the host of a URL are
+    case-insensitive, so they are lower-cased; the path, query and fragment (where YouTube ids
+    live: ``watch?v=dQw4w9WgXcQ`` is not ``watch?v=dqw4w9wgxcq``) and local paths stay as written.
+    """
+    if not is_remote(item):
+        return item
+    parts = urllib.parse.urlsplit(item)
+    userinfo, at, hostport = parts.netloc.rpartition("@")  # user names and passwords keep their case
+    netloc = userinfo + at + hostport.lower()
+    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
+
+
 @functools.lru_cache(maxsize=1)
 def _extractors() -> list:
     from yt_dlp.extractor import gen_extractor_classes

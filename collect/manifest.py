@@ -4,7 +4,8 @@ Columns (DESIGN.md): video_id, url, city, query, title, channel, duration_s, wid
 n_frames, codec, status, reason, path, plus ``bytes`` (file size), and for ``--from-vnames``
 ``country`` and ``vname`` (the official list's ``country+city+id`` line). ``path`` is relative
 to the workspace root; readers use ``root / path``. A manifest written before a column existed
-loads with that column empty.
+loads with that column empty. A file that is not such a manifest (unreadable, a missing column,
+values of another type, a video id that cannot name a file) is a one-line ``UsageError``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from collect.failures import PENDING
+from collect.failures import PENDING, one_line
 from common.atomic import write_parquet
 from common.errors import UsageError
 
 MANIFEST = "videos.parquet"
+REQUIRED = ("video_id", "url", "status")
+SAFE_ID = r"[A-Za-z0-9_-]+"  # what collect.ids.sanitize_id leaves: a file name, never a path
+REMEDY = "restore it, or move it away and run crawl again (finished files under videos/ are kept)"
 COLUMNS: dict[str, str] = {
     "video_id": "str",
     "url": "str",
@@ -70,20 +74,50 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load(root: Path) -> list[dict[str, Any]]:
-    """Rows of ``root/videos.parquet`` (empty when the file does not exist yet)."""
+def read_frame(path: Path, required: tuple[str, ...] = REQUIRED):
+    """``path`` (a ``videos.parquet``) as a DataFrame with the manifest's dtypes.
+
+    ``UsageError`` naming the file and what to do when it is not a manifest crawl could have
+    written: unreadable, lacking one of ``required`` (``video_id`` among them), a row without a
+    value in one of them (``path`` may be empty), a value of another type, or a video id outside
+    ``[A-Za-z0-9_-]`` (ids name files under the root).
+    """
     import pandas as pd
 
-    path = root / MANIFEST
-    if not path.exists():
-        return []
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder, not a Parquet manifest; {REMEDY}")
     try:
         df = pd.read_parquet(path)
     except Exception as e:  # a foreign or damaged file: say which and stop
-        raise UsageError(f"{path} is not a readable Parquet manifest: {e}") from None
-    missing = [c for c in ("video_id", "url", "status") if c not in df.columns]
+        raise UsageError(
+            f"{path} is not a readable Parquet manifest ({one_line(str(e), 200)}); {REMEDY}"
+        ) from None
+    missing = [c for c in required if c not in df.columns]
     if missing:
-        raise UsageError(f"{path} lacks columns {missing}; move it away to start a new crawl")
+        raise UsageError(f"{path} lacks columns {missing}; {REMEDY}")
+    try:
+        df = df.astype({c: t for c, t in COLUMNS.items() if c in df.columns})
+    except (TypeError, ValueError) as e:
+        raise UsageError(
+            f"{path} holds values of the wrong type ({one_line(str(e), 200)}); {REMEDY}"
+        ) from None
+    for column in (c for c in REQUIRED if c in required):
+        empty = df.index[df[column].isna()]
+        if len(empty):
+            raise UsageError(f"{path}: row {empty[0]} has no {column}; {REMEDY}")
+    bad = df.index[~df["video_id"].str.fullmatch(SAFE_ID)]
+    if len(bad):
+        vid = df.loc[bad[0], "video_id"]
+        raise UsageError(f"{path}: row {bad[0]} has video id {vid!r}, not a file name; {REMEDY}")
+    return df
+
+
+def load(root: Path) -> list[dict[str, Any]]:
+    """Rows of ``root/videos.parquet`` (empty when the file does not exist yet)."""
+    path = root / MANIFEST
+    if not path.exists():
+        return []
+    df = read_frame(path)
     rows = []
     for record in df.to_dict("records"):
         row = dict.fromkeys(COLUMNS)

@@ -96,10 +96,13 @@ def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: 
 
 
 def read_video_summary(path: Path) -> dict[str, Any]:
-    """frames_sampled, boxes, valid_boxes, status and reason of one finished video file."""
+    """frames_sampled, boxes, valid_boxes, status and reason of one finished video file, and
+    ``reasons``: its boxes counted by validity reason."""
+    from collections import Counter
+
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["valid"])
+    table = pq.read_table(path, columns=["valid", "reason"])
     meta = table.schema.metadata or {}
     valid = table.column("valid").to_pylist()
     return {
@@ -108,4 +111,5 @@ def read_video_summary(path: Path) -> dict[str, Any]:
         "valid_boxes": int(sum(bool(v) for v in valid)),
         "status": "ok",
         "reason": meta.get(b"note", b"").decode(),
+        "reasons": dict(Counter(table.column("reason").to_pylist())),
     }

@@ -23,6 +23,7 @@ import numpy as np
 
 from common.errors import UsageError
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
+from detect.inputs import finished_summary, kept_videos
 from detect.settings import DetectSettings
 from filter.person_rules import PersonRules
 
@@ -68,20 +69,6 @@ def build_pose(cfg: DetectSettings):
     return HRNetKeypoints(
         cfg.pose_weights, resolve_device(cfg.device), cfg.pose_batch_size, cfg.pose_flip_test
     )
-
-
-def kept_videos(root: Path):
-    """Kept rows of ``video_filter.parquet``."""
-    import pandas as pd
-
-    manifest = root / "video_filter.parquet"
-    if not manifest.is_file():
-        raise UsageError(f"{manifest} does not exist: run filter first")
-    videos = pd.read_parquet(manifest)
-    missing = {"video_id", "path", "keep", "n_frames"} - set(videos.columns)
-    if missing:
-        raise UsageError(f"{manifest} lacks columns {sorted(missing)}")
-    return videos[videos["keep"].astype(bool)].reset_index(drop=True)
 
 
 class BatchRunner:
@@ -180,16 +167,18 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     videos = kept_videos(root)
     root = root.resolve()  # workers (Ray actors on other nodes included) get absolute paths
     out_dir = root / "detections"
-    jobs, done = [], []
+    jobs = []
+    summaries: dict[str, dict[str, Any]] = {}  # per video with a file: read_video_summary
     for v in videos.itertuples(index=False):
         vid = str(v.video_id)
         if "/" in vid or vid.startswith("."):
             raise UsageError(f"video id {vid!r} cannot name a file under detections/")
         if (out_dir / f"{vid}.parquet").is_file():
-            done.append(vid)
+            summaries[vid] = finished_summary(out_dir / f"{vid}.parquet")  # checked before any work
         else:
             jobs.append(VideoJob(vid, str(root / str(v.path)), int(v.n_frames)))
-    log.info("detect: %d kept videos, %d already done, %d to do", len(videos), len(done), len(jobs))
+    done = len(summaries)
+    log.info("detect: %d kept videos, %d already done, %d to do", len(videos), done, len(jobs))
     start = time.perf_counter()
     results_now: dict[str, dict[str, Any]] = {}
     ray_actors: dict[str, float] = {}
@@ -206,22 +195,21 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
         results_now = runner.results
     seconds = time.perf_counter() - start
     summary_rows = []
+    reasons: Counter[str] = Counter()
     for vid in videos["video_id"].astype(str):
         path = out_dir / f"{vid}.parquet"
-        if path.is_file():
-            summary_rows.append({"video_id": vid, **read_video_summary(path)})
+        if vid not in summaries and path.is_file():  # written by this run
+            summaries[vid] = read_video_summary(path)
+        if vid in summaries:
+            summary_rows.append({"video_id": vid, **summaries[vid]})
+            reasons.update(summaries[vid]["reasons"])
         else:
             summary_rows.append({"video_id": vid, "boxes": 0, "valid_boxes": 0, **results_now.get(vid, {})})
     table = pd.DataFrame(summary_rows, columns=SUMMARY_COLUMNS)
     write_parquet(root / "detections.parquet", table)
-    reasons: Counter[str] = Counter()
-    for vid in videos["video_id"].astype(str):
-        path = out_dir / f"{vid}.parquet"
-        if path.is_file():
-            reasons.update(pd.read_parquet(path, columns=["reason"])["reason"])
     return {
         "videos": len(videos),
-        "skipped_done": len(done),
+        "skipped_done": done,
         "failed": int((table["status"] == "error").sum()),
         "frames_sampled": int(table["frames_sampled"].fillna(0).sum()),
         "boxes": int(table["boxes"].fillna(0).sum()),

@@ -36,19 +36,14 @@ PROBE_DIR = "filter_probes"
 
 
 def load_videos(root: Path):
-    """The rows of ``root/videos.parquet`` whose status is "ok"."""
-    import pandas as pd
+    """The rows of ``root/videos.parquet`` whose status is "ok" (checked by ``collect.manifest``:
+    a damaged or foreign file is a one-line ``UsageError``)."""
+    from collect.manifest import MANIFEST, read_frame
 
-    manifest = root / "videos.parquet"
-    if not manifest.is_file():
+    manifest = root / MANIFEST
+    if not manifest.exists():
         raise UsageError(f"{manifest} does not exist: run crawl first")
-    try:
-        videos = pd.read_parquet(manifest)
-    except Exception as e:  # a damaged or foreign file
-        raise UsageError(f"{manifest} is not a readable Parquet file: {e}") from None
-    missing = {"video_id", "status", "path"} - set(videos.columns)
-    if missing:
-        raise UsageError(f"{manifest} lacks columns {sorted(missing)}")
+    videos = read_frame(manifest, required=("video_id", "status", "path"))
     return videos[videos["status"] == "ok"].reset_index(drop=True)
 
 

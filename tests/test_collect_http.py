@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
+from processes import kill_group_when
 
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
@@ -192,6 +193,44 @@ def test_killed_run_resumes_to_same_manifest(tmp_path, reference, server, videos
     assert server.requests[f"/{first.name}"] == first_gets  # the finished video is not fetched again
     pd.testing.assert_frame_equal(pd.read_parquet(root / "videos.parquet"), reference["df"])
     assert not list((root / "videos").glob("*.part"))
+
+
+def test_killed_run_keeps_the_titles_of_finished_downloads(tmp_path, reference, server, videos_dir: Path):
+    """SIGKILL after a download finished but before the manifest's next rewrite (at most every
+    SAVE_EVERY_S): the title yt-dlp gave that video is not lost; the rerun ends as a lone run."""
+    by_size = sorted(samples(videos_dir), key=lambda p: p.stat().st_size)
+    first, second, slow = by_size[0], by_size[1], by_size[2]
+    urls = write_urls(tmp_path / "urls.txt", [f"{server.base}/{p.name}" for p in (first, second, slow)])
+    root = tmp_path / "root"
+    server.slow[f"/{slow.name}"] = 0.2  # seconds per 64 KB: the run is still busy when the kill lands
+    done = root / "videos" / second.name
+    try:
+        status = kill_group_when(
+            [
+                sys.executable,
+                "pipeline.py",
+                "crawl",
+                "--urls",
+                str(urls),
+                "--root",
+                str(root),
+                "--workers",
+                "1",
+            ],
+            REPO,
+            lambda _: done.exists(),
+            timeout_s=60,
+        )
+    finally:
+        server.slow.clear()
+    assert status == -signal.SIGKILL and done.exists()
+    killed = pd.read_parquet(root / "videos.parquet").set_index("video_id")
+    assert killed.loc[second.stem, "status"] == "pending"  # the kill landed before the rewrite
+    crawl(CrawlSettings(urls=str(urls), workers=1), root)
+    df = pd.read_parquet(root / "videos.parquet")
+    assert list(df["title"]) == [first.stem, second.stem, slow.stem]  # yt-dlp's title of a direct link
+    expected = reference["df"].set_index("video_id").loc[list(df["video_id"])].reset_index()
+    pd.testing.assert_frame_equal(df.drop(columns="url"), expected.drop(columns="url"))
 
 
 def test_faults_are_recorded_and_the_run_goes_on(tmp_path, server, videos_dir: Path):

@@ -1,0 +1,59 @@
+"""``video_info/<id>.json``: a video's title and channel, on disk before its file can appear.
+
+yt-dlp learns a video's title only when it extracts the video, and ``videos.parquet`` is rewritten
+at most every ``SAVE_EVERY_S``. Without this file a kill after ``<id>.<ext>.part`` is renamed and
+before the next rewrite leaves a complete file whose row never gets its title: a rerun finds the
+file done and does not ask yt-dlp again (and the VR rule of ``filter`` reads titles). yt-dlp's
+``before_dl`` hook writes it (atomically) once the video is extracted and before any byte is
+fetched; a rerun that finds the file done reads the title back from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from common.atomic import write_json
+
+log = logging.getLogger(__name__)
+INFO_DIR = "video_info"
+
+
+def info_path(videos: Path, video_id: str) -> Path:
+    """``<root>/video_info/<id>.json`` for the files under ``<root>/videos``."""
+    return videos.parent / INFO_DIR / f"{video_id}.json"
+
+
+def meta_of(info: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's fields of a yt-dlp info dict: title, channel (or uploader), duration_s."""
+    return {
+        "title": info.get("title"),
+        "channel": info.get("channel") or info.get("uploader"),
+        "duration_s": info.get("duration"),
+    }
+
+
+def load_info(path: Path) -> dict[str, Any]:
+    """The saved fields, or ``{}`` when there is no such file or it cannot be read."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:  # a damaged file costs only the title, as before it existed
+        log.warning("%s cannot be read (%s): the video keeps no title", path, e)
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def info_saver(path: Path):
+    """A yt-dlp post-processor for ``when="before_dl"`` that writes ``meta_of(info)`` to ``path``."""
+    from yt_dlp.postprocessor.common import PostProcessor
+
+    class SaveInfo(PostProcessor):
+        def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+            write_json(path, meta_of(info))
+            return [], info
+
+    return SaveInfo()
