@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -69,11 +70,34 @@ def _local(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[t
         futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
         try:
             for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    raise _worker_died(fn, items, futures) from None
+                yield futures[fut], result
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
+
+
+def _worker_died(fn: Callable, items: Sequence, futures: dict) -> Exception:
+    """One line naming the first unfinished item of a pool whose worker process vanished
+    (SIGKILL, the OOM killer): ``concurrent.futures`` fails every unfinished task at once."""
+    from common.errors import UsageError
+
+    unfinished = sorted(i for fut, i in futures.items() if not _succeeded(fut))
+    first = repr(items[unfinished[0]]) if unfinished else "?"
+    first = first if len(first) <= 200 else first[:197] + "..."
+    name = getattr(fn, "__name__", "task")
+    return UsageError(
+        f"a worker process died (killed, e.g. out of memory) with {len(unfinished)} {name} task(s) "
+        f"unfinished, the first {first}: rerun the same command to resume (fewer --workers need less memory)"
+    )
+
+
+def _succeeded(fut: Future) -> bool:
+    return fut.done() and not fut.cancelled() and fut.exception() is None
 
 
 def project_packages() -> list[str]:

@@ -11,7 +11,9 @@ item with status and reason) and ``stats.json`` (the paper's Table 1 figures).
     python pipeline.py build-shards --engine ray --address auto  # the same tasks on a Ray cluster
 
 ``--from-dets`` also writes ``dets_report.json`` (videos listed / downloaded / cut, crops expected /
-written, by reason).
+written, by reason). On a root whose shards came from another plan (other inputs or settings) the
+build is refused with one line naming what differs; ``--replace-shards`` builds the new plan beside
+them and swaps it in only when complete.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
-from shards import sources
+from shards import plan_guard, progress, replace, sources
 from shards.settings import ShardSettings
 from shards.table1 import dataset_stats
 from shards.writer import write_shards
@@ -29,8 +31,27 @@ from shards.writer import write_shards
 log = logging.getLogger(__name__)
 
 
+def plan_record(cfg: ShardSettings, root: Path, settings: dict[str, Any], tasks: list) -> dict[str, Any]:
+    """What ``shards/plan.json`` records: the fingerprint, and what a refusal names when it differs."""
+    given = cfg.from_images or cfg.from_lmdb or cfg.from_dets
+    shaping = {k: v for k, v in settings.items() if k != "source"}
+    if cfg.dets_size:
+        shaping["dets_size"] = cfg.dets_size
+    return {
+        "fingerprint": progress.fingerprint(settings, tasks),
+        "source": settings["source"],
+        "input": str(Path(given).resolve() if given else root / "detections"),
+        "settings": shaping,
+        "items": sum(len(task.items) for task in tasks),
+    }
+
+
 def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
-    """Plan the samples of the chosen source, write the shards, then ``stats.json``."""
+    """Plan the samples of the chosen source, write the shards, then ``stats.json``.
+
+    Shards of another plan are never deleted: the build is refused, or (``replace_shards``) the
+    new plan is built in ``shards.next`` and swapped in when complete (``shards.replace``).
+    """
     root = Path(root).resolve()  # tasks carry absolute paths: Ray workers run elsewhere
     source, tasks, counts = sources.plan(cfg, root)
     if not tasks:
@@ -41,16 +62,26 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
         "max_bytes": cfg.max_bytes,
         "jpeg_quality": cfg.jpeg_quality,
     }
+    plan = plan_record(cfg, root, settings, tasks)
+    replace.recover(root)
+    beside = plan_guard.check(root / "shards", plan, cfg.replace_shards, replace.staging(root))
+    if not beside and replace.staging(root).is_dir():
+        log.warning("%s holds an unfinished --replace-shards build of another plan", replace.staging(root))
     summary = write_shards(
         tasks,
-        root / "shards",
+        replace.staging(root) if beside else root / "shards",
         settings,
         sources.run_job,
         cfg.workers,
         cfg.jpeg_quality,
         cfg.engine,
         cfg.address,
+        plan=plan,
+        discard_other=beside,
     )
+    if beside:
+        replace.swap_in(root)
+        summary["replaced"] = True
     stats = dataset_stats(root)
     write_json(root / "stats.json", stats)
     if source == "dets":

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from common.atomic import atomic_path, write_json, write_parquet
 from common.errors import UsageError
+from common.shard_index import INDEX_NAME, read_shard_index
 from shards import tarindex
 from shards.lmdb_keys import Place, enumeration_order, official_keys, place
 from shards.settings import ExportLmdbSettings
@@ -39,18 +40,13 @@ PICKLE_PROTOCOL = 4  # readable by every Python 3 the release's code runs on
 
 def shard_list(root: Path):
     """Rows of ``shards/index.parquet``, each tar checked to be there with its recorded size."""
-    import pandas as pd
-
-    index_path = root / "shards" / "index.parquet"
-    if not index_path.is_file():
-        raise UsageError(f"{index_path} does not exist: run build-shards first")
-    index = pd.read_parquet(index_path)
+    index = read_shard_index(root / "shards")
     for row in index.itertuples(index=False):
         tar = root / "shards" / row.shard
         if not tar.is_file() or tar.stat().st_size != row.bytes:
             raise UsageError(f"{tar} is missing or not the size the index records: run verify-shards")
     if int(index["n_samples"].sum()) == 0:
-        raise UsageError(f"{index_path} lists no sample: nothing to export")
+        raise UsageError(f"{root / 'shards' / INDEX_NAME} lists no sample: nothing to export")
     return index
 
 
@@ -77,7 +73,12 @@ def scan(tar_path: Path, shard_no: int) -> list[Sample]:
             slot = found.setdefault(key, [None, None, None])
             if ext == "json":
                 f.seek(member.offset)
-                p = place(json.loads(f.read(member.size)), key)
+                try:
+                    p = place(json.loads(f.read(member.size)), key)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    raise UsageError(
+                        f"{tar_path}: {member.name} is not a sample's metadata: run verify-shards"
+                    ) from None
                 slot[2] = Place(sys.intern(p.country), sys.intern(p.city), sys.intern(p.video), p.order)
             elif ext == "jpg":
                 slot[0], slot[1] = member.offset, member.size
@@ -124,6 +125,15 @@ def write_database(
         env.close()
 
 
+def previous_export(path: Path) -> dict[str, Any]:
+    """The last export's ``export.json``; ``{}`` when unreadable (the export is then redone)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
 def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     """Write ``<out>/lmdb`` and ``<out>/keys.pkl`` from ``<root>/shards``; return the figures."""
     import pandas as pd
@@ -134,8 +144,8 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     stamp = fingerprint(index, cfg)
     report_path = out / "export.json"
     if report_path.is_file() and (out / "lmdb" / "data.mdb").is_file() and (out / "keys.pkl").is_file():
-        previous = json.loads(report_path.read_text())
-        if previous.get("fingerprint") == stamp:
+        previous = previous_export(report_path)
+        if previous.get("fingerprint") == stamp and "summary" in previous:
             log.info("%s is up to date with the shards", out)
             return previous["summary"] | {"up_to_date": True}
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from common.atomic import atomic_path
+from common.errors import UsageError
 
 CELL = (128, 64)  # height, width of one example crop in the grid (the usual Re-ID input shape)
 
@@ -33,10 +34,13 @@ def read_crops(shards_dir: Path, keys_by_shard: dict[str, list[str]]) -> dict[st
     found: dict[str, bytes] = {}
     for shard, keys in keys_by_shard.items():
         wanted = {f"{k}.jpg": k for k in keys}
-        with tarfile.open(shards_dir / shard) as tar:
-            for member in tar:
-                if member.name in wanted:
-                    found[wanted[member.name]] = tar.extractfile(member).read()
+        try:
+            with tarfile.open(shards_dir / shard) as tar:
+                for member in tar:
+                    if member.name in wanted:
+                        found[wanted[member.name]] = tar.extractfile(member).read()
+        except (OSError, tarfile.TarError, EOFError) as e:
+            raise UsageError(f"{shards_dir / shard} is unreadable ({e}): run verify-shards") from None
     return found
 
 
@@ -51,6 +55,8 @@ def example_grid(samples, shards_dir: Path, path: Path, side: int, seed: int) ->
     grid = np.full((side * h, side * w, 3), 255, np.uint8)
     for n, key in enumerate(sorted(crops)):
         pixels = cv2.imdecode(np.frombuffer(crops[key], np.uint8), cv2.IMREAD_COLOR)
+        if pixels is None:  # a broken JPEG (verify-shards names it): an empty cell
+            continue
         r, c = divmod(n, side)
         grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = cv2.resize(
             pixels, (w, h), interpolation=cv2.INTER_AREA

@@ -3,12 +3,14 @@
 Keys come from the path relative to DIR without its extension, with every character other than
 letters, digits, ``_`` and ``-`` replaced by ``_`` (``TownCentre/37_796.jpg`` ->
 ``TownCentre_37_796``); a key already taken gets ``_dup1``, ``_dup2``, ... in sorted path order.
-JPEG files are stored byte-for-byte; other formats are decoded and re-encoded as JPEG.
+JPEG files are stored byte-for-byte; other formats are decoded and re-encoded as JPEG. A FIFO,
+socket or device named like an image is recorded as ``not_a_file`` without being read.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from common.errors import require_path
@@ -19,6 +21,8 @@ IMAGE_SUFFIXES = {
     ".ppm", ".pgm", ".pbm", ".pnm", ".gif",
 }  # fmt: skip
 CHUNK = 256  # images per worker task
+KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+         stat.S_IFBLK: "a block device"}  # fmt: skip
 
 
 def list_images(folder: Path) -> tuple[list[str], int]:
@@ -65,6 +69,21 @@ def plan(folder: str) -> tuple[list[Task], dict[str, int]]:
     return tasks, {"image_files": len(paths), "other_files_ignored": others}
 
 
+class NotRegular(Exception):
+    """A path that names a FIFO, socket or device rather than a file's bytes."""
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; ``NotRegular`` for anything else (a FIFO named ``x.jpg``
+    would block a plain read forever). Opened without blocking, then checked on the open file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegular(f"not a regular file ({KINDS.get(stat.S_IFMT(mode), 'special file')})")
+        return f.read()
+
+
 def run(task: Task, quality: int) -> list[Result]:
     """Read, check and (for non-JPEG) re-encode each image of the task."""
     root = Path(task.context["root"])
@@ -73,7 +92,10 @@ def run(task: Task, quality: int) -> list[Result]:
         rel = item.payload["path"]
         values = {"source": "images", "source_id": rel}
         try:
-            data = (root / rel).read_bytes()
+            data = read_regular(root / rel)
+        except NotRegular as e:
+            results.append(failed(item.key, "not_a_file", str(e), **values))
+            continue
         except OSError as e:
             results.append(failed(item.key, "unreadable", f"{type(e).__name__}: {e}", **values))
             continue

@@ -3,8 +3,8 @@
 A part file lists every item processed while its shard was open (good samples and failures)
 and carries the shard's index row in its Parquet metadata. It is written after the tar is
 renamed into place, so "part file present and tar of the recorded size present" means the shard
-is complete. A rerun keeps the complete shards 0..m-1 and continues from there; a plan that
-changed (other inputs or settings) starts the build over.
+is complete. A rerun of the same plan keeps the complete shards 0..m-1 and continues from there;
+the shards of another plan are never deleted here (``shards.plan_guard``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import atomic_path, write_json
+from shards import plan_guard, replace
 from shards.items import RECORD_DEFAULTS, Task
 from shards.tarshard import shard_name
 
@@ -76,27 +77,36 @@ def clean_temporaries(out: Path) -> None:
 
 
 def reset(out: Path) -> None:
-    """Forget a build made from other inputs or settings."""
+    """Forget a build made from other inputs or settings (only ever called where that is allowed)."""
     for path in [*out.glob("lup-*.tar"), *(out / "parts").glob("*.parquet")]:
         path.unlink()
-    for name in ("index.parquet", "samples.parquet"):
+    for name in ("index.parquet", "samples.parquet", "verify.json"):
         (out / name).unlink(missing_ok=True)
 
 
-def start(out: Path, print_: str) -> None:
-    """Record the plan's fingerprint; start over when it differs from the one on disk."""
-    plan_file = out / "plan.json"
-    if plan_file.is_file():
-        old = json.loads(plan_file.read_text()).get("fingerprint")
-        if old == print_:
-            return
-        log.warning("inputs or settings changed since the last build: rebuilding every shard")
+def start(out: Path, plan: dict[str, Any], discard_other: bool = False) -> None:
+    """Record ``plan`` (``plan_guard``'s fields) in ``plan.json``, or resume the same plan.
+
+    Shard files of another plan are deleted only with ``discard_other`` (a ``--replace-shards``
+    staging folder); otherwise they stop the build (``plan_guard.check``) before anything changes.
+    """
+    recorded = plan_guard.read_plan(out)
+    if plan_guard.same_plan(recorded, plan):
+        if recorded != plan:  # an older plan.json without the details: add them
+            write_json(out / plan_guard.PLAN_NAME, plan)
+        return
+    if not discard_other:
+        plan_guard.check(out, plan, replace=False, beside=replace.staging(out.parent))
+    elif plan_guard.data_files(out):
+        log.warning("%s held an unfinished build of another plan: starting it over", out)
     reset(out)
-    write_json(plan_file, {"fingerprint": print_})
+    write_json(out / plan_guard.PLAN_NAME, plan)
 
 
 def complete_parts(out: Path) -> list[tuple[Any, dict[str, Any]]]:
-    """Parts 0..m-1 whose tar is in place with the recorded size; later parts are dropped."""
+    """Parts 0..m-1 readable and whose tar is in place with the recorded size; later parts are dropped."""
+    import pyarrow as pa
+
     done = []
     number = 0
     while True:
@@ -104,7 +114,11 @@ def complete_parts(out: Path) -> list[tuple[Any, dict[str, Any]]]:
         tar = out / shard_name(number)
         if not part.is_file():
             break
-        records, row = read_part(part)
+        try:
+            records, row = read_part(part)
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:
+            log.warning("%s is unreadable (%s): rewriting its shard and what follows", part.name, e)
+            break
         if not tar.is_file() or tar.stat().st_size != row["bytes"]:
             log.warning("%s is missing or incomplete: rewriting it and what follows", tar.name)
             break

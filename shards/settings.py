@@ -35,6 +35,11 @@ class ShardSettings(EngineSettings):
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
     workers: int = setting(2, "worker processes (with --engine ray and no --address: the local Ray's CPUs)")
+    replace_shards: bool = setting(
+        False,
+        "when the root holds shards of another plan: build this plan in shards.next, then swap it in "
+        "(without it the build is refused and nothing changes)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

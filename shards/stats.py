@@ -2,6 +2,8 @@
 
 Figures go to ``<root>/figures/``: ``examples.png`` (a grid of random crops, like Figure 2),
 ``crop_height.png``, ``aspect_ratio.png``, ``score.png``, ``per_city.png``, ``drop_reasons.png``.
+Unreadable inputs end in one line naming the file; on a root it cannot write to, Table 1 is still
+printed and the command fails with one line naming what it could not write.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json, write_text
+from common.errors import UsageError
 from shards.figures import write_figures
 from shards.settings import StatsSettings
 from shards.table1 import dataset_stats, load_samples, table1
@@ -19,11 +22,18 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     """Compute the statistics, draw the figures, print Table 1; return the headline figures."""
     root = Path(root)
     report = dataset_stats(root)
-    figures = write_figures(report, load_samples(root), root, cfg.grid_size, cfg.seed)
-    report["figures"] = figures
-    write_json(root / "stats.json", report)
     table = table1(report)
-    write_text(root / "figures" / "table1.txt", table + "\n")
+    try:
+        figures = write_figures(report, load_samples(root), root, cfg.grid_size, cfg.seed)
+        report["figures"] = figures
+        write_json(root / "stats.json", report)
+        write_text(root / "figures" / "table1.txt", table + "\n")
+    except OSError as e:  # a read-only or full root; reading errors are UsageErrors already
+        print(table, flush=True)
+        where = e.filename or root
+        raise UsageError(
+            f"could not write {where} ({e.strerror or e}): stats.json and figures/ not written"
+        ) from None
     print(table, flush=True)
     for note in report["notes"]:
         print(f"note: {note}", flush=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError
+from common.shard_index import INDEX_NAME, read_shard_index
+from shards.items import RECORD_DEFAULTS
 
 # The paper's row of Table 1, printed next to ours.
 PAPER_ROW = {
@@ -24,13 +26,27 @@ PAPER_ROW = {
 }
 
 
-def load_samples(root: Path):
+def read_table(path: Path, columns: list[str], fix: str):
+    """A Parquet file that has ``columns``; ``UsageError`` (ending in ``fix``) when unusable."""
     import pandas as pd
+    import pyarrow as pa
 
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise UsageError(f"{path} is not a readable Parquet file ({type(e).__name__}): {fix}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)}: {fix}")
+    return table
+
+
+def load_samples(root: Path):
+    """``shards/samples.parquet`` (``UsageError`` when missing or unusable)."""
     path = root / "shards" / "samples.parquet"
     if not path.is_file():
         raise UsageError(f"{path} does not exist: run build-shards first")
-    return pd.read_parquet(path)
+    return read_table(path, list(RECORD_DEFAULTS), "rerun build-shards")
 
 
 def estimated_persons(samples) -> int | None:
@@ -53,12 +69,10 @@ def _counts(series) -> dict[str, int]:
 
 
 def video_filter_stats(root: Path) -> dict[str, Any] | None:
-    import pandas as pd
-
     path = root / "video_filter.parquet"
     if not path.is_file():
         return None
-    videos = pd.read_parquet(path)
+    videos = read_table(path, ["keep", "reason"], "rerun filter")
     kept = videos[videos["keep"].astype(bool)]
     stats: dict[str, Any] = {"videos": len(videos), "kept": len(kept), "reasons": _counts(videos["reason"])}
     if "city" in videos.columns:
@@ -74,7 +88,7 @@ def detection_stats(root: Path) -> dict[str, Any] | None:
     if not files:
         return None
     columns = ["valid", "reason", "detector"]
-    boxes = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    boxes = pd.concat([read_table(f, columns, "rerun detect")[columns] for f in files], ignore_index=True)
     return {
         "videos": len(files),
         "boxes": len(boxes),
@@ -94,8 +108,8 @@ def dataset_stats(root: Path) -> dict[str, Any]:
     source = ",".join(sorted(samples["source"].unique())) or "none"
     videos = ok.loc[ok["video_id"] != "", "video_id"].nunique()
     cities = ok.loc[ok["city"] != "", "city"].nunique()
-    index_path = root / "shards" / "index.parquet"
-    index = pd.read_parquet(index_path) if index_path.is_file() else pd.DataFrame({"bytes": []})
+    has_index = (root / "shards" / INDEX_NAME).is_file()
+    index = read_shard_index(root / "shards") if has_index else pd.DataFrame({"bytes": []})
     notes = []
     if source == "images":
         notes.append("imported from an image folder: no videos, cities, frames or scores")

@@ -7,12 +7,12 @@ byte-identical tar. A shard is written under a temporary name and renamed when c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import tarfile
 from pathlib import Path
 
 from common.atomic import atomic_path
+from common.shard_index import sha256_file
 
 MTIME = 0  # fixed, so that a rebuild gives the same bytes
 MODE = 0o644
@@ -49,14 +49,6 @@ def closed_size(offset: int) -> int:
     """File size of an archive whose members end at ``offset``: two zero blocks, padded to a record."""
     end = offset + 2 * tarfile.BLOCKSIZE
     return -(-end // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ShardWriter:

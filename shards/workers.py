@@ -7,9 +7,14 @@ engines hand results back in the order of the jobs, with a bounded number in fli
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing as mp
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal, TypeVar
+
+from common.errors import UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -29,24 +34,58 @@ def pool_context(preload: str) -> Any:
     return ctx
 
 
-def ordered_map(fn: Callable[[T], R], jobs: list[T], workers: int, preload: str) -> Iterator[R]:
-    """``map(fn, jobs)`` in order, on ``workers`` processes, at most ``2 * workers`` jobs in flight."""
+def worker_died(label: str) -> UsageError:
+    """The one line for a pool whose worker process vanished (SIGKILL, the OOM killer)."""
+    return UsageError(
+        f"a worker process died (killed, e.g. out of memory) with {label} unfinished: "
+        "rerun the same command to resume (fewer --workers need less memory)"
+    )
+
+
+def ordered_map(
+    fn: Callable[[T], R],
+    jobs: list[T],
+    workers: int,
+    preload: str,
+    label: Callable[[T], str] = str,
+) -> Iterator[R]:
+    """``map(fn, jobs)`` in order, on ``workers`` processes, at most ``2 * workers`` jobs in flight.
+
+    A worker that dies ends the map within moments with ``UsageError`` naming ``label(job)`` of
+    the first unfinished job (``concurrent.futures`` notices the dead process; ``multiprocessing.Pool``
+    would wait for its result forever).
+    """
     if workers <= 1 or len(jobs) <= 1:
         yield from map(fn, jobs)
         return
-    with pool_context(preload).Pool(min(workers, len(jobs))) as pool:
-        pending: collections.deque = collections.deque()
-        remaining = iter(jobs)
-        for job in remaining:
-            pending.append(pool.apply_async(fn, (job,)))
-            if len(pending) >= 2 * workers:
-                break
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=pool_context(preload))
+    pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
+    remaining = iter(jobs)
+    try:
+        for job in itertools.islice(remaining, 2 * workers):
+            pending.append((job, pool.submit(fn, job)))
         while pending:
-            result = pending.popleft().get()
-            job = next(remaining, None)
-            if job is not None:
-                pending.append(pool.apply_async(fn, (job,)))
+            job, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise worker_died(label(job)) from None
+            following = next(remaining, None)
+            if following is not None:
+                pending.append((following, pool.submit(fn, following)))
             yield result
+    except BaseException:
+        stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (what ``Pool.__exit__`` did)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def ray_ordered_map(fn: Callable[[T], R], jobs: list[T], workers: int, address: str | None) -> Iterator[R]:
@@ -83,8 +122,10 @@ def engine_map(
     preload: str,
     engine: Literal["local", "ray"] = "local",
     address: str | None = None,
+    label: Callable[[T], str] = str,
 ) -> Iterator[R]:
-    """``map(fn, jobs)`` in order on ``engine``: the local pool (``ordered_map``) or Ray tasks."""
+    """``map(fn, jobs)`` in order on ``engine``: the local pool (``ordered_map``) or Ray tasks
+    (which retry a task whose worker died)."""
     if engine == "ray":
         return ray_ordered_map(fn, jobs, workers, address)
-    return ordered_map(fn, jobs, workers, preload)
+    return ordered_map(fn, jobs, workers, preload, label)

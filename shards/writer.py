@@ -18,6 +18,7 @@ from common.atomic import write_parquet
 from shards import progress
 from shards.items import Result, Task
 from shards.tarshard import ShardWriter, shard_name
+from shards.verify import drop_stale_report
 from shards.workers import engine_map
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,14 @@ class Build:
             self.writer = None
 
 
+def job_label(job: tuple[Task, int]) -> str:
+    """``"the items a..b"`` of a ``(task, quality)`` job, for a worker that died on it."""
+    items = job[0].items
+    if not items:
+        return "an empty task"
+    return f"the item {items[0].key}" if len(items) == 1 else f"the items {items[0].key}..{items[-1].key}"
+
+
 def write_shards(
     tasks: list[Task],
     out: Path,
@@ -76,17 +85,21 @@ def write_shards(
     quality: int,
     engine: str = "local",
     address: str | None = None,
+    plan: dict[str, Any] | None = None,
+    discard_other: bool = False,
 ) -> dict[str, Any]:
     """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet and samples.parquet.
 
     ``run_job((task, quality))`` makes a task's results, on ``engine`` (``shards.workers``).
+    ``plan`` is what ``plan.json`` records (at least ``fingerprint``, the default); another plan's
+    shards in ``out`` stop the build unless ``discard_other`` (``progress.start``).
     """
     import pandas as pd
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
     progress.clean_temporaries(out)
-    progress.start(out, progress.fingerprint(settings, tasks))
+    progress.start(out, plan or {"fingerprint": progress.fingerprint(settings, tasks)}, discard_other)
     done = progress.complete_parts(out)
     done_keys = {k for records, _ in done for k in records["key"]}
     todo = [t.only(set(i.key for i in t.items) - done_keys) for t in tasks]
@@ -98,9 +111,10 @@ def write_shards(
     build = Build(out, len(done), settings["max_samples"], settings["max_bytes"])
     start = time.perf_counter()
     jobs = [(task, quality) for task in todo]
+    drop_stale_report(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
     bar = tqdm(total=n_items, initial=len(done_keys), unit="img", desc="build-shards", mininterval=1.0)
     try:
-        for results in engine_map(run_job, jobs, workers, "shards.sources", engine, address):
+        for results in engine_map(run_job, jobs, workers, "shards.sources", engine, address, job_label):
             for result in results:
                 build.add(result)
             bar.update(len(results))
@@ -118,6 +132,7 @@ def write_shards(
             extra.unlink()
     index = pd.DataFrame(rows, columns=["shard", "n_samples", "bytes", "sha256", "first_key", "last_key"])
     write_parquet(out / "index.parquet", index)
+    drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
     frames = [records for records, _ in done] + [progress.records_frame(build.closed_records + build.records)]
     samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
     write_parquet(out / "samples.parquet", samples)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from common.engine import actor_shape, run_actors, run_tasks
-from shards.tarshard import sha256_file  # a real per-file task, importable by pool and Ray workers
+from common.shard_index import sha256_file  # a real per-file task, importable by pool and Ray workers
 
 
 def _digests(engine: str, workers: int, items: list[str]) -> dict[int, str]:
@@ -83,6 +88,44 @@ def test_a_failing_task_raises_in_the_caller(files, tmp_path):
         list(run_tasks(sha256_file, [*files, str(tmp_path / "missing.mp4")], engine="local", workers=2))
 
 
+def spawned_workers() -> list[int]:
+    """This process's ``spawn`` pool workers (``/proc``; the resource tracker is not one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_local_worker_ends_the_run_with_one_line():
+    """A pool worker SIGKILLed mid-task (as the OOM killer would) fails the run at once, with one
+    line naming the unfinished tasks (not a BrokenProcessPool traceback, never a hang)."""
+    from common.errors import UsageError
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while not (workers := spawned_workers()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers have started their 30 s tasks
+        os.kill(workers[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    start = time.monotonic()
+    with pytest.raises(
+        UsageError, match=r"^a worker process died \(killed, e.g. out of memory\) with 3 sleep"
+    ):
+        list(run_tasks(time.sleep, [30, 30, 30], engine="local", workers=2))
+    killer.join()
+    assert time.monotonic() - start < 20
+    assert not spawned_workers()  # the other worker ended too
+
+
 @pytest.mark.parametrize(("engine", "workers"), [("spark", 2), ("local", 0)])
 def test_bad_engine_arguments(engine: str, workers: int):
     with pytest.raises(ValueError):
@@ -91,8 +134,6 @@ def test_bad_engine_arguments(engine: str, workers: int):
 
 def test_cluster_workers_get_the_stage_packages():
     """What a cluster's workers receive as py_modules: every stage package, each a package folder."""
-    from pathlib import Path
-
     from common.engine import project_packages
 
     folders = [Path(p) for p in project_packages()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import signal
@@ -9,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from processes import kill_group_when
 
+from common.errors import UsageError
 from shards.build import build_shards
 from shards.settings import ShardSettings
 
@@ -56,7 +59,7 @@ def test_killed_build_resumes_to_identical_bytes(unlabeled_dir, tmp_path):
     assert not list((killed / "shards").rglob("*.tmp"))
 
 
-def test_partial_states_resume_and_a_changed_plan_rebuilds(unlabeled_dir, tmp_path):
+def test_partial_states_resume_and_a_changed_plan_is_replaced_only_on_request(unlabeled_dir, tmp_path):
     tree = small_tree(unlabeled_dir, tmp_path / "tree", 60)
     cfg = ShardSettings(from_images=str(tree), max_samples=5, workers=1)
     reference = tmp_path / "ref"
@@ -79,9 +82,13 @@ def test_partial_states_resume_and_a_changed_plan_rebuilds(unlabeled_dir, tmp_pa
     assert outputs(work) == expected
     assert (work / "shards" / "lup-000000.tar").stat().st_mtime_ns == first_mtime  # reused, not rewritten
 
-    # one more input image: the sorted order changes, so every shard is rebuilt
+    # one more input image: another plan. Refused, the shards untouched; rebuilt when asked
     shutil.copy(sorted((unlabeled_dir / "MIT").glob("*.jpg"))[0], tree / "0000_new.jpg")
-    summary = build_shards(cfg, work)
-    assert summary["shards_reused"] == 0 and summary["samples"] == 61
+    with pytest.raises(UsageError, match=r"another plan \(items 60 -> 61\).*--replace-shards"):
+        build_shards(cfg, work)
+    assert outputs(work) == expected
+    summary = build_shards(dataclasses.replace(cfg, replace_shards=True), work)
+    assert summary["shards_reused"] == 0 and summary["samples"] == 61 and summary["replaced"]
     build_shards(cfg, tmp_path / "fresh")
     assert outputs(work) == outputs(tmp_path / "fresh")
+    assert sorted(p.name for p in work.iterdir()) == ["shards", "stats.json"]  # no staging left
