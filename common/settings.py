@@ -49,9 +49,13 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with a default and a help text shown by ``--help``."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, *, saved: bool = True) -> Any:
+    """A dataclass field with a default and a help text shown by ``--help``.
+
+    ``saved=False`` marks a one-off permission (``--replace-shards``): the settings file a run
+    writes records its default, so reusing that file as ``--config`` never repeats it unasked.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "saved": saved})
 
 
 def check_positive(obj: Any, *names: str) -> None:
@@ -247,10 +251,17 @@ def settings_to_dict(obj: Any) -> dict[str, Any]:
 
 
 def save_settings(obj: Any, path: str | Path, section: str) -> None:
-    """Write resolved settings as ``{section: {...}}`` YAML, loadable again with ``--config``."""
+    """Write resolved settings as ``{section: {...}}`` YAML, loadable again with ``--config``.
+
+    Fields marked ``saved=False`` are written with their default.
+    """
     from common.atomic import write_text
 
-    write_text(path, yaml.safe_dump({section: settings_to_dict(obj)}, sort_keys=False))
+    values = settings_to_dict(obj)
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("saved", True):
+            values[f.name] = f.default
+    write_text(path, yaml.safe_dump({section: values}, sort_keys=False))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,7 @@ class ShardSettings(EngineSettings):
         False,
         "when the root holds shards of another plan: build this plan in shards.next, then swap it in "
         "(without it the build is refused and nothing changes)",
+        saved=False,
     )
 
     def __post_init__(self) -> None:

@@ -224,3 +224,13 @@ def test_read_only_root(small_crops, tmp_path, read_only):
     verify = cli("verify-shards", "--root", str(root), "--workers", "1")  # reads only: still works
     assert verify.returncode == 0 and "Traceback" not in verify.stderr, verify.stderr[-2000:]
     assert tree_digest(root) == before
+
+
+def test_a_one_off_permission_is_not_saved(tmp_path):
+    import pipeline
+    from common.settings import save_settings
+
+    settings = pipeline.resolve("build-shards", None, {"replace_shards": True, "jpeg_quality": 90})
+    save_settings(settings, tmp_path / "shards.yaml", "shards")
+    again = pipeline.resolve("build-shards", str(tmp_path / "shards.yaml"), {})
+    assert (again.replace_shards, again.jpeg_quality) == (False, 90)
