@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.shard_index import write_shard_index  # noqa: E402
+
 UNLABELED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "unlabeled"
 
 
@@ -150,6 +152,7 @@ def run_in(args: argparse.Namespace, work: Path) -> dict:
     if len(images) < args.batch:
         raise SystemExit(f"{args.unlabeled}: {len(images)} images, fewer than one batch")
     write_crop_shards(images, work / "shards", args.per_shard)
+    write_shard_index(work / "shards")  # pretrain trains only on listed, checked shards
     cfg = PretrainSettings(
         shards=str(work / "shards"),
         arch=args.arch,

@@ -60,3 +60,26 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def index_row(path: str | Path) -> dict[str, object]:
+    """The index row of one tar: its name, ``.jpg`` samples, size and sha256."""
+    import tarfile
+
+    p = Path(path)
+    with tarfile.open(p) as tar:
+        samples = sum(1 for m in tar if m.isfile() and m.name.endswith(".jpg"))
+    return {"shard": p.name, "n_samples": samples, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+
+def write_shard_index(shards_dir: str | Path) -> Path:
+    """Write ``<shards_dir>/index.parquet`` listing every ``*.tar`` there (for shards written
+    outside build-shards, e.g. benchmarks); its path."""
+    import pandas as pd
+
+    from common.atomic import write_parquet
+
+    folder = Path(shards_dir)
+    rows = [index_row(p) for p in sorted(folder.glob("*.tar"))]
+    write_parquet(folder / INDEX_NAME, pd.DataFrame(rows, columns=list(INDEX_COLUMNS)))
+    return folder / INDEX_NAME

@@ -8,11 +8,16 @@ a 1x1 convolution holding mmpose's ``head.final_layer`` gives mmpose's heatmaps.
 the stage-4 fuse paths toward the lower resolutions of its last module, which mmpose omits
 (``multiscale_output=False``) and this output does not use; they are the only tensors a checkpoint
 may lack.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` only: a file that pickles other
+objects is refused with one line (it could run code). mmpose names a published checkpoint
+``<name>-<first 8 hex digits of its sha256>_<date>.pth`` (its ``tools/misc/publish_model.py``);
+a file whose name carries such a tag (the default download among them) is checked against it
+before it is loaded, so a damaged or substituted download is refused.
 """
 
 from __future__ import annotations
 
-import logging
 import pickle
 import re
 from pathlib import Path
@@ -20,9 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+from common.errors import UsageError
+from common.shard_index import sha256_file
+
 NUM_KEYPOINTS = 17
 HEAD_PREFIXES = ("head.final_layer.", "keypoint_head.final_layer.")  # mmpose 1.x, 0.x
+MMPOSE_HASH_TAG = re.compile(r"-([0-9a-f]{8})_\d{8}\.pth$")
 
 
 class CheckpointError(ValueError):
@@ -106,14 +114,37 @@ def from_mmpose_state_dict(model: HRNetW32Pose, state: dict[str, torch.Tensor]) 
     model.final_layer.load_state_dict(head)
 
 
+def check_published_hash(path: str | Path) -> None:
+    """``UsageError`` when ``path``'s name carries mmpose's sha256 tag and its bytes do not."""
+    tag = MMPOSE_HASH_TAG.search(Path(path).name)
+    if tag is None:
+        return
+    digest = sha256_file(path)
+    if not digest.startswith(tag.group(1)):
+        raise UsageError(
+            f"pose weights: {path} has sha256 {digest[:8]}..., its name says {tag.group(1)}: "
+            "a damaged or substituted download; delete it and run again"
+        )
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of an mmpose checkpoint file (``{"state_dict": ...}`` or a bare state dict)."""
+    """The state dict of an mmpose checkpoint file (``{"state_dict": ...}`` or a bare state dict).
+
+    ``UsageError`` naming the file when its hash tag does not match, when it needs more than
+    ``weights_only`` loading, or when it is not a torch file at all.
+    """
+    check_published_hash(path)
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # mmpose files may pickle non-tensor metadata; the user named this file, so trust it
-        log.warning("%s holds pickled objects besides tensors; loading it with full unpickling", path)
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise UsageError(
+                f"pose weights: {path} pickles objects besides tensors: refused (loading it could run "
+                "code); re-save its state_dict where you trust it"
+            ) from None
+        raise UsageError(f"pose weights: {path} is not a torch checkpoint ({type(e).__name__})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UsageError(f"pose weights: {path} is not a torch checkpoint ({type(e).__name__})") from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: no state_dict of tensors inside")

@@ -8,7 +8,8 @@ from typing import Literal
 from common.errors import SettingsError
 from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
 
-# mmpose's published HRNet-W32 COCO 256x192 top-down model (mmpose 0.x key layout)
+# mmpose's published HRNet-W32 COCO 256x192 top-down model (mmpose 0.x key layout). Its name pins
+# the first 8 hex digits of its sha256 (c78dce93): detect.hrnet checks them before loading it.
 MMPOSE_HRNET_W32_COCO = (
     "https://download.openmmlab.com/mmpose/top_down/hrnet/hrnet_w32_coco_256x192-c78dce93_20200708.pth"
 )

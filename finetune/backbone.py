@@ -9,7 +9,11 @@ Accepted ``init`` files (``torch.load``-able):
   original facebookresearch/moco, whose ``fc`` is the MLP head and is dropped);
 * a checkpoint written by ``finetune`` (``"kind": "finetune"``): its ``backbone.*`` tensors.
 
-The classifier ``fc`` is never loaded; what matched, was missing or left over is reported.
+Every file is read with ``torch.load(weights_only=True)``: tensors and plain Python values
+only. A file that pickles other objects (which could run code when loaded) is refused with one
+line naming it; re-save its state dict (``torch.save(ckpt["state_dict"], ...)``) where you
+trust it. The classifier ``fc`` is never loaded; what matched, was missing or left over is
+reported.
 """
 
 from __future__ import annotations
@@ -64,21 +68,23 @@ def build_resnet(arch: str, last_stride: int = 1) -> nn.Module:
     return model
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` on CPU; retries without ``weights_only`` for files that pickle objects."""
+def read_checkpoint(path: str | Path, what: str = "init weights") -> Any:
+    """``torch.load(weights_only=True)`` on CPU; ``UsageError`` naming the file when it is not
+    a checkpoint or needs more than tensors and plain values (no fallback)."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"init weights: {p} is not a file (or say 'random')")
+        raise UsageError(f"{what}: {p} is not a file (or say 'random')")
     try:
-        try:
-            return torch.load(p, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            if "weights_only" not in str(e).lower().replace(" ", "_"):
-                raise
-        log.warning("%s holds pickled objects; loading it in full (trusting this local file)", p)
-        return torch.load(p, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UsageError(f"init weights: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise UsageError(
+                f"{what}: {p} pickles objects besides tensors: refused (loading it could run code); "
+                "re-save its state dict where you trust it"
+            ) from None
+        raise UsageError(f"{what}: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UsageError(f"{what}: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
 
 
 def torchvision_state(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
@@ -106,11 +112,11 @@ def _with_prefix(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
     }
 
 
-def load_backbone_weights(model: nn.Module, init: str) -> LoadReport:
+def load_backbone_weights(model: nn.Module, init: str, what: str = "init weights") -> LoadReport:
     """Load ``init`` ('random' or a file) into a torchvision ResNet, ``fc`` excluded."""
     if init == "random":
         return LoadReport("random", missing=[k for k in model.state_dict() if not k.startswith("fc.")])
-    state, source = torchvision_state(read_checkpoint(init))
+    state, source = torchvision_state(read_checkpoint(init, what))
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     report = LoadReport(source)
     usable: dict[str, torch.Tensor] = {}

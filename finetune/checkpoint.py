@@ -45,9 +45,9 @@ def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     return model
 
 
-def load_finetuned(path: str | Path) -> tuple[nn.Module, dict[str, Any]] | None:
+def load_finetuned(path: str | Path, what: str = "weights") -> tuple[nn.Module, dict[str, Any]] | None:
     """``(model, checkpoint)`` when ``path`` is a finetune checkpoint, else ``None``."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, what)
     if not (isinstance(ckpt, dict) and ckpt.get("kind") == "finetune"):
         return None
     try:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def frozen_backbone(arch: str, weights: str) -> tuple[nn.Module, dict[str, Any]]:
     """The pre-trained ResNet as it was trained (stride 2), its ``fc`` replaced by identity."""
     model = build_resnet(arch, last_stride=2)
-    report = load_backbone_weights(model, weights)
+    report = load_backbone_weights(model, weights, "weights")
     model.fc = nn.Identity()  # forward() now ends at the pooled N x C feature
     return model, report.summary()
 

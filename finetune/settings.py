@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.settings import check_nonnegative, check_positive, check_range, setting
+from pretrain.settings import check_folder_name
 
 DATASETS = ("market1501", "dukemtmc", "msmt17", "cuhk03", "viper", "prid", "grid")
 
@@ -42,6 +43,7 @@ class FinetuneSettings:
     workers: int = setting(2, "data loader workers")
 
     def __post_init__(self) -> None:
+        check_folder_name(self.run_name, "run_name")
         check_positive(self, "height", "width", "epochs", "batch_size", "instances", "lr", "max_steps")
         check_positive(self, "eval_batch_size")
         check_nonnegative(self, "workers", "weight_decay", "warmup_epochs", "margin")

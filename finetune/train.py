@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import math
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ from finetune.losses import reid_loss
 from finetune.records import relabel
 from finetune.settings import FinetuneSettings
 from finetune.subsets import few_shot, small_scale
+from pretrain.integrity import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 METRIC_COLUMNS = ("epoch", "steps", "loss", "ce", "triplet", "acc", "lr", "seconds")
+RUN_FILES = re.compile(r"checkpoint\.pt|metrics\.csv|results\.json|settings\.yaml")  # stale temporaries
 
 
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
@@ -81,8 +84,9 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
     settings = dataclasses.asdict(cfg)
     ckpt_path = run_dir / "checkpoint.pt"
     epoch, step, history = 0, 0, []
+    remove_stale_temporaries(run_dir, RUN_FILES)  # of a killed write
     if ckpt_path.exists():
-        ckpt = read_checkpoint(ckpt_path)
+        ckpt = read_checkpoint(ckpt_path, "checkpoint")
         check_resumable(ckpt["settings"], settings, ckpt_path)
         model.load_state_dict(ckpt["model"])
         if ckpt["optimizer"] is not None:

@@ -1,8 +1,16 @@
-"""Checkpoints (written atomically, newest kept) and the exported torchvision backbone."""
+"""Checkpoints (written atomically with a sha256 sidecar, newest kept) and the exported backbone.
+
+A checkpoint holds tensors and plain Python values only, so it loads with
+``torch.load(weights_only=True)``: a file that would need more (a pickle that could run code)
+is refused with one line naming it. A file whose bytes differ from its ``.sha256`` sidecar is
+damaged: it is reported and the next older checkpoint used; when none is usable the resume is
+refused rather than silently restarted from step 0.
+"""
 
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import re
 from pathlib import Path
@@ -11,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.atomic import atomic_path
 from common.errors import UsageError
+from pretrain.integrity import Damaged, checked_digest, sidecar, write_checked
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"step_(\d{8})\.pt$")
+NAMES = re.compile(r"step_\d{8}\.pt(\.sha256)?")  # what this module writes (stale temporaries)
 
 # Settings that may change between a run and its resumption; any other change is refused.
 RESUMABLE_CHANGES = {
@@ -41,11 +50,12 @@ RESUMABLE_CHANGES = {
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """Every random stream of this process."""
+    """Every random stream of this process, as tensors and plain values (``weights_only``-safe)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
         "augment": generator.get_state(),
     }
     if torch.cuda.is_available():
@@ -56,7 +66,8 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -69,26 +80,57 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if PATTERN.search(p.name))
 
 
-def save_checkpoint(folder: Path, state: dict[str, Any], keep: int) -> Path:
-    """Write ``step_<step>.pt`` atomically, then delete all but the newest ``keep``."""
+def save_checkpoint(folder: Path, state: dict[str, Any], keep: int) -> tuple[Path, str]:
+    """Write ``step_<step>.pt`` (and its sidecar) atomically, then delete all but the newest
+    ``keep``; the path and its sha256."""
     path = folder / f"step_{state['step']:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    digest = write_checked(path, lambda tmp: torch.save(state, tmp))
     for old in checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
-    return path
+        sidecar(old).unlink(missing_ok=True)
+    return path, digest
+
+
+def load_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` on CPU: ``UsageError`` for a file that needs more,
+    ``Damaged`` for one that does not load."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise UsageError(
+                f"{path} holds pickled objects besides tensors and plain values: refused "
+                "(loading it could run code); it was not written by pretrain"
+            ) from None
+        raise Damaged(f"{type(e).__name__}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+        raise Damaged(type(e).__name__) from None
 
 
 def load_latest(folder: Path) -> dict[str, Any] | None:
-    """The newest checkpoint that loads (an unreadable one is reported and the next older tried)."""
+    """The newest checkpoint whose bytes match its sidecar (its ``path`` and ``sha256`` added).
+
+    A damaged one is reported and the next older tried; None when the folder holds none;
+    ``UsageError`` when every one is damaged or one needs more than ``weights_only``.
+    """
+    problems = []
     for path in reversed(checkpoints(folder)):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # a damaged file: fall back to the previous checkpoint
-            log.warning("checkpoint %s unreadable (%s); trying an older one", path, e)
+            digest = checked_digest(path)
+            state = load_weights_only(path)
+            if not isinstance(state, dict) or "step" not in state:
+                raise Damaged("not a pretrain checkpoint")
+        except Damaged as e:
+            log.warning("checkpoint %s is damaged (%s): trying an older one", path, e)
+            problems.append(f"{path.name}: {e}")
             continue
-        state["path"] = str(path)
+        state["path"], state["sha256"] = str(path), digest
         return state
+    if problems:
+        shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+        raise UsageError(
+            f"no usable checkpoint in {folder} ({shown}): move that folder away to start the run over"
+        )
     return None
 
 
@@ -111,6 +153,5 @@ def export_backbone(backbone: torch.nn.Module, path: Path) -> Path:
     ``fc.weight`` and ``fc.bias`` (pre-training has no classifier).
     """
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_checked(path, lambda tmp: torch.save(state, tmp))
     return path

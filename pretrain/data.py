@@ -27,27 +27,10 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset
 
-from common.errors import UsageError
 from pretrain.presets import Recipe
+from pretrain.stream_guard import StreamGuard
 
 log = logging.getLogger(__name__)
-
-
-def shard_urls(shards: str | None, root: Path) -> list[str]:
-    """Shard paths from a folder, a single tar, a brace pattern, or ``<root>/shards``."""
-    spec = shards if shards else str(root / "shards")
-    path = Path(spec)
-    if path.is_dir():
-        urls = [str(p) for p in sorted(path.glob("*.tar"))]
-    elif "{" in spec:
-        urls = [u for u in wds.shardlists.expand_urls(spec) if Path(u).is_file()]
-    elif path.is_file():
-        urls = [str(path)]
-    else:
-        raise UsageError(f"shards: {spec} does not exist (run build-shards first or pass --shards)")
-    if not urls:
-        raise UsageError(f"shards: no .tar shards found in {spec}")
-    return urls
 
 
 def count_samples(urls: list[str]) -> int:
@@ -96,15 +79,20 @@ def worker_plan(
         epoch += 1
 
 
-def resampled_shards(urls: list[str], seed: int, epoch: int, rank: int, world: int, slot: int, slots: int):
-    """Endless shard URLs of one rank and slot: an explicit split of the list when there are enough
-    shards (each node, then each slot, gets its own subset), then sampling with replacement.
-    """
+def slot_shards(urls: list[str], rank: int, world: int, slot: int, slots: int) -> list[str]:
+    """The shards of one rank and slot: an explicit split of the list when there are enough
+    shards (each node, then each slot, gets its own subset), else all of them."""
     mine = urls
     if len(mine) >= world:
         mine = mine[rank::world]
     if len(mine) >= slots:
         mine = mine[slot::slots]
+    return mine
+
+
+def resampled_shards(urls: list[str], seed: int, epoch: int, rank: int, world: int, slot: int, slots: int):
+    """Endless shard URLs of one rank and slot (``slot_shards``), sampled with replacement."""
+    mine = slot_shards(urls, rank, world, slot, slots)
     rng = np.random.default_rng(_seed(seed, epoch, rank, slot))
     while True:
         yield {"url": mine[int(rng.integers(len(mine)))]}
@@ -157,19 +145,28 @@ class BatchStream(IterableDataset):
             stream.close()  # closes the open shard of this epoch
 
     def slot_batches(self, epoch: int, rank: int, world: int, slot: int, slots: int, skip: int):
-        shards = resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots)
-        samples = wds.tarfile_to_samples(handler=wds.warn_and_continue)(shards)
+        guard = StreamGuard(slot_shards(self.urls, rank, world, slot, slots))
+        shards = guard.urls_of(resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots))
+        samples = guard.samples_of(wds.tarfile_to_samples(handler=guard.handler)(shards))
         seed = _seed(self.seed, epoch, rank, slot, 1)
         samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(samples)
         samples = islice(samples, skip * self.batch, None)  # already trained on: not decoded
-        decoded = self.decode(samples, (self.seed, epoch, rank, slot), first=skip * self.batch)
+        decoded = self.decode(samples, (self.seed, epoch, rank, slot), skip * self.batch, guard)
         collate = collate_views if self.augment else collate_images
         return wds.batched(self.batch, collation_fn=collate, partial=False)(decoded)
 
-    def decode(self, samples: Iterator[dict], stream_id: tuple[int, ...], first: int) -> Iterator[tuple]:
+    def decode(
+        self,
+        samples: Iterator[dict],
+        stream_id: tuple[int, ...],
+        first: int,
+        guard: StreamGuard | None = None,
+    ) -> Iterator[tuple]:
         h, w = self.recipe.height, self.recipe.width
         for i, sample in enumerate(samples, start=first):
             image = decode_image(sample.get("jpg", b""))
+            if guard is not None:
+                guard.image(image is not None)
             if image is None:
                 log.warning("sample %s: no decodable .jpg, skipped", sample.get("__key__"))
                 continue

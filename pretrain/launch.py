@@ -4,6 +4,10 @@ With ``gpus * nnodes > 1`` this starts a torch elastic agent (what ``torchrun`` 
 static rendezvous at ``master_addr:master_port``: ``gpus`` worker processes on this node, ranks
 ``node_rank * gpus ...``. On CPU (``--device cpu``) the workers are CPU processes talking gloo.
 Started by an external ``torchrun`` (``RANK`` set), it runs the training loop directly.
+
+Before any process starts: the shard list is made and checked against ``index.parquet``
+(``pretrain.shardlist``), a run that is already finished returns its recorded summary without
+writing anything (``pretrain.finished``), and every shard's sha256 is checked.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError
+from common.settings import settings_to_dict
+from pretrain.shardlist import ShardList
 
 log = logging.getLogger(__name__)
 
 
-def _check_before_launch(cfg, root: Path) -> None:
-    """Fail with one line here rather than inside every spawned worker."""
-    from pretrain.data import shard_urls
+def _check_before_launch(cfg, root: Path) -> ShardList:
+    """Fail with one line here rather than inside every spawned worker; the shards to read."""
+    from pretrain.shardlist import shard_list
 
-    shard_urls(cfg.shards, root)
+    shards = shard_list(cfg.shards, root)
     if cfg.device == "cuda" or (cfg.device == "auto" and cfg.gpus > 1):
         import torch
 
@@ -31,14 +37,28 @@ def _check_before_launch(cfg, root: Path) -> None:
             raise UsageError("device cuda: no CUDA GPU is visible")
         if 0 < have < cfg.gpus:
             raise UsageError(f"gpus {cfg.gpus}: only {have} CUDA GPUs are visible")
+    return shards
 
 
 def pretrain(cfg, root: Path) -> dict[str, Any]:
     """Pre-train MoCo v2 on the shards; the summary of rank 0 (``ranks_agree`` over this node's ranks)."""
+    from pretrain.finished import finished_summary, planned_stop
+    from pretrain.shardlist import verify_shards
     from pretrain.trainer import train_worker
 
     root = Path(root)
-    _check_before_launch(cfg, root)
+    shards = _check_before_launch(cfg, root)
+    run_dir = root / "runs" / cfg.run_name
+    done = finished_summary(run_dir, planned_stop(cfg, shards.samples), settings_to_dict(cfg))
+    if done is not None:
+        log.info(
+            "pretrain: run %s is finished at step %d (%s): nothing to do",
+            cfg.run_name,
+            done["steps"],
+            run_dir,
+        )
+        return {**done, "already_finished": True}
+    verify_shards(shards)
     if "RANK" in os.environ or cfg.gpus * cfg.nnodes == 1:
         return train_worker(cfg, root)
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch

@@ -8,6 +8,13 @@ from typing import Literal
 from common.errors import SettingsError
 from common.settings import check_nonnegative, check_positive, check_range, setting
 
+
+def check_folder_name(value: str, what: str) -> None:
+    """``SettingsError`` unless ``value`` names one plain folder (no ``/``, ``\\``, ``..``, NUL)."""
+    if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
+        raise SettingsError(f"{what} must be one plain folder name (no '/', '..'), got {value[:60]!r}")
+
+
 # torchvision builders whose backbones end in ``fc`` after global pooling.
 RESNETS = (
     "resnet18",
@@ -76,6 +83,7 @@ class PretrainSettings:
     device: str = setting("auto", "auto, cpu, cuda")
 
     def __post_init__(self) -> None:
+        check_folder_name(self.run_name, "run_name")
         check_positive(
             self,
             "dim",

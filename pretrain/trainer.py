@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from common.settings import save_settings, settings_to_dict
 from pretrain.augment import BatchAugment
 from pretrain.augment_cpu import PerSampleAugment
 from pretrain.checkpoint import (
+    NAMES,
     check_compatible,
     export_backbone,
     load_latest,
@@ -31,13 +33,18 @@ from pretrain.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from pretrain.data import count_samples, make_loader, shard_urls
+from pretrain.data import make_loader
+from pretrain.finished import record_finished
+from pretrain.integrity import DISK_FULL, remove_stale_temporaries
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
 from pretrain.presets import recipe_from_settings
 from pretrain.schedule import lr_at, peak_lr
+from pretrain.shardlist import shard_list
+from pretrain.stream_guard import UnreadableShards, one_line
 
 log = logging.getLogger(__name__)
+RUN_FILES = re.compile(r"backbone\.pth(\.sha256)?|metrics\.csv|loss_curve\.png|settings\.yaml|finished\.json")
 
 
 @dataclasses.dataclass
@@ -62,8 +69,8 @@ def make_plan(cfg, root: Path, world: int) -> Plan:
     groups = max(1, cfg.bn_groups // world)
     if per_rank % groups:
         raise UsageError(f"batch per process {per_rank} is not a multiple of its {groups} Shuffle-BN groups")
-    urls = shard_urls(cfg.shards, root)
-    epoch_size = cfg.epoch_size or count_samples(urls)
+    shards = shard_list(cfg.shards, root)
+    epoch_size = cfg.epoch_size or shards.samples
     steps = epoch_size // cfg.batch_size
     if steps < 1:
         raise UsageError(f"an epoch of {epoch_size} samples is smaller than one batch of {cfg.batch_size}")
@@ -75,7 +82,7 @@ def make_plan(cfg, root: Path, world: int) -> Plan:
         total_steps=cfg.epochs * steps,
         warmup_steps=cfg.warmup_epochs * steps,
         peak_lr=peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch),
-        urls=urls,
+        urls=shards.urls,
     )
 
 
@@ -133,6 +140,7 @@ class Trainer:
         )
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1000 + self.rank)
         self.augment = BatchAugment(self.recipe, self.generator) if cfg.gpu_augment else None
+        self.checkpoint: tuple[Path, str] | None = None  # the newest good checkpoint and its sha256
         self.step = self.resume()
         self.net = self.model
         if self.world > 1:
@@ -148,8 +156,12 @@ class Trainer:
     def resume(self) -> int:
         """Load the newest checkpoint (rank 0 reads it, the others receive it); the step to start at."""
         folder = self.run_dir / "checkpoints"
+        if self.main:
+            remove_stale_temporaries(folder, NAMES)
+            remove_stale_temporaries(self.run_dir, RUN_FILES)
         state = load_latest(folder) if self.main else None
         if state is not None:
+            self.checkpoint = (Path(state["path"]), state["sha256"])
             check_compatible(state["settings"], settings_to_dict(self.cfg), folder)
             self.model.load_state_dict(state["model"])
         if self.world > 1:
@@ -196,7 +208,7 @@ class Trainer:
             "data": {"epoch": epoch, "batch": batch, "steps_per_epoch": self.plan.steps_per_epoch},
             "settings": settings_to_dict(self.cfg),
         }
-        save_checkpoint(self.run_dir / "checkpoints", state, self.cfg.keep_checkpoints)
+        self.checkpoint = save_checkpoint(self.run_dir / "checkpoints", state, self.cfg.keep_checkpoints)
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -291,27 +303,32 @@ class Trainer:
         window = {"start": t0, "wait": 0.0, "t0": t0}
         total_wait, pending, rows = 0.0, [], []
         self.model.train()
-        batches = iter(self.loader(stop)) if self.step < stop else iter(())
-        while self.step < stop:
-            tw = time.perf_counter()
-            batch = next(batches)
-            waited = time.perf_counter() - tw
-            window["wait"] += waited
-            total_wait += waited
-            lr = lr_at(self.step, plan.peak_lr, plan.total_steps, plan.warmup_steps)
-            loss, acc = self.train_step(*self.views(batch))
-            pending.append((self.step, lr, loss, acc))
-            if self.step % cfg.log_every == 0 or self.step == stop:
-                rows = self.flush(pending, metrics, window) or rows
-                pending = []
-                bar.set_postfix(
-                    pairs_s=f"{rows[-1]['pairs_per_s']:.0f}", wait=f"{rows[-1]['data_wait_share']:.0%}"
-                )
-            bar.update(1)
-            if self.step % cfg.checkpoint_every == 0 or self.step == stop:
-                self.save()
-        del batches  # stops the loader's workers
-        bar.close()
+        try:  # the bar ends its line whatever happens: an error message starts on its own
+            batches = iter(self.loader(stop)) if self.step < stop else iter(())
+            while self.step < stop:
+                tw = time.perf_counter()
+                try:
+                    batch = next(batches)
+                except UnreadableShards as e:  # from a loader worker: its message without the traceback
+                    raise UsageError(one_line(e)) from None
+                waited = time.perf_counter() - tw
+                window["wait"] += waited
+                total_wait += waited
+                lr = lr_at(self.step, plan.peak_lr, plan.total_steps, plan.warmup_steps)
+                loss, acc = self.train_step(*self.views(batch))
+                pending.append((self.step, lr, loss, acc))
+                if self.step % cfg.log_every == 0 or self.step == stop:
+                    rows = self.flush(pending, metrics, window) or rows
+                    pending = []
+                    bar.set_postfix(
+                        pairs_s=f"{rows[-1]['pairs_per_s']:.0f}", wait=f"{rows[-1]['data_wait_share']:.0%}"
+                    )
+                bar.update(1)
+                if self.step % cfg.checkpoint_every == 0 or self.step == stop:
+                    self.save()
+            del batches  # stops the loader's workers
+        finally:
+            bar.close()
         wall = time.perf_counter() - t0
         return self.finish(start, wall, total_wait, metrics)
 
@@ -341,6 +358,8 @@ class Trainer:
             summary["backbone"] = str(backbone)
             summary["loss_curve"] = str(plot_loss(metrics.path, self.run_dir / "loss_curve.png"))
             summary["metrics"] = str(metrics.path)
+            if self.checkpoint is not None:  # the outputs came from it: a rerun leaves them be
+                record_finished(self.run_dir, *self.checkpoint, summary, settings_to_dict(self.cfg))
         if self.world > 1:
             dist.barrier()
         return summary
@@ -357,9 +376,12 @@ def train_worker(cfg, root: Path) -> dict[str, Any]:
     elif local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
         # As torchrun does: processes sharing a node must not oversubscribe its cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    trainer = Trainer(cfg, Path(root))
     try:
-        return trainer.fit()
+        return Trainer(cfg, Path(root)).fit()
+    except OSError as e:  # a full disk while writing logs or plots (checkpoints say so themselves)
+        if e.errno not in DISK_FULL:
+            raise
+        raise UsageError(f"cannot write {e.filename or root} ({e.strerror})") from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

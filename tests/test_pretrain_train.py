@@ -18,6 +18,7 @@ import torchvision
 import webdataset as wds
 
 from common.errors import SettingsError, UsageError
+from common.shard_index import write_shard_index
 from pretrain.data import BatchStream, count_samples, resampled_shards, worker_plan
 from pretrain.launch import pretrain
 from pretrain.logs import read_metrics
@@ -34,7 +35,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def crop_shards(unlabeled_dir: Path, tmp_path_factory) -> Path:
-    """96 real crops from every folder of ../shared/data/unlabeled in 3 shards, the build-shards layout."""
+    """96 real crops from every folder of ../shared/data/unlabeled in 3 shards and their
+    index.parquet, the build-shards layout."""
     files = sorted(unlabeled_dir.glob("*/*.jpg"))
     files = files[:: len(files) // IMAGES][:IMAGES]
     out = tmp_path_factory.mktemp("shards")
@@ -45,6 +47,7 @@ def crop_shards(unlabeled_dir: Path, tmp_path_factory) -> Path:
                 tar.write(
                     {"__key__": key, "jpg": f.read_bytes(), "json": json.dumps({"src": f.name}).encode()}
                 )
+    write_shard_index(out)
     return out
 
 
@@ -88,7 +91,7 @@ def test_resumed_run_repeats_the_uninterrupted_run(crop_shards, tmp_path, gpu_au
     assert first["steps"] == 7
     ckpts = sorted(p.name for p in (tmp_path / "runs" / "cut" / "checkpoints").glob("*.pt"))
     assert ckpts == ["step_00000006.pt", "step_00000007.pt"]  # every 6 steps + the last
-    state = torch.load(tmp_path / "runs" / "cut" / "checkpoints" / ckpts[-1], weights_only=False)
+    state = torch.load(tmp_path / "runs" / "cut" / "checkpoints" / ckpts[-1], weights_only=True)
     assert state["data"] == {"epoch": 1, "batch": 2, "steps_per_epoch": 5}
     assert {"model", "optimizer", "schedule", "rng", "step"} <= set(state)
     assert state["model"]["queue_ptr"].item() == 7 * 16 % 40
@@ -116,7 +119,7 @@ def test_run_outputs_backbone_logs_and_lr(crop_shards, tmp_path):
     net = torchvision.models.resnet18()
     result = net.load_state_dict(torch.load(summary["backbone"]), strict=False)
     assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
-    model = torch.load(sorted((run / "checkpoints").glob("*.pt"))[-1], weights_only=False)["model"]
+    model = torch.load(sorted((run / "checkpoints").glob("*.pt"))[-1], weights_only=True)["model"]
     torch.testing.assert_close(net.conv1.weight, model["encoder_q.backbone.conv1.weight"])
     # metrics.csv: every step once, with the linearly scaled, warmed-up, cosine learning rate.
     rows = read_metrics(run / "metrics.csv")

@@ -1,0 +1,126 @@
+"""Which shards pre-training reads: the ones ``index.parquet`` lists, checked against it.
+
+``--shards`` (default ``<root>/shards``) is
+
+* a folder: its ``index.parquet`` (``common.shard_index``) is the list. Every listed tar must be
+  there with its recorded size; a ``.tar`` the index does not list is not trained on.
+* one ``.tar`` or a brace pattern (``dir/lup-{000000..000009}.tar``): the named files. When an
+  ``index.parquet`` lies beside them, each must be listed there and is checked like the above;
+  without one they are used unchecked (a warning says so).
+
+Sizes are checked whenever the list is made (cheap, every process); ``verify_shards`` checks
+every listed tar's sha256 once before training starts (one read of the shards).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.errors import UsageError
+from common.shard_index import INDEX_NAME, read_shard_index, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardList:
+    """The tars to train on, their sample count, and the sha256 the index records for each."""
+
+    urls: list[str]
+    samples: int
+    sha256: dict[str, str] = field(default_factory=dict)  # url -> hex; unindexed tars absent
+
+
+def _listed(folder: Path, names: list[str] | None) -> tuple[list[str], int, dict[str, str]]:
+    """Urls, samples and hashes of ``names`` (None: every row) of ``folder``'s index, size-checked."""
+    index = read_shard_index(folder)
+    rows = {str(r.shard): r for r in index.itertuples(index=False)}
+    where = folder / INDEX_NAME
+    if names is None:
+        names = list(rows)
+        unlisted = sorted(p.name for p in folder.glob("*.tar") if p.name not in rows)
+        if unlisted:
+            log.warning(
+                "%d .tar file(s) in %s are not in %s (%s, ...): not trained on",
+                len(unlisted),
+                folder,
+                INDEX_NAME,
+                unlisted[0],
+            )
+    urls, samples, hashes = [], 0, {}
+    for name in names:
+        if name not in rows:
+            raise UsageError(f"shards: {folder / name} is not listed in {where}: not trained on")
+        path = folder / name
+        if not path.is_file():
+            raise UsageError(f"shards: {path}, listed in {where}, is missing: rerun build-shards")
+        size, want = path.stat().st_size, int(rows[name].bytes)
+        if size != want:
+            raise UsageError(f"shards: {path} is {size} bytes, {where} says {want}: rerun build-shards")
+        urls.append(str(path))
+        samples += int(rows[name].n_samples)
+        hashes[str(path)] = str(rows[name].sha256)
+    return urls, samples, hashes
+
+
+def shard_list(spec: str | None, root: Path) -> ShardList:
+    """The shards ``spec`` names (see the module doc); ``UsageError`` when unusable."""
+    from pretrain.data import count_samples
+
+    spec = spec if spec else str(Path(root) / "shards")
+    path = Path(spec)
+    if path.is_dir():
+        urls, samples, hashes = _listed(path, None)
+        if not urls:
+            raise UsageError(f"shards: {path / INDEX_NAME} lists no shards")
+        return ShardList(urls, samples, hashes)
+    if "{" in spec:
+        import webdataset as wds
+
+        named = [Path(u) for u in wds.shardlists.expand_urls(spec) if Path(u).is_file()]
+    elif path.is_file():
+        named = [path]
+    else:
+        raise UsageError(f"shards: {spec} does not exist (run build-shards first or pass --shards)")
+    if not named:
+        raise UsageError(f"shards: no .tar shards found in {spec}")
+    by_folder: dict[Path, list[str]] = defaultdict(list)
+    for p in named:
+        by_folder[p.parent].append(p.name)
+    urls, samples, hashes = [], 0, {}
+    for folder, names in by_folder.items():
+        if (folder / INDEX_NAME).is_file():
+            got = _listed(folder, names)
+            urls += got[0]
+            samples += got[1]
+            hashes.update(got[2])
+        else:
+            log.warning("no %s beside %s: its %d shard(s) are not checked", INDEX_NAME, folder, len(names))
+            unchecked = [str(folder / n) for n in names]
+            urls += unchecked
+            samples += count_samples(unchecked)
+    return ShardList(urls, samples, hashes)
+
+
+def verify_shards(shards: ShardList) -> None:
+    """``UsageError`` naming the first tar whose sha256 differs from its index row."""
+    if not shards.sha256:
+        return
+    start, size = time.perf_counter(), 0
+    log.info("checking the sha256 of %d shard(s) against %s", len(shards.sha256), INDEX_NAME)
+    for url, want in shards.sha256.items():
+        try:
+            got = sha256_file(url)
+            size += Path(url).stat().st_size
+        except OSError as e:
+            raise UsageError(f"shards: {url} cannot be read ({e.strerror})") from None
+        if got != want:
+            raise UsageError(
+                f"shards: {url} does not match {Path(url).parent / INDEX_NAME} (sha256 {got[:12]}... "
+                f"!= {want[:12]}...): rebuild it with build-shards"
+            )
+    log.info("shards match their index (%.1f GB in %.1f s)", size / 1e9, time.perf_counter() - start)
