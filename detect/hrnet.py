@@ -18,7 +18,6 @@ before it is loaded, so a damaged or substituted download is refused.
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from common.errors import UsageError
+from common.safe_load import load_tensors_only
 from common.shard_index import sha256_file
 
 NUM_KEYPOINTS = 17
@@ -134,17 +134,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     ``weights_only`` loading, or when it is not a torch file at all.
     """
     check_published_hash(path)
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise UsageError(
-                f"pose weights: {path} pickles objects besides tensors: refused (loading it could run "
-                "code); re-save its state_dict where you trust it"
-            ) from None
-        raise UsageError(f"pose weights: {path} is not a torch checkpoint ({type(e).__name__})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UsageError(f"pose weights: {path} is not a torch checkpoint ({type(e).__name__})") from None
+    ckpt = load_tensors_only(path, "pose weights")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: no state_dict of tensors inside")

@@ -19,7 +19,6 @@ reported.
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torchvision
 from torch import nn
 
 from common.errors import UsageError
+from common.safe_load import load_tensors_only
 
 log = logging.getLogger(__name__)
 MOCO_PREFIXES = ("encoder_q.backbone.", "encoder_q.")
@@ -74,17 +74,7 @@ def read_checkpoint(path: str | Path, what: str = "init weights") -> Any:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{what}: {p} is not a file (or say 'random')")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise UsageError(
-                f"{what}: {p} pickles objects besides tensors: refused (loading it could run code); "
-                "re-save its state dict where you trust it"
-            ) from None
-        raise UsageError(f"{what}: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UsageError(f"{what}: {p} is not a torch checkpoint ({e.__class__.__name__})") from None
+    return load_tensors_only(p, what)
 
 
 def torchvision_state(obj: Any) -> tuple[dict[str, torch.Tensor], str]:

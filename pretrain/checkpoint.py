@@ -10,7 +10,6 @@ refused rather than silently restarted from step 0.
 from __future__ import annotations
 
 import logging
-import pickle
 import random
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from common.errors import UsageError
+from common.safe_load import NotATorchFile, load_tensors_only
 from pretrain.integrity import Damaged, checked_digest, sidecar, write_checked
 
 log = logging.getLogger(__name__)
@@ -92,19 +92,12 @@ def save_checkpoint(folder: Path, state: dict[str, Any], keep: int) -> tuple[Pat
 
 
 def load_weights_only(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` on CPU: ``UsageError`` for a file that needs more,
-    ``Damaged`` for one that does not load."""
+    """``common.safe_load.load_tensors_only``: ``UsageError`` for a file that needs more than
+    tensors and plain values, ``Damaged`` for one that does not load."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise UsageError(
-                f"{path} holds pickled objects besides tensors and plain values: refused "
-                "(loading it could run code); it was not written by pretrain"
-            ) from None
-        raise Damaged(f"{type(e).__name__}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        raise Damaged(type(e).__name__) from None
+        return load_tensors_only(path, "checkpoint")
+    except NotATorchFile as e:
+        raise Damaged(e.reason) from None
 
 
 def load_latest(folder: Path) -> dict[str, Any] | None:
