@@ -81,6 +81,12 @@ def check_range(obj: Any, name: str, low: float, high: float) -> None:
         raise SettingsError(f"{name} must be in [{low}, {high}], got {value}")
 
 
+def check_folder_name(value: str, what: str) -> None:
+    """``SettingsError`` unless ``value`` names one plain folder (no ``/``, ``\\``, ``..``, NUL)."""
+    if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
+        raise SettingsError(f"{what} must be one plain folder name (no '/', '..'), got {value[:60]!r}")
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

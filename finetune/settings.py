@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from common.settings import check_nonnegative, check_positive, check_range, setting
-from pretrain.settings import check_folder_name
+from common.settings import check_folder_name, check_nonnegative, check_positive, check_range, setting
 
 DATASETS = ("market1501", "dukemtmc", "msmt17", "cuhk03", "viper", "prid", "grid")
 

@@ -6,14 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.errors import SettingsError
-from common.settings import check_nonnegative, check_positive, check_range, setting
-
-
-def check_folder_name(value: str, what: str) -> None:
-    """``SettingsError`` unless ``value`` names one plain folder (no ``/``, ``\\``, ``..``, NUL)."""
-    if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
-        raise SettingsError(f"{what} must be one plain folder name (no '/', '..'), got {value[:60]!r}")
-
+from common.settings import check_folder_name, check_nonnegative, check_positive, check_range, setting
 
 # torchvision builders whose backbones end in ``fc`` after global pooling.
 RESNETS = (
