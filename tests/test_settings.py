@@ -25,6 +25,7 @@ def test_paper_defaults_match_design():
     p = PretrainSettings()
     assert (p.queue_size, p.momentum, p.dim, p.height, p.width) == (65536, 0.999, 128, 256, 128)
     assert (p.base_lr, p.base_batch, p.weight_decay, p.epochs, p.preset) == (0.3, 2560, 1e-4, 200, "lup")
+    assert p.batch_size == 2560  # §5.1: `pretrain --gpus 8` is the paper without extra flags
 
 
 def test_paper_yaml_is_generated_from_the_dataclasses():
