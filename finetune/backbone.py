@@ -1,6 +1,7 @@
-"""A torchvision ResNet trunk and its initial weights: random, a state dict, or a MoCo checkpoint.
+"""A torchvision ResNet trunk and its initial weights: random, ImageNet, a state dict, or a MoCo checkpoint.
 
-Accepted ``init`` files (``torch.load``-able):
+``imagenet`` loads torchvision's ImageNet-supervised weights (``finetune.imagenet``). Accepted
+``init`` files (``torch.load``-able):
 
 * a torchvision ResNet state dict (``backbone.pth`` written by ``pretrain``), optionally with a
   ``module.`` prefix (DataParallel / DDP);
@@ -13,7 +14,8 @@ Every file is read with ``torch.load(weights_only=True)``: tensors and plain Pyt
 only. A file that pickles other objects (which could run code when loaded) is refused with one
 line naming it; re-save its state dict (``torch.save(ckpt["state_dict"], ...)``) where you
 trust it. The classifier ``fc`` is never loaded; what matched, was missing or left over is
-reported.
+reported, and so is the normalisation the weights were trained with where the file (or the
+``backbone.json`` beside a state dict) records it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import torch
 import torchvision
 from torch import nn
 
+from common.backbone_card import card_normalisation
 from common.errors import UsageError
+from common.normalisation import PRESET_NORMALISATION, Normalisation, from_record, named
 from common.safe_load import load_tensors_only
+from finetune.imagenet import imagenet_normalisation, imagenet_state
 
 log = logging.getLogger(__name__)
 MOCO_PREFIXES = ("encoder_q.backbone.", "encoder_q.")
@@ -42,6 +47,7 @@ class LoadReport:
     matched: int = 0
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    normalisation: Normalisation | None = None  # what the weights were trained with, when recorded
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,7 @@ def build_resnet(arch: str, last_stride: int = 1) -> nn.Module:
     if not arch.startswith(("resnet", "resnext", "wide_resnet")) or not hasattr(torchvision.models, arch):
         raise UsageError(f"arch: '{arch}' is not a torchvision ResNet (e.g. resnet18, resnet50)")
     model = getattr(torchvision.models, arch)(weights=None)
+    model.arch = arch  # which weights --init imagenet fetches
     if last_stride == 1:
         block = model.layer4[0]
         block.conv1.stride = block.conv2.stride = (1, 1)  # the stride sits in conv1 or conv2
@@ -68,12 +75,16 @@ def build_resnet(arch: str, last_stride: int = 1) -> nn.Module:
     return model
 
 
+def _arch_of(model: nn.Module) -> str:
+    raise UsageError(f"init imagenet: cannot tell which torchvision model a {type(model).__name__} is")
+
+
 def read_checkpoint(path: str | Path, what: str = "init weights") -> Any:
     """``torch.load(weights_only=True)`` on CPU; ``UsageError`` naming the file when it is not
     a checkpoint or needs more than tensors and plain values (no fallback)."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"{what}: {p} is not a file (or say 'random')")
+        raise UsageError(f"{what}: {p} is not a file (or say 'random' or 'imagenet')")
     return load_tensors_only(p, what)
 
 
@@ -95,6 +106,20 @@ def torchvision_state(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
     return state, "state_dict"
 
 
+def recorded_normalisation(obj: Any, source: str, init: str) -> Normalisation | None:
+    """The mean/std the checkpoint ``obj`` (of kind ``source``) or the card beside ``init`` records."""
+    if source == "state_dict":
+        return card_normalisation(init)
+    if isinstance(obj.get("normalisation"), dict):
+        return from_record(obj["normalisation"], f"{init} ({source} checkpoint)")
+    if source == "finetune":  # written before the record existed: finetune always used LUPerson's
+        return named("lup", f"{init} (finetune checkpoint)")
+    preset = (obj.get("settings") or {}).get("preset") if isinstance(obj.get("settings"), dict) else None
+    if preset in PRESET_NORMALISATION:
+        return named(PRESET_NORMALISATION[preset], f"{init} (MoCo checkpoint, preset {preset})")
+    return None
+
+
 def _with_prefix(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
     """Tensors whose name starts with ``prefix``, renamed without it."""
     return {
@@ -106,9 +131,14 @@ def load_backbone_weights(model: nn.Module, init: str, what: str = "init weights
     """Load ``init`` ('random' or a file) into a torchvision ResNet, ``fc`` excluded."""
     if init == "random":
         return LoadReport("random", missing=[k for k in model.state_dict() if not k.startswith("fc.")])
-    state, source = torchvision_state(read_checkpoint(init, what))
+    if init == "imagenet":
+        arch = getattr(model, "arch", None) or _arch_of(model)
+        state, report = imagenet_state(arch), LoadReport("imagenet", normalisation=imagenet_normalisation())
+    else:
+        obj = read_checkpoint(init, what)
+        state, source = torchvision_state(obj)
+        report = LoadReport(source, normalisation=recorded_normalisation(obj, source, init))
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
-    report = LoadReport(source)
     usable: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.startswith("fc."):
@@ -132,7 +162,7 @@ def load_backbone_weights(model: nn.Module, init: str, what: str = "init weights
     log.info(
         "init %s (%s): %d tensors loaded, %d missing, %d unused",
         init,
-        source,
+        report.source,
         report.matched,
         len(report.missing),
         len(report.unexpected),

@@ -18,37 +18,41 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetune.backbone import build_resnet, load_backbone_weights
+from finetune.backbone import LoadReport, build_resnet, load_backbone_weights, recorded_normalisation
 from finetune.checkpoint import load_finetuned
 from finetune.datasets import load_split
 from finetune.features import evaluate_model, pick_device
+from finetune.normalisation import choose_normalisation
 from finetune.settings import EvaluateSettings
 
 log = logging.getLogger(__name__)
 
 
-def frozen_backbone(arch: str, weights: str) -> tuple[nn.Module, dict[str, Any]]:
+def frozen_backbone(arch: str, weights: str) -> tuple[nn.Module, LoadReport]:
     """The pre-trained ResNet as it was trained (stride 2), its ``fc`` replaced by identity."""
     model = build_resnet(arch, last_stride=2)
     report = load_backbone_weights(model, weights, "weights")
     model.fc = nn.Identity()  # forward() now ends at the pooled N x C feature
-    return model, report.summary()
+    return model, report
 
 
 def evaluate_command(cfg: EvaluateSettings, root: Path) -> dict[str, Any]:
     """mAP, rank-1/5/10, mINP (percent), n_query, n_gallery of ``cfg.weights`` on ``cfg.dataset``."""
     split = load_split(cfg.dataset, cfg.data_dir, cfg.split_seed)
-    finetuned = load_finetuned(cfg.weights) if cfg.weights != "random" else None
+    finetuned = load_finetuned(cfg.weights) if cfg.weights not in ("random", "imagenet") else None
     height, width = cfg.height, cfg.width
     if finetuned is not None:
         model, ckpt = finetuned
         height, width = ckpt["height"], ckpt["width"]
         info: dict[str, Any] = {"source": "finetune", "arch": ckpt["arch"], "head": ckpt["head"]}
+        recorded = recorded_normalisation(ckpt, "finetune", cfg.weights)
     else:
         torch.manual_seed(cfg.seed)  # reproducible random weights
-        model, info = frozen_backbone(cfg.arch, cfg.weights)
+        model, report = frozen_backbone(cfg.arch, cfg.weights)
+        info, recorded = report.summary(), report.normalisation
+    norm = choose_normalisation(cfg.normalisation, recorded, cfg.weights)
     summary = evaluate_model(
-        model, split, height, width, cfg.batch_size, pick_device(cfg.device), cfg.workers, cfg.rerank
+        model, split, height, width, cfg.batch_size, pick_device(cfg.device), norm, cfg.workers, cfg.rerank
     )
     log.info("%s on %s (%s): %s", cfg.weights, cfg.dataset, split.protocol, summary)
     return {**summary, "weights": info}

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.normalisation import Normalisation
 from finetune.loader import ImageDataset, test_transform
 from finetune.metrics import evaluate, summary_percent
 from finetune.records import ReIDSplit, Sample
@@ -34,12 +35,13 @@ def extract_features(
     width: int,
     batch_size: int,
     device: torch.device,
+    norm: Normalisation,
     workers: int = 0,
 ) -> np.ndarray:
     """L2-normalised embeddings (N x D, float32) of ``samples``, in order, with the model in eval mode."""
     model.eval().to(device)
     loader = DataLoader(
-        ImageDataset(samples, test_transform(height, width)),
+        ImageDataset(samples, test_transform(height, width, norm)),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -65,12 +67,13 @@ def evaluate_model(
     width: int,
     batch_size: int,
     device: torch.device,
+    norm: Normalisation,
     workers: int = 0,
     rerank: bool = False,
 ) -> dict[str, Any]:
     """mAP, rank-1/5/10, mINP (percent) and query/gallery counts of ``model`` on the test split."""
-    q = extract_features(model, split.query, height, width, batch_size, device, workers)
-    g = extract_features(model, split.gallery, height, width, batch_size, device, workers)
+    q = extract_features(model, split.query, height, width, batch_size, device, norm, workers)
+    g = extract_features(model, split.gallery, height, width, batch_size, device, norm, workers)
     dist = cosine_distance(q, g)
     if rerank:
         dist = re_ranking(dist, cosine_distance(q, q), cosine_distance(g, g))
@@ -85,4 +88,5 @@ def evaluate_model(
     summary.update(
         n_query=len(split.query), n_gallery=len(split.gallery), n_valid_query=result["num_valid_queries"]
     )
+    summary["normalisation"] = norm.as_dict()
     return summary

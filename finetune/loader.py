@@ -11,15 +11,14 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision import transforms as T
 
+from common.normalisation import Normalisation
 from finetune.records import Sample
 
-# §5.1: mean and std of LUPerson, used by pre-training too (the backbone expects them).
-LUP_MEAN = (0.3525, 0.3106, 0.3140)
-LUP_STD = (0.2660, 0.2522, 0.2505)
 
+def train_transform(height: int, width: int, norm: Normalisation) -> T.Compose:
+    """Bag-of-tricks augmentation: resize, flip, pad-and-crop, random erasing (fast-reid defaults).
 
-def train_transform(height: int, width: int) -> T.Compose:
-    """Bag-of-tricks augmentation: resize, flip, pad-and-crop, random erasing (fast-reid defaults)."""
+    ``norm`` is the mean/std the backbone was trained with (``finetune.normalisation``)."""
     pad = max(1, round(10 * height / 256))
     return T.Compose(
         [
@@ -28,18 +27,18 @@ def train_transform(height: int, width: int) -> T.Compose:
             T.Pad(pad),
             T.RandomCrop((height, width)),
             T.ToTensor(),
-            T.Normalize(LUP_MEAN, LUP_STD),
+            T.Normalize(norm.mean, norm.std),
             T.RandomErasing(p=0.5, value=0),
         ]
     )
 
 
-def test_transform(height: int, width: int) -> T.Compose:
+def test_transform(height: int, width: int, norm: Normalisation) -> T.Compose:
     return T.Compose(
         [
             T.Resize((height, width), interpolation=T.InterpolationMode.BICUBIC),
             T.ToTensor(),
-            T.Normalize(LUP_MEAN, LUP_STD),
+            T.Normalize(norm.mean, norm.std),
         ]
     )
 

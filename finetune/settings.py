@@ -15,7 +15,12 @@ class FinetuneSettings:
     dataset: Literal[DATASETS] = setting("viper", "target Re-ID dataset")  # type: ignore[valid-type]
     data_dir: str | None = setting(None, "dataset folder (default: ../shared/data/reid/<DATASET>)")
     init: str = setting(
-        "random", "'random', a torchvision state dict (pretrain's backbone.pth), or a MoCo checkpoint"
+        "random",
+        "'random', 'imagenet' (torchvision's supervised weights), a torchvision state dict "
+        "(pretrain's backbone.pth), or a MoCo checkpoint",
+    )
+    normalisation: Literal["auto", "lup", "imagenet"] = setting(
+        "auto", "input mean/std: auto = the weights' own (backbone.json, checkpoint), else LUPerson's"
     )
     arch: str = setting("resnet50", "torchvision backbone of the initial weights")
     head: Literal["ide", "trip", "mgn"] = setting("ide", "Re-ID head (§4.3)")
@@ -56,7 +61,12 @@ class FinetuneSettings:
 class EvaluateSettings:
     dataset: Literal[DATASETS] = setting("viper", "target Re-ID dataset")  # type: ignore[valid-type]
     data_dir: str | None = setting(None, "dataset folder (default: ../shared/data/reid/<DATASET>)")
-    weights: str = setting("random", "'random', a torchvision state dict, a MoCo or fine-tuned checkpoint")
+    weights: str = setting(
+        "random", "'random', 'imagenet', a torchvision state dict, a MoCo or fine-tuned checkpoint"
+    )
+    normalisation: Literal["auto", "lup", "imagenet"] = setting(
+        "auto", "input mean/std: auto = the weights' own (backbone.json, checkpoint), else LUPerson's"
+    )
     arch: str = setting("resnet50", "torchvision backbone of the weights")
     split_seed: int = setting(0, "seed of the identity split")
     height: int = setting(256, "input height")

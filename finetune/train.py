@@ -34,6 +34,7 @@ from finetune.features import evaluate_model, pick_device
 from finetune.heads import build_model
 from finetune.loader import IdentitySampler, ImageDataset, train_transform
 from finetune.losses import reid_loss
+from finetune.normalisation import choose_normalisation
 from finetune.records import relabel
 from finetune.settings import FinetuneSettings
 from finetune.subsets import few_shot, small_scale
@@ -77,6 +78,7 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
     last_stride = 2 if cfg.head == "mgn" else cfg.last_stride
     backbone = build_resnet(cfg.arch, last_stride)
     report = load_backbone_weights(backbone, cfg.init)
+    norm = choose_normalisation(cfg.normalisation, report.normalisation, cfg.init)
     model = build_model(backbone, cfg.head, len(mapping)).to(device)
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -97,7 +99,7 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
 
     sampler = IdentitySampler(train, cfg.batch_size, cfg.instances, seed=cfg.seed)
     loader = DataLoader(
-        ImageDataset(train, train_transform(cfg.height, cfg.width)),
+        ImageDataset(train, train_transform(cfg.height, cfg.width, norm)),
         batch_sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
@@ -108,6 +110,7 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
     warmup = min(cfg.warmup_epochs * len(sampler), total // 2)  # a short run still reaches the full lr
     meta = {"kind": "finetune", "arch": cfg.arch, "head": cfg.head, "num_classes": len(mapping)}
     meta.update(last_stride=last_stride, height=cfg.height, width=cfg.width, settings=settings)
+    meta["normalisation"] = norm.as_dict()
     bar = tqdm(total=total, initial=step, desc=f"finetune {cfg.run_name}", disable=total < 20)
     while epoch < cfg.epochs and step < total:
         model.train()
@@ -150,7 +153,7 @@ def finetune(cfg: FinetuneSettings, root: Path) -> dict[str, Any]:
     bar.close()
 
     summary = evaluate_model(
-        model, split, cfg.height, cfg.width, cfg.eval_batch_size, device, cfg.workers, cfg.rerank
+        model, split, cfg.height, cfg.width, cfg.eval_batch_size, device, norm, cfg.workers, cfg.rerank
     )
     results = {
         **summary,

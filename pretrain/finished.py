@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
+from common.backbone_card import card_path
 from common.shard_index import sha256_file
 from pretrain.checkpoint import check_compatible, checkpoints
 from pretrain.integrity import recorded_digest
@@ -69,6 +70,9 @@ def finished_summary(run_dir: Path, stop: int, settings: dict[str, Any]) -> dict
     backbone = run_dir / "backbone.pth"
     if not backbone.is_file() or sha256_file(backbone) != backbone_digest:
         log.warning("%s is not the backbone %s recorded: exporting it again", backbone, path)
+        return None
+    if not card_path(backbone).is_file():
+        log.warning("%s has no %s: exporting it again", backbone, card_path(backbone).name)
         return None
     check_compatible(saved, settings, run_dir / "checkpoints")
     return summary

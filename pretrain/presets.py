@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LUP_MEAN = (0.3525, 0.3106, 0.3140)  # §5.1, computed on LUPerson
-LUP_STD = (0.2660, 0.2522, 0.2505)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from common.normalisation import IMAGENET_MEAN, IMAGENET_STD, LUP_MEAN, LUP_STD, NAMED, PRESET_NORMALISATION
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LUP_MEAN", "LUP_STD", "Recipe", "recipe_from_settings"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,8 @@ def recipe_from_settings(cfg) -> tuple[Recipe, float]:
         blur_p=0.5 if pick(cfg.blur, True) else 0.0,
         erasing_p=0.5 if erasing else 0.0,
         erasing_area=(0.02, cfg.erasing_max_area),
-        mean=LUP_MEAN if lup else IMAGENET_MEAN,
-        std=LUP_STD if lup else IMAGENET_STD,
+        mean=NAMED[PRESET_NORMALISATION[cfg.preset]][0],
+        std=NAMED[PRESET_NORMALISATION[cfg.preset]][1],
     )
     temperature = cfg.temperature if cfg.temperature is not None else (0.07 if lup else 0.2)
     return recipe, temperature

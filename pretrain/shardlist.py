@@ -14,6 +14,7 @@ every listed tar's sha256 once before training starts (one read of the shards).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -33,6 +34,14 @@ class ShardList:
     urls: list[str]
     samples: int
     sha256: dict[str, str] = field(default_factory=dict)  # url -> hex; unindexed tars absent
+
+    def fingerprint(self) -> str:
+        """sha256 over every shard's name and recorded sha256 (its size when unindexed), in order."""
+        lines = []
+        for url in self.urls:
+            digest = self.sha256.get(url) or f"size={Path(url).stat().st_size}"
+            lines.append(f"{Path(url).name} {digest}\n")
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def _listed(folder: Path, names: list[str] | None) -> tuple[list[str], int, dict[str, str]]:

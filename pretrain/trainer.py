@@ -20,10 +20,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from common.backbone_card import write_card
 from common.errors import UsageError
 from common.settings import save_settings, settings_to_dict
 from pretrain.augment import BatchAugment
 from pretrain.augment_cpu import PerSampleAugment
+from pretrain.card import backbone_card, recipe_normalisation
 from pretrain.checkpoint import (
     NAMES,
     check_compatible,
@@ -44,7 +46,9 @@ from pretrain.shardlist import shard_list
 from pretrain.stream_guard import UnreadableShards, one_line
 
 log = logging.getLogger(__name__)
-RUN_FILES = re.compile(r"backbone\.pth(\.sha256)?|metrics\.csv|loss_curve\.png|settings\.yaml|finished\.json")
+RUN_FILES = re.compile(
+    r"backbone\.(pth|json)(\.sha256)?|metrics\.csv|loss_curve\.png|settings\.yaml|finished\.json"
+)
 
 
 @dataclasses.dataclass
@@ -59,6 +63,7 @@ class Plan:
     warmup_steps: int
     peak_lr: float
     urls: list[str]
+    shards_fingerprint: str
 
 
 def make_plan(cfg, root: Path, world: int) -> Plan:
@@ -83,6 +88,7 @@ def make_plan(cfg, root: Path, world: int) -> Plan:
         warmup_steps=cfg.warmup_epochs * steps,
         peak_lr=peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch),
         urls=shards.urls,
+        shards_fingerprint=shards.fingerprint(),
     )
 
 
@@ -207,6 +213,7 @@ class Trainer:
             "step": self.step,
             "data": {"epoch": epoch, "batch": batch, "steps_per_epoch": self.plan.steps_per_epoch},
             "settings": settings_to_dict(self.cfg),
+            "normalisation": recipe_normalisation(self.recipe, self.cfg.preset).as_dict(),
         }
         self.checkpoint = save_checkpoint(self.run_dir / "checkpoints", state, self.cfg.keep_checkpoints)
 
@@ -355,7 +362,16 @@ class Trainer:
             summary["first_loss"] = rows[0]["loss"] if rows else None
             summary["last_loss"] = rows[-1]["loss"] if rows else None
             backbone = export_backbone(self.model.encoder_q.backbone, self.run_dir / "backbone.pth")
+            card = backbone_card(
+                self.cfg,
+                self.recipe,
+                self.model.temperature,
+                self.step,
+                self.plan.steps_per_epoch,
+                self.plan.shards_fingerprint,
+            )
             summary["backbone"] = str(backbone)
+            summary["backbone_card"] = str(write_card(backbone, card))
             summary["loss_curve"] = str(plot_loss(metrics.path, self.run_dir / "loss_curve.png"))
             summary["metrics"] = str(metrics.path)
             if self.checkpoint is not None:  # the outputs came from it: a rerun leaves them be
@@ -363,6 +379,19 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return summary
+
+
+def out_of_memory(cfg) -> str:
+    """The one line for a batch that does not fit the GPU: what to pass instead."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    per_gpu = cfg.batch_size // world
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
+    half = cfg.batch_size // 2
+    return (
+        f"batch {cfg.batch_size} ({per_gpu} per GPU at {cfg.height}x{cfg.width}) does not fit in the "
+        f"{total:.0f} GiB of a GPU: pass --batch-size {half} (the learning rate follows it: "
+        f"{cfg.base_lr} x {half}/{cfg.base_batch}) or more --gpus"
+    )
 
 
 def train_worker(cfg, root: Path) -> dict[str, Any]:
@@ -378,6 +407,8 @@ def train_worker(cfg, root: Path) -> dict[str, Any]:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     try:
         return Trainer(cfg, Path(root)).fit()
+    except torch.cuda.OutOfMemoryError:
+        raise UsageError(out_of_memory(cfg)) from None
     except OSError as e:  # a full disk while writing logs or plots (checkpoints say so themselves)
         if e.errno not in DISK_FULL:
             raise
