@@ -5,9 +5,11 @@ The stages are run as a user runs them (``pipeline.run_stage``, settings saved u
 
 1. ``build-shards --from-images <unlabeled>`` (skipped when the shards exist);
 2. ``pretrain`` with the ``lup`` preset and with the ``mocov2`` preset, same budget;
-3. for each init (lup, mocov2, random) x dataset (VIPeR, PRID, GRID) x seed:
-   ``evaluate`` (frozen pooled features) and ``finetune`` (IDE + extra BN), seed = split seed
-   = training seed.
+3. for each init (lup, mocov2, and the baselines random and imagenet: torchvision's
+   ImageNet-supervised weights, Table 5's baseline, where they can be had) x dataset (VIPeR, PRID,
+   GRID; CUHK03 on request) x seed: ``evaluate`` (frozen pooled features) and ``finetune`` (IDE +
+   extra BN), seed = split seed = training seed. Each backbone is normalised with the mean/std it
+   was trained with (``backbone.json``); the table's ``norm`` column says which.
 
 It prints mean ± std over the seeds, the fine-tuned mAP as a ratio of the random-init baseline
 run in the same process, and writes JSON (``--out``) and a markdown table (``--md``).
@@ -41,6 +43,8 @@ log = logging.getLogger("bench.transfer")
 RESULTS = REPO / "bench" / "results"
 SHARED = REPO.parent / "shared" / "data"
 FIGURES = ("mAP", "rank1")
+FOLDERS = {"viper": "VIPeR", "prid": "PRID", "grid": "GRID", "cuhk03": "CUHK03"}
+PAIRS = ("viper", "prid", "grid")  # every training identity has exactly two images
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,7 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unlabeled", default=str(SHARED / "unlabeled"), help="crops for build-shards")
     p.add_argument("--reid", default=str(SHARED / "reid"), help="folder with VIPeR/, PRID/, GRID/")
     p.add_argument("--datasets", nargs="+", default=["viper", "prid", "grid"])
-    p.add_argument("--presets", nargs="+", default=["lup", "mocov2"])
+    p.add_argument("--presets", nargs="*", default=["lup", "mocov2"])
+    p.add_argument(
+        "--baselines", nargs="*", default=["random", "imagenet"], choices=["random", "imagenet"],
+        help="inits without pre-training here (imagenet is dropped, with a note, when its weights "
+        "cannot be had)",
+    )  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--height", type=int, default=128)
@@ -159,9 +168,7 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
     runs = []
     extra = key_values(args.finetune_set)
     for dataset in args.datasets:
-        data_dir = str(
-            Path(args.reid) / {"viper": "VIPeR", "prid": "PRID", "grid": "GRID"}.get(dataset, dataset)
-        )
+        data_dir = str(Path(args.reid) / FOLDERS.get(dataset, dataset))
         for name, weights in inits.items():
             for seed in args.seeds:
                 size = dict(arch=args.arch, height=args.height, width=args.width, device=args.device)
@@ -169,11 +176,10 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
                     "evaluate", args.root, dataset=dataset, data_dir=data_dir, weights=weights,
                     split_seed=seed, seed=seed, workers=args.workers, **size,
                 )  # fmt: skip
-                # K = 2: every training identity of these sets has exactly two images
                 ft_flags = dict(
                     epochs=args.finetune_epochs,
                     batch_size=args.finetune_batch,
-                    instances=2,
+                    instances=2 if dataset in PAIRS else 4,
                     workers=args.workers,
                 )
                 if args.smoke:
@@ -191,6 +197,24 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
     return runs
 
 
+def available_baselines(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """``{name: init}`` of the baselines whose weights can be had, and a note for each dropped one."""
+    from common.errors import UsageError
+    from finetune.imagenet import imagenet_state
+
+    inits, notes = {}, []
+    for name in args.baselines:
+        if name == "imagenet":
+            try:
+                imagenet_state(args.arch)
+            except UsageError as e:
+                notes.append(f"no imagenet row: {e}")
+                log.warning("%s", notes[-1])
+                continue
+        inits[name] = name
+    return inits, notes
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -203,6 +227,7 @@ def table(runs: list[dict[str, Any]], inits: list[str], datasets: list[str]) -> 
         for init in inits:
             sel = [r for r in runs if r["dataset"] == dataset and r["init"] == init]
             row: dict[str, Any] = {"dataset": dataset, "init": init, "n": len(sel)}
+            row["norm"] = "/".join(sorted({r["finetuned"]["normalisation"]["name"] for r in sel}))
             for part in ("frozen", "finetuned"):
                 for fig in FIGURES:
                     row[f"{part}_{fig}"] = mean_std([r[part][fig] for r in sel])
@@ -218,6 +243,7 @@ def format_rows(rows: list[dict[str, Any]], markdown: bool) -> str:
     head = [
         "dataset",
         "init",
+        "norm",
         "frozen mAP",
         "frozen R1",
         "fine-tuned mAP",
@@ -226,7 +252,7 @@ def format_rows(rows: list[dict[str, Any]], markdown: bool) -> str:
     ]
     body = []
     for r in rows:
-        cells = [r["dataset"], r["init"]]
+        cells = [r["dataset"], r["init"], r["norm"]]
         cells += [f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in ("frozen_mAP", "frozen_rank1", "finetuned_mAP")]
         cells += [f"{r['finetuned_rank1'][0]:.1f} ± {r['finetuned_rank1'][1]:.1f}"]
         cells += [f"{r['ft_mAP_vs_random']:.2f}x" if r["ft_mAP_vs_random"] else "-"]
@@ -248,7 +274,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     pretrained = pretrain_all(args) if pretrain_available() else {}
     inits = {p: str(s["backbone"]) for p, s in pretrained.items()}
-    inits["random"] = "random"
+    baselines, notes = available_baselines(args)
+    inits.update(baselines)
     runs = transfer_runs(args, inits)
     rows = table(runs, list(inits), args.datasets)
     report = {
@@ -257,11 +284,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pretrain": pretrained,
         "runs": runs,
         "table": rows,
+        "notes": notes,
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(args.out, report)
     command = "python bench/transfer.py " + " ".join(report["argv"])
-    write_text(args.md, f"`{command}` ({report['seconds']} s)\n\n" + format_rows(rows, markdown=True))
+    extra = "".join(f"\n{n}\n" for n in notes)
+    write_text(args.md, f"`{command}` ({report['seconds']} s)\n\n" + format_rows(rows, markdown=True) + extra)
     print(format_rows(rows, markdown=False))
     print(f"wrote {args.out} and {args.md} ({report['seconds']} s)")
     return report

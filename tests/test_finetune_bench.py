@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,23 +23,32 @@ def transfer():
     return module
 
 
-def test_transfer_smoke(tmp_path, transfer, shared_data):
+def test_transfer_smoke(tmp_path, transfer, shared_data, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # torchvision finds "ImageNet" weights
+    imagenet = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    imagenet.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), imagenet)
     out = tmp_path / "transfer.json"
     report = transfer.main(["--smoke", "--root", str(tmp_path / "ws"), "--out", str(out)])
     saved = json.loads(out.read_text())
     inits = [row["init"] for row in saved["table"]]
-    assert inits[-1] == "random" and set(inits[:-1]) == set(report["pretrain"])
+    assert inits == ["lup", "mocov2", "random", "imagenet"] and set(inits[:2]) == set(report["pretrain"])
+    norms = {row["init"]: row["norm"] for row in saved["table"]}
+    assert norms == {"lup": "lup", "mocov2": "imagenet", "random": "lup", "imagenet": "imagenet"}
     for run in saved["runs"]:
         assert run["finetuned"]["n_query"] == run["frozen"]["n_query"] == 316
         assert 0.0 <= run["frozen"]["mAP"] <= 100.0 and 0.0 <= run["finetuned"]["mAP"] <= 100.0
-    random_row = saved["table"][-1]
+    random_row = saved["table"][2]
     assert random_row["ft_mAP_vs_random"] == pytest.approx(1.0)
-    assert random_row["finetuned_mAP"][0] == pytest.approx(saved["runs"][-1]["finetuned"]["mAP"])
+    random_run = [r for r in saved["runs"] if r["init"] == "random"][0]
+    assert random_row["finetuned_mAP"][0] == pytest.approx(random_run["finetuned"]["mAP"])
     md = out.with_suffix(".md").read_text()
     assert md.count("| viper |") == len(inits)
     for preset, summary in report["pretrain"].items():
         assert (tmp_path / "ws" / "runs" / f"transfer_{preset}").is_dir() and summary["backbone"]
     for run in saved["runs"]:  # every pre-trained backbone tensor reached the fine-tuned model
         init = run["finetuned"]["init"]
-        if run["init"] != "random":
+        if run["init"] in report["pretrain"]:
             assert init["source"] == "state_dict" and init["missing"] == 0 and init["matched"] > 0
+        if run["init"] == "imagenet":
+            assert init["source"] == "imagenet" and init["missing"] == 0 and init["matched"] == 120
