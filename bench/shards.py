@@ -1,11 +1,16 @@
 #!/usr/bin/env python
-"""Shard throughput: samples/s written by build-shards, samples/s read + decoded with N loader workers.
+"""Shard throughput: samples/s written by build-shards, samples/s read + decoded per core.
 
 Write: ``build-shards --from-images`` (JPEG kept byte-for-byte) against a baseline that decodes
 and re-encodes every crop at quality 95 into the same tar writer, both in one process.
-Read: a ``webdataset`` loader over the shards against a torch loader over the same crops as
-separate files, both decoding every JPEG with OpenCV, resizing to 128x64 and batching by 64,
-for each worker count.
+Read: pre-training's own loader (``pretrain.data.make_loader``: tar reader, shuffle buffer,
+decode, resize to 256x128, batches of 64) over the crops in shards (in a random order, so that
+shards drawn with replacement hold the same mix of crops as the files) against a torch
+``DataLoader`` over the same crops as separate files (shuffled, the same decode + resize and
+batches), one process with one thread (``--workers 0``: per core); the two alternate for
+``--rounds`` rounds and each row is the median round (the machine is shared).
+Decode (``--decode-device``, ``measure_decode``): one loader worker's decode + resize against
+one batched ``torchvision.io.decode_jpeg`` call on the device + the batched resize (``gpu_decode``).
 Export: ``export-lmdb`` (the shards -> the official LUPerson LMDB + keys.pkl) against the release's
 ``LUP/convert_lmdb.py`` loop (read each loose file, ``txn.put``, one commit per folder).
 Engines (``--engines``): build-shards as Ray tasks (a local Ray with ``--build-workers`` CPUs,
@@ -15,8 +20,8 @@ cost per image / per video is wall seconds x workers / items.
 Every baseline runs in the same process, right before the measured method.
 
     python bench/shards.py                       # the 14,834 crops of ../shared/data/unlabeled
-    python bench/shards.py --smoke               # 300 crops, workers 0 and 1 (seconds)
-    python bench/shards.py --workers 0 2 4 --max-samples 1000
+    python bench/shards.py --smoke               # 300 crops, 2 rounds, decode on the CPU (seconds)
+    python bench/shards.py --workers 0 2 --rounds 5 --decode-device cuda
     python bench/shards.py --engines --workspace WS --limit 3000   # local pool vs Ray
 """
 
@@ -31,11 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed  # noqa: E402
 from common.atomic import write_json  # noqa: E402
 from shards.build import build_shards  # noqa: E402
 from shards.export_lmdb import export_lmdb  # noqa: E402
@@ -44,17 +48,10 @@ from shards.items import decode_image, encode_jpeg  # noqa: E402
 from shards.settings import ExportLmdbSettings, ShardSettings  # noqa: E402
 from shards.tarshard import ShardWriter, shard_name  # noqa: E402
 
+__all__ = ["measure_decode", "main"]
+
 RESULTS = REPO / "bench" / "results"
 UNLABELED = REPO.parent / "shared" / "data" / "unlabeled"
-BATCH = 64  # loader batches, so that worker-to-trainer transfer is per batch as in training
-
-
-def decode_resize(data: bytes) -> np.ndarray:
-    """What a trainer's loader does first: decode the JPEG, resize to 128x64 (h x w)."""
-    import cv2
-
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return cv2.resize(pixels, (64, 128), interpolation=cv2.INTER_LINEAR)
 
 
 def subset(source: Path, n: int | None, dest: Path) -> Path:
@@ -107,58 +104,6 @@ def convert_lmdb_loop(folder: Path, out: Path) -> int:
     return len(paths)
 
 
-class FileCrops:
-    """Baseline dataset: one file per crop (torch map-style)."""
-
-    def __init__(self, files: list[Path]) -> None:
-        self.files = files
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return decode_resize(self.files[i].read_bytes())
-
-
-def _decode_sample(sample: dict[str, Any]) -> np.ndarray:
-    return decode_resize(sample["jpg"])
-
-
-def read_shards(urls: list[str], workers: int) -> int:
-    """Samples through a webdataset pipeline (shards split over the loader workers), in batches."""
-    import webdataset as wds
-
-    ds = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.single_node_only)
-    ds = ds.map(_decode_sample).batched(BATCH, collation_fn=np.stack)
-    return sum(len(batch) for batch in wds.WebLoader(ds, batch_size=None, num_workers=workers))
-
-
-def read_files(files: list[Path], workers: int) -> int:
-    """Samples through a torch DataLoader over one file per crop, in batches."""
-    from torch.utils.data import DataLoader
-
-    return sum(len(batch) for batch in DataLoader(FileCrops(files), batch_size=BATCH, num_workers=workers))
-
-
-def timed(fn, *args) -> tuple[Any, float]:
-    start = time.perf_counter()
-    n = fn(*args)
-    return n, time.perf_counter() - start
-
-
-def row(name: str, n: int, seconds: float, baseline: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
-    rate = n / seconds
-    ratio = rate / baseline["samples_per_s"] if baseline and baseline["samples_per_s"] else None
-    return {
-        "name": name,
-        "samples": n,
-        "seconds": round(seconds, 3),
-        "samples_per_s": round(rate, 1),
-        "ratio": ratio,
-        **extra,
-    }
-
-
 def timed_build(cfg: ShardSettings, root: Path) -> tuple[dict[str, Any], float]:
     start = time.perf_counter()
     summary = build_shards(cfg, root)
@@ -206,14 +151,20 @@ def engine_rows(folder: Path, workspace: Path | None, tmp: Path, workers: int, m
 
 
 def warm_up() -> None:
-    """Import what the measured code imports, so that no row pays for it."""
-    import cv2  # noqa: F401
+    """Import what the measured code imports, so that no row pays for it; one thread per process."""
+    import cv2
     import lmdb  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
-    import torch.utils.data  # noqa: F401
+    import torch.utils.data
     import tqdm  # noqa: F401
     import webdataset  # noqa: F401
+
+    import pretrain.data  # noqa: F401
+    import pretrain.decode  # noqa: F401
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -235,13 +186,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base = row("export: LUP/convert_lmdb.py loop over loose files (baseline)", n, s, None)
         summary, s = timed(export_lmdb, ExportLmdbSettings(output=str(tmp / "lup_lmdb")), tmp / "ws1")
         rows += [base, row("export: export-lmdb from the shards", summary["images"], s, base)]
-        shards = sorted(str(p) for p in (tmp / "ws1" / "shards").glob("lup-*.tar"))
         files = [folder / rel for rel in list_images(folder)[0]]
+        shards = mixed_shards(files, tmp / "mixed", args.max_samples)
         for workers in args.workers:
-            n, s = timed(read_files, files, workers)
-            base = row(f"read+decode: one file per crop, loader workers={workers} (baseline)", n, s, None)
-            n, s = timed(read_shards, shards, workers)
-            rows += [base, row(f"read+decode: webdataset shards, loader workers={workers}", n, s, base)]
+            rows += read_rows(files, shards, workers, args.rounds)
+        if args.decode_device:
+            rows += decode_rows(str(tmp / "ws1" / "shards"), args.decode_device, args.decode_seconds)
         if args.engines:
             workspace = Path(args.workspace).resolve() if args.workspace else None
             rows += engine_rows(folder, workspace, tmp, args.build_workers, args.max_samples)
@@ -252,7 +202,7 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"{'method':<62} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'vs baseline':>12}  cost"]
     for r in result["rows"]:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        cost = "  ".join(f"{k}={v}" for k, v in r.items() if k.startswith("worker_"))
+        cost = "  ".join(f"{k}={v}" for k, v in r.items() if k.startswith(("worker_", "round_")))
         lines.append(
             f"{r['name']:<62} {r['samples']:>8,} {r['seconds']:>8.2f} {r['samples_per_s']:>10,.0f} {ratio:>12}  {cost}"
         )
@@ -265,14 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--max-samples", type=int, default=1000, help="samples per shard")
     p.add_argument("--build-workers", type=int, default=2, help="build-shards worker processes")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts")
+    p.add_argument("--workers", type=int, nargs="+", default=[0], help="loader workers (0: per core)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating loose/shard read rounds (median)")
+    p.add_argument(
+        "--decode-device", default=None, help="also time measure_decode on this device (cuda, cpu)"
+    )
+    p.add_argument("--decode-seconds", type=float, default=5.0, help="seconds each decode is timed")
     p.add_argument("--engines", action="store_true", help="also build-shards as Ray tasks vs the local pool")
     p.add_argument("--workspace", default=None, help="with --engines: a workspace with detections to cut")
-    p.add_argument("--smoke", action="store_true", help="300 crops, loader workers 0 and 1")
+    p.add_argument("--smoke", action="store_true", help="300 crops, 2 rounds, decode on the CPU for 0.2 s")
     p.add_argument("--out", default=str(RESULTS / "shards.json"), help="JSON result file")
     args = p.parse_args(argv)
     if args.smoke:
-        args.limit, args.max_samples, args.workers, args.build_workers = 300, 50, [0, 1], 1
+        args.limit, args.max_samples, args.workers, args.build_workers = 300, 50, [0], 1
+        args.rounds, args.decode_device, args.decode_seconds = 2, "cpu", 0.2
     result = run(args)
     print(table(result))
     write_json(args.out, result)

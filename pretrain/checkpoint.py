@@ -41,6 +41,7 @@ RESUMABLE_CHANGES = {
     "channels_last",
     "compile",
     "gpu_augment",
+    "gpu_decode",
     "checkpoint_every",
     "keep_checkpoints",
     "log_every",

@@ -44,7 +44,9 @@ class PretrainSettings:
     height: int = setting(256, "input height")
     width: int = setting(128, "input width")
     batch_size: int = setting(2560, "global batch size (§5.1: 2,560 on 8 GPUs)")
-    base_lr: float = setting(0.3, "learning rate at base_batch (§5.1: 0.3 at 2,560), scaled linearly with the batch")
+    base_lr: float = setting(
+        0.3, "learning rate at base_batch (§5.1: 0.3 at 2,560), scaled linearly with the batch"
+    )
     base_batch: int = setting(2560, "batch size that base_lr refers to")
     weight_decay: float = setting(1e-4, "SGD weight decay")
     sgd_momentum: float = setting(0.9, "SGD momentum")
@@ -67,6 +69,9 @@ class PretrainSettings:
     compile: bool = setting(False, "torch.compile the encoders")
     gpu_augment: bool = setting(
         True, "augment in batch on the training device (False: per-sample torchvision in the workers)"
+    )
+    gpu_decode: bool = setting(
+        False, "decode the JPEGs in one batched call on the training device (nvJPEG), not in the workers"
     )
     checkpoint_every: int = setting(1000, "steps between checkpoints")
     keep_checkpoints: int = setting(2, "checkpoints kept on disk (newest)")
@@ -120,3 +125,5 @@ class PretrainSettings:
             )
         if self.queue_size < self.batch_size:
             raise SettingsError(f"queue_size {self.queue_size} must be >= batch_size {self.batch_size}")
+        if self.gpu_decode and not self.gpu_augment:
+            raise SettingsError("gpu_decode needs gpu_augment (per-sample augmentation runs in the workers)")

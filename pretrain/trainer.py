@@ -36,6 +36,7 @@ from pretrain.checkpoint import (
     set_rng_state,
 )
 from pretrain.data import make_loader
+from pretrain.decode import decode_to_batch
 from pretrain.finished import record_finished
 from pretrain.integrity import DISK_FULL, remove_stale_temporaries
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
@@ -220,6 +221,8 @@ class Trainer:
     # -- one step --------------------------------------------------------------------------------
 
     def views(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.gpu_decode:  # JPEG bytes -> uint8 images and original sizes, decoded on the device
+            batch = decode_to_batch(*batch, self.device, self.recipe.height, self.recipe.width)
         a, b = (t.to(self.device, non_blocking=True) for t in batch)
         if self.augment is not None:
             a, b = self.augment(a, b)  # uint8 images and original sizes -> two views
@@ -259,6 +262,7 @@ class Trainer:
             workers=self.cfg.workers,
             shuffle_buffer=self.cfg.shuffle_buffer,
             augment=augment,
+            raw=self.cfg.gpu_decode,
             pin_memory=self.cuda,
         )
 
