@@ -4,7 +4,8 @@
 Every method decodes with one thread and returns the frames 0, step, 2*step, ...; each is checked
 pixel for pixel against the baseline, OpenCV reading every frame, run in the same process.
 Speed is video frames per second per core: frames of the clip / CPU seconds of this process
-(and wall seconds alongside), the best of ``--repeats`` runs.
+(and wall seconds alongside), the best of ``--repeats`` runs. torchcodec gets a row when it
+imports (it is not a dependency); the table's first line says whether it does.
 
     python bench/decode.py                  # all sample clips, step 100
     python bench/decode.py --smoke          # one short clip, one run (seconds)
@@ -107,14 +108,22 @@ METHODS: dict[str, Callable[[Path, list[int]], Frames]] = {
 }
 
 
-def available_methods() -> dict[str, Callable[[Path, list[int]], Frames]]:
-    methods = dict(METHODS)
+def torchcodec_status() -> str:
+    """``installed <version>``, ``not installed``, or why it does not import (its FFmpeg libraries)."""
     try:
-        import torchcodec  # noqa: F401
+        import torchcodec
+    except ModuleNotFoundError:
+        return "not installed"
+    except Exception as e:  # installed, but its FFmpeg libraries are missing or do not match
+        return f"not importable ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+    return f"installed {getattr(torchcodec, '__version__', '')}".strip()
 
+
+def available_methods() -> dict[str, Callable[[Path, list[int]], Frames]]:
+    """``METHODS``, plus a torchcodec row when it imports (it is not a dependency of the project)."""
+    methods = dict(METHODS)
+    if torchcodec_status().startswith("installed"):
         methods["torchcodec exact seek"] = torchcodec_exact
-    except Exception:  # not installed (the usual case here), or its FFmpeg libraries are missing
-        pass
     return methods
 
 
@@ -177,6 +186,7 @@ def totals(videos: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(results: dict[str, Any]) -> None:
+    print(f"torchcodec: {results['torchcodec']}")
     header = f"{'video':34s} {'method':38s} {'fps/core':>9s} {'fps wall':>9s} {'x base':>7s}  exact"
     print(header)
     print("-" * len(header))
@@ -203,7 +213,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         videos = sorted(v for v in VIDEOS.iterdir() if v.suffix.lower() in (".mp4", ".webm", ".mkv", ".gif"))
     repeats = 1 if args.smoke else args.repeats
-    results: dict[str, Any] = {"step": args.step, "repeats": repeats, "threads": 1, "videos": {}}
+    results: dict[str, Any] = {"step": args.step, "repeats": repeats, "threads": 1}
+    results.update(torchcodec=torchcodec_status(), videos={})
     for video in videos:
         results["videos"][video.name] = bench_video(video, args.step, repeats)
     results["total"] = totals(results["videos"])

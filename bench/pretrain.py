@@ -8,7 +8,9 @@
       channels_last, fused momentum update, Shuffle-BN groups;
   (c) our whole trainer (``Trainer.fit``) streaming real shards written from ``--unlabeled``.
 
-Targets (issue 6, one H100): (c) >= 90 % of (b) and (c) >= 3.5x (a).
+Each run also reports its peak GPU memory (``torch.cuda.max_memory_allocated``). Targets
+(issue 6, one H100): (c) >= 90 % of (b) and (c) >= 3.5x (a). ``bench/gpu.py`` runs (a)-(c) at
+batch 256 and 512 on shards that build-shards wrote (``settings`` + ``measure``).
 
     python bench/pretrain.py                   # ResNet-50, 256x128, batch 256, on the GPU
     python bench/pretrain.py --smoke           # seconds on CPU: resnet18, 64x32, batch 16
@@ -144,17 +146,20 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def run_in(args: argparse.Namespace, work: Path) -> dict:
-    import torch
-
-    from pretrain.settings import PretrainSettings
-
     images = sorted(Path(args.unlabeled).glob("*/*.jpg"))[: args.images]
     if len(images) < args.batch:
         raise SystemExit(f"{args.unlabeled}: {len(images)} images, fewer than one batch")
     write_crop_shards(images, work / "shards", args.per_shard)
     write_shard_index(work / "shards")  # pretrain trains only on listed, checked shards
-    cfg = PretrainSettings(
-        shards=str(work / "shards"),
+    return {**measure(settings(args, work / "shards"), work, args), "images_in_shards": len(images)}
+
+
+def settings(args: argparse.Namespace, shards: Path):
+    """The pre-training settings of all three runs, on ``shards``."""
+    from pretrain.settings import PretrainSettings
+
+    return PretrainSettings(
+        shards=str(shards),
         arch=args.arch,
         height=args.height,
         width=args.width,
@@ -168,18 +173,50 @@ def run_in(args: argparse.Namespace, work: Path) -> dict:
         device=args.device,
         compile=args.compile,
     )
+
+
+def peak_gib(device) -> float | None:
+    """``torch.cuda.max_memory_allocated`` since the last reset, GiB (None on the CPU)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def measure_trainer(cfg, work: Path, args: argparse.Namespace) -> dict:
+    """(c) alone: pairs/s, data-wait share and peak GPU memory (GiB, None on the CPU)."""
+    import torch
+
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rate, wait = full_trainer(cfg, work, args)
+    peak = peak_gib(device)
+    free_memory(device)
+    return {"pairs_per_s": rate, "data_wait_share": wait, "peak_gib": peak}
+
+
+def measure(cfg, work: Path, args: argparse.Namespace) -> dict:
+    """(a), (b) and (c) in turn, with the peak GPU memory of each; ``work`` gets their run folders."""
+    import torch
+
     results: dict[str, float] = {}
-    for name, measure in (("a_official_step", official_step), ("b_our_step", our_step)):
-        results[name], device = measure(cfg, work, args)
+    peaks: dict[str, float | None] = {}
+    for name, step in (("a_official_step", official_step), ("b_our_step", our_step)):
+        if cfg.device != "cpu" and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        results[name], device = step(cfg, work, args)
+        peaks[name] = peak_gib(device)
         free_memory(device)
-    results["c_full_trainer"], results["c_data_wait_share"] = full_trainer(cfg, work, args)
+    c = measure_trainer(cfg, work, args)
+    results["c_full_trainer"], results["c_data_wait_share"] = c["pairs_per_s"], c["data_wait_share"]
+    peaks["c_full_trainer"] = c["peak_gib"]
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "settings": {**vars(args), "out": str(args.out)},
-        "images_in_shards": len(images),
         "pairs_per_s": results,
+        "peak_memory_gib": peaks,
         "ratios": {
             "b_over_a": results["b_our_step"] / results["a_official_step"],
             "c_over_b": results["c_full_trainer"] / results["b_our_step"],
@@ -190,14 +227,19 @@ def run_in(args: argparse.Namespace, work: Path) -> dict:
 
 
 def table(report: dict) -> str:
-    r, q = report["pairs_per_s"], report["ratios"]
+    r, q, m = report["pairs_per_s"], report["ratios"], report.get("peak_memory_gib", {})
+
+    def line(label: str, key: str, ratio: float) -> str:
+        peak = f"{m[key]:>10.1f}" if m.get(key) is not None else f"{'n/a':>10}"
+        return f"{label:<44}{r[key]:>10.1f}{ratio:>8.2f}x{peak}"
+
     lines = [
         f"pre-training throughput on {report['device_name']} ({report['settings']['arch']}, "
         f"{report['settings']['height']}x{report['settings']['width']}, batch {report['settings']['batch']})",
-        f"{'run':<44}{'pairs/s':>10}{'vs (a)':>9}",
-        f"{'(a) official recipe step, synthetic':<44}{r['a_official_step']:>10.1f}{1.0:>8.2f}x",
-        f"{'(b) our step (+ batched augment), synthetic':<44}{r['b_our_step']:>10.1f}{q['b_over_a']:>8.2f}x",
-        f"{'(c) our trainer streaming real shards':<44}{r['c_full_trainer']:>10.1f}{q['c_over_a']:>8.2f}x",
+        f"{'run':<44}{'pairs/s':>10}{'vs (a)':>9}{'peak GiB':>10}",
+        line("(a) official recipe step, synthetic", "a_official_step", 1.0),
+        line("(b) our step (+ batched augment), synthetic", "b_our_step", q["b_over_a"]),
+        line("(c) our trainer streaming real shards", "c_full_trainer", q["c_over_a"]),
         f"(c)/(b) = {q['c_over_b']:.2f} (target >= 0.90); (c)/(a) = {q['c_over_a']:.2f} (target >= 3.5); "
         f"data-wait share of (c) {r['c_data_wait_share']:.1%}",
     ]
