@@ -6,4 +6,5 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .
-ENTRYPOINT ["python", "pipeline.py"]
+RUN pip install --no-deps --no-build-isolation -e .
+ENTRYPOINT ["luperson"]

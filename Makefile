@@ -9,8 +9,13 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+# The pinned requirements, then the project itself, editable (pyproject.toml): `python bench/x.py`,
+# pytest and the `luperson` script import this checkout's packages. The build uses the venv's
+# setuptools (python3.11's venv brings one, the requirements upgrade it): nothing is fetched, and
+# no *.egg-info is left in the checkout.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import stages
 from common.atomic import write_text
 from common.errors import UsageError, require_path
 from common.settings import setting
@@ -33,16 +34,14 @@ class NotBuilt(Exception):
 
 
 def _run(command: str, settings: Any, root: Path) -> dict[str, Any]:
-    import pipeline
-
-    module = pipeline.COMMANDS[command].function.partition(":")[0]
+    module = stages.COMMANDS[command].function.partition(":")[0]
     try:
-        pipeline.load_attr(pipeline.COMMANDS[command].function)
+        stages.load_attr(stages.COMMANDS[command].function)
     except ModuleNotFoundError as e:
         if e.name == module:
             raise NotBuilt(command) from None
         raise
-    return pipeline.run_stage(command, settings, root)
+    return stages.run_stage(command, settings, root)
 
 
 def write_url_list(videos: Path, out: Path) -> Path:
@@ -56,15 +55,13 @@ def write_url_list(videos: Path, out: Path) -> Path:
 
 def demo(settings: DemoSettings, root: Path, config: str | None = None) -> dict[str, dict[str, Any]]:
     """Run crawl -> filter -> detect -> build-shards -> stats -> verify -> pretrain -> evaluate -> finetune."""
-    import pipeline
-
     videos = require_path(settings.videos, "videos", is_dir=True)
     reid = Path(settings.reid_data)
     config = config or str(DEMO_CONFIG)
     urls = write_url_list(videos, root / "demo_urls.txt")
 
     def cfg(command: str, **overrides: Any) -> Any:
-        return pipeline.resolve(command, config, overrides)
+        return stages.resolve(command, config, overrides)
 
     plan: list[tuple[str, Any]] = [
         ("crawl", lambda: cfg("crawl", urls=str(urls))),

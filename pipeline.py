@@ -2,8 +2,8 @@
 """LUPerson pipeline: rebuild the LUPerson dataset and pre-train Re-ID backbones on it.
 
 Argument parsing and stage chaining only; each subcommand calls one function of its stage
-package, ``fn(settings, root) -> summary dict``. Heavy libraries are imported by the stages,
-so ``python pipeline.py --help`` is instant.
+package, ``fn(settings, root) -> summary dict`` (the registry: ``stages.py``). Heavy libraries
+are imported by the stages, so ``python pipeline.py --help`` is instant.
 
     python pipeline.py crawl --cities configs/top100.txt
     python pipeline.py build-shards
@@ -14,122 +14,28 @@ so ``python pipeline.py --help`` is instant.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import NoReturn
 
 from common.errors import UsageError
-from common.settings import add_settings_flags, resolve_settings, save_settings
-from common.workspace import hold_workspace, is_lock_holder
+from common.log import is_main_process, setup_logging
+from common.settings import add_settings_flags
+from common.summary import print_summary
+from demo import demo
+from stages import (  # noqa: F401  (re-exported: benchmarks and tests run stages through pipeline)
+    CHAINED_BEFORE,
+    COMMANDS,
+    IMPORTER_FIELDS,
+    chained_settings,
+    load_attr,
+    resolve,
+    run_stage,
+    settings_file,
+    workspace,
+)
 
 DEFAULT_ROOT = Path("luperson_data")
-log = logging.getLogger("pipeline")
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: its settings class, YAML section and the stage function it runs."""
-
-    settings: str  # "module:Class"
-    section: str
-    function: str  # "module:function"
-    help: str
-    # how the command holds the workspace (common.lock): exclusive for writers of the dataset,
-    # shared for readers of it, None when it does not touch the dataset
-    root_lock: Literal["exclusive", "shared"] | None = "exclusive"
-    run_lock: bool = False  # also holds <root>/runs/<run_name> exclusively
-
-
-COMMANDS: dict[str, Command] = {
-    "crawl": Command(
-        "collect.settings:CrawlSettings",
-        "crawl",
-        "collect.crawl:crawl",
-        "search YouTube for city street-view videos with yt-dlp and download them",
-    ),
-    "filter": Command(
-        "filter.settings:FilterSettings",
-        "filter",
-        "filter.videos:filter_videos",
-        "drop duplicate, short, static, VR and unreadable videos",
-    ),
-    "detect": Command(
-        "detect.settings:DetectSettings",
-        "detect",
-        "detect.run:detect",
-        "sample every 100th frame, detect persons, keypoints, validity rules",
-    ),
-    "build-shards": Command(
-        "shards.settings:ShardSettings",
-        "shards",
-        "shards.build:build_shards",
-        "write valid person crops as WebDataset shards (runs filter and detect first)",
-    ),
-    "stats": Command(
-        "shards.settings:StatsSettings",
-        "stats",
-        "shards.stats:stats",
-        "dataset statistics (the paper's Table 1) and figures",
-    ),
-    "verify-shards": Command(
-        "shards.settings:VerifySettings",
-        "verify",
-        "shards.verify:verify_shards",
-        "re-read every shard, check sha256 and decode every image",
-        root_lock="shared",
-    ),
-    "export-lmdb": Command(
-        "shards.settings:ExportLmdbSettings",
-        "export_lmdb",
-        "shards.export_lmdb:export_lmdb",
-        "write the shards as the official LUPerson LMDB with keys.pkl",
-    ),
-    "pretrain": Command(
-        "pretrain.settings:PretrainSettings",
-        "pretrain",
-        "pretrain.launch:pretrain",
-        "Re-ID MoCo v2 pre-training on the shards, one GPU to many",
-        root_lock="shared",
-        run_lock=True,
-    ),
-    "finetune": Command(
-        "finetune.settings:FinetuneSettings",
-        "finetune",
-        "finetune.train:finetune",
-        "fine-tune a backbone on a Re-ID benchmark and report mAP / CMC",
-        root_lock=None,
-        run_lock=True,
-    ),
-    "evaluate": Command(
-        "finetune.settings:EvaluateSettings",
-        "evaluate",
-        "finetune.evaluate_cmd:evaluate_command",
-        "evaluate a backbone (frozen or fine-tuned) with the Market-1501 protocol",
-        root_lock=None,
-    ),
-    "demo": Command(
-        "demo:DemoSettings",
-        "demo",
-        "demo:demo",
-        "run every stage on the sample footage in ../shared/data, CPU-sized",
-    ),
-}
-
-# build-shards chains these stages first when it cuts crops from its own detections; a run that
-# imports crops or takes released detections (any of IMPORTER_FIELDS set) skips them.
-CHAINED_BEFORE = {"build-shards": ("filter", "detect")}
-IMPORTER_FIELDS = ("from_images", "from_lmdb", "from_dets")
-CHAIN_FLAGS = ("engine", "address")
-
-
-def load_attr(spec: str) -> Any:
-    """Import ``"module:name"``."""
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -159,68 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(command: str, config: str | None, flags: dict[str, Any], saved: Path | None = None) -> Any:
-    """Resolved settings of ``command``: defaults < ``saved`` (a settings file) < YAML section < flags."""
-    cmd = COMMANDS[command]
-    return resolve_settings(load_attr(cmd.settings), cmd.section, config, flags, base=saved)
-
-
-def settings_file(command: str, root: Path) -> Path:
-    """Where a run of ``command`` records its resolved settings."""
-    return root / "settings" / f"{COMMANDS[command].section}.yaml"
-
-
-def run_stage(command: str, settings: Any, root: Path) -> dict[str, Any]:
-    """Run the stage function, then save its settings under ``<root>/settings/``.
-
-    Settings are saved once the stage got past its input checks: not after a ``UsageError``
-    (bad input), but after success or any failure during the work.
-    """
-    cmd = COMMANDS[command]
-    log.info("%s: %s", command, settings)
-    try:
-        summary = load_attr(cmd.function)(settings, root) or {}
-    except UsageError:
-        raise
-    except BaseException:
-        _save_settings(command, settings, root)
-        raise
-    _save_settings(command, settings, root)
-    return summary
-
-
-def _save_settings(command: str, settings: Any, root: Path) -> None:
-    if not is_lock_holder():  # under torchrun every rank runs this; rank 0 writes
-        return
-    try:
-        save_settings(settings, settings_file(command, root), COMMANDS[command].section)
-    except OSError as e:  # a read-only root of a stage that only reads
-        log.warning("settings not saved to %s (%s)", settings_file(command, root), e.strerror)
-
-
-def chained_settings(before: str, command_settings: Any, config: str | None, root: Path) -> Any:
-    """Settings of a stage chained before another: the user's last run of it, then ``--config``.
-
-    Where the work runs (``CHAIN_FLAGS``) is one choice for the whole chain: the command's own.
-    """
-    shared = {k: getattr(command_settings, k) for k in CHAIN_FLAGS if hasattr(command_settings, k)}
-    saved = settings_file(before, root)
-    return resolve(before, config, shared, saved if saved.is_file() else None)
-
-
-def workspace(command: str, settings: Any, root: Path):
-    """The locks ``command`` holds on ``root`` (``common.lock``) while it runs."""
-    cmd = COMMANDS[command]
-    if not is_lock_holder() or getattr(settings, "node_rank", 0) != 0:
-        return contextlib.nullcontext()
-    run_dir = root / "runs" / settings.run_name if cmd.run_lock else None
-    return hold_workspace(root, command, cmd.root_lock, run_dir)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from common.log import setup_logging
-
     setup_logging(args.verbose)
     reserved = {"command", "root", "config", "verbose"}
     flags = {k: v for k, v in vars(args).items() if k not in reserved}
@@ -229,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.root) if args.root else DEFAULT_ROOT / ("demo" if args.command == "demo" else "")
         with workspace(args.command, settings, root):
             if args.command == "demo":
-                from demo import demo
-
                 demo(settings, root, args.config)
                 return 0
             if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
@@ -243,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pipeline.py {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    from common.log import is_main_process
-    from common.summary import print_summary
-
     if is_main_process():  # under an external torchrun every rank returns here
         print_summary({args.command: summary})
     return 0

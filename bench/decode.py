@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +24,13 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
+    from bench import run_as_module
 
-from common.atomic import write_json  # noqa: E402
-from detect.frames import read_frames, read_frames_opencv, read_frames_pyav  # noqa: E402
+    run_as_module("bench.decode")
+
+from common.atomic import write_json
+from common.media.frames import read_frames, read_frames_opencv, read_frames_pyav
 
 RESULTS = REPO / "bench" / "results"
 VIDEOS = REPO.parent / "shared" / "data" / "videos"

@@ -20,7 +20,6 @@ sampled frames, repeated in order when there are fewer. Boxes/s counts the boxes
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +28,19 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
+    from bench import run_as_module
 
-from common.atomic import write_json  # noqa: E402
-from detect.frames import read_frames  # noqa: E402
+    run_as_module("bench.detect")
+
+from common.atomic import write_json
+from common.media.frames import (
+    count_frames,
+    read_frames,
+)
+from detect.hog import HogDetector
+from detect.pose import HRNetKeypoints
+from detect.yolo import YoloDetector, resolve_device
 
 RESULTS = REPO / "bench" / "results"
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -41,8 +49,6 @@ CLIPS = ("street-crossing.mp4", "one-by-one-person-detection.mp4", "concourse-wa
 
 def sampled_frames(videos: list[Path], step: int, limit: int | None) -> tuple[list[np.ndarray], float]:
     """The sampled frames (at most ``limit`` per clip) and the CPU seconds decoding them took."""
-    from detect.frames import count_frames
-
     jobs = [(video, list(range(0, count_frames(video), step))[:limit]) for video in videos]
     frames: list[np.ndarray] = []
     start = time.process_time()
@@ -63,10 +69,7 @@ def build_models(tmp: Path, yolo_size: str, device: str, flip: bool) -> dict[str
     import torch
     from ultralytics import YOLO
 
-    from detect.hog import HogDetector
     from detect.hrnet import HRNetW32Pose, to_mmpose_state_dict
-    from detect.pose import HRNetKeypoints
-    from detect.yolo import YoloDetector
 
     yolo_path = tmp / f"yolov5{yolo_size}u_random.pt"
     YOLO(f"yolov5{yolo_size}u.yaml").save(str(yolo_path))
@@ -159,8 +162,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every row's wall seconds and frames/s on ``args.min_batches`` (or more) full batches."""
-    from detect.yolo import resolve_device
-
     device = resolve_device(args.device)
     clips = CLIPS[: 1 if args.smoke else 3]
     videos = [Path(v) for v in args.videos] if args.videos else [VIDEOS / c for c in clips]

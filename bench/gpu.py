@@ -27,12 +27,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
+    from bench import run_as_module
 
-from bench.gpu_parts.budget import Clock, run_part, skipped  # noqa: E402
-from bench.gpu_parts.context import Context  # noqa: E402
-from bench.gpu_parts.parts import DEFAULT_TOTAL_S, PARTS, STARTUP_S  # noqa: E402
-from common.atomic import write_json, write_text  # noqa: E402
+    run_as_module("bench.gpu")
+
+from bench.gpu_parts.budget import Clock, run_part, skipped
+from bench.gpu_parts.context import Context
+from bench.gpu_parts.parts import DEFAULT_TOTAL_S, PARTS, STARTUP_S
+from bench.gpu_parts.report import markdown, printed
+from common.atomic import write_json, write_text
+from common.log import setup_logging
 
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs"
@@ -163,8 +168,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if line:
         print(line, file=sys.stderr)
         raise SystemExit(2)
-    from common.log import setup_logging
-
     setup_logging()
     report = describe(args, argv, "cpu" if args.smoke else "cuda")
     report["parts"], report["startup_s"] = {}, round(clock.elapsed(), 1)
@@ -178,8 +181,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["work"] = str(work)
         run_all(args, work, clock, report)
     report["seconds"] = round(clock.elapsed(), 1)
-    from bench.gpu_parts.report import markdown, printed
-
     print(printed(report))
     write_json(args.out, report)
     write_text(args.md, markdown(report))

@@ -22,14 +22,19 @@ import argparse
 import dataclasses
 import functools
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
+    from bench import run_as_module
 
-from common.shard_index import write_shard_index  # noqa: E402
+    run_as_module("bench.pretrain")
+
+from common.atomic import write_json
+from common.shard_index import write_shard_index
+from pretrain.logs import read_metrics
+from pretrain.settings import PretrainSettings
 
 UNLABELED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "unlabeled"
 
@@ -126,7 +131,6 @@ def full_trainer(cfg, work: Path, args: argparse.Namespace) -> tuple[float, floa
     The rate runs from the first logged row after the warm-up to the last row; rows are written
     at host synchronisations, so the window is exact.
     """
-    from pretrain.logs import read_metrics
     from pretrain.trainer import Trainer
 
     warm_rows = -(-args.warmup // args.log_every) * args.log_every
@@ -156,8 +160,6 @@ def run_in(args: argparse.Namespace, work: Path) -> dict:
 
 def settings(args: argparse.Namespace, shards: Path):
     """The pre-training settings of all three runs, on ``shards``."""
-    from pretrain.settings import PretrainSettings
-
     return PretrainSettings(
         shards=str(shards),
         arch=args.arch,
@@ -280,8 +282,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     report = run(args)
     print(table(report))
-    from common.atomic import write_json
-
     write_json(args.out, report)
     print(f"wrote {args.out}")
     return report

@@ -15,6 +15,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from pretrain.presets import Recipe
+from pretrain.tarstream import tar_samples
+from shards.write.tarshard import ShardWriter, shard_name
+
 BATCH = 64  # loader batches, so that worker-to-trainer transfer is per batch as in training
 HEIGHT, WIDTH = 256, 128  # the paper's input: what the loader resizes every crop to
 
@@ -82,8 +86,6 @@ def mixed_shards(files: list[Path], out: Path, per_shard: int) -> list[str]:
     """
     import random
 
-    from shards.tarshard import ShardWriter, shard_name
-
     order = random.Random(0).sample(files, len(files))
     out.mkdir(parents=True)
     urls = []
@@ -99,7 +101,6 @@ def mixed_shards(files: list[Path], out: Path, per_shard: int) -> list[str]:
 def read_shards(urls: list[str], workers: int, images: int) -> int:
     """Images through pre-training's loader over the shards (resampled, shuffled), in full batches."""
     from pretrain.data import make_loader
-    from pretrain.presets import Recipe
 
     steps = images // BATCH
     loader = make_loader(
@@ -153,7 +154,6 @@ def measure_decode(shards_dir: str, device: str, batch: int, seconds: float) -> 
 
     from pretrain.data import collate_jpegs, decode_image, image_batches
     from pretrain.decode import decode_to_batch
-    from pretrain.tarstream import tar_samples
 
     urls = [{"url": str(p)} for p in sorted(Path(shards_dir).glob("lup-*.tar"))]
     jpegs = [s["jpg"] for s in islice(tar_samples(urls, lambda e: False, ("jpg",)), 4096)]

@@ -37,16 +37,20 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
+    from bench import run_as_module
 
-from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed  # noqa: E402
-from common.atomic import write_json  # noqa: E402
-from shards.build import build_shards  # noqa: E402
-from shards.export_lmdb import export_lmdb  # noqa: E402
-from shards.from_images import list_images  # noqa: E402
-from shards.items import decode_image, encode_jpeg  # noqa: E402
-from shards.settings import ExportLmdbSettings, ShardSettings  # noqa: E402
-from shards.tarshard import ShardWriter, shard_name  # noqa: E402
+    run_as_module("bench.shards")
+
+from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed
+from common.atomic import write_json
+from common.engine import ray_init
+from shards.build import build_shards
+from shards.release.export_lmdb import export_lmdb
+from shards.settings import ExportLmdbSettings, ShardSettings
+from shards.sources.images import list_images
+from shards.write.items import decode_image, encode_jpeg
+from shards.write.tarshard import ShardWriter, shard_name
 
 __all__ = ["measure_decode", "main"]
 
@@ -113,8 +117,6 @@ def timed_build(cfg: ShardSettings, root: Path) -> tuple[dict[str, Any], float]:
 def engine_rows(folder: Path, workspace: Path | None, tmp: Path, workers: int, max_samples: int) -> list:
     """build-shards on the local pool (baseline) and as Ray tasks, on crops and on videos."""
     import pandas as pd
-
-    from common.engine import ray_init
 
     ray_init(None, workers)  # start-up (~5 s) is paid once per cluster, not per build: not timed
     rows = []

@@ -34,10 +34,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
+    from bench import run_as_module
 
-import pipeline  # noqa: E402
-from common.atomic import write_json, write_text  # noqa: E402
+    run_as_module("bench.transfer")
+
+import pipeline
+from common.atomic import write_json, write_text
+from common.errors import UsageError
+from common.log import setup_logging
 
 log = logging.getLogger("bench.transfer")
 RESULTS = REPO / "bench" / "results"
@@ -199,7 +204,6 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
 
 def available_baselines(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
     """``{name: init}`` of the baselines whose weights can be had, and a note for each dropped one."""
-    from common.errors import UsageError
     from finetune.imagenet import imagenet_state
 
     inits, notes = {}, []
@@ -268,8 +272,6 @@ def format_rows(rows: list[dict[str, Any]], markdown: bool) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    from common.log import setup_logging
-
     setup_logging()
     start = time.perf_counter()
     pretrained = pretrain_all(args) if pretrain_available() else {}

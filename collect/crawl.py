@@ -27,7 +27,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from collect import manifest
 from collect.cities import load_cities, load_urls
 from collect.download import Cancelled, Fetched, copy_local, download
 from collect.failures import OK, PENDING, RETRY_ON_RERUN
@@ -36,7 +35,9 @@ from collect.probe import ProbeError, probe_video
 from collect.search import search_candidates
 from collect.settings import CrawlSettings
 from collect.vnames import VNameList, load_vnames, report, video_url
+from common.engine import run_tasks
 from common.errors import UsageError, require_path
+from common.manifests import videos as manifest
 
 SAVE_EVERY_S = 5.0  # seconds between manifest rewrites while downloading
 log = logging.getLogger(__name__)
@@ -163,8 +164,6 @@ def fetched_ray(
     cfg: CrawlSettings, rows: list[dict[str, Any]], todo: list[int], root: Path
 ) -> Iterator[tuple[int, tuple[dict, bool]]]:
     """``(row index, process(...))`` as downloads finish, one Ray task per video."""
-    from common.engine import run_tasks
-
     tasks = [(cfg, dict(rows[i]), str(root.resolve())) for i in todo]
     done = run_tasks(
         process_task, tasks, engine="ray", workers=cfg.workers, address=cfg.address, desc="download"

@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-OK = "ok"
-PENDING = "pending"
-STATUSES = (OK, "unavailable", "private", "rate_limited", "too_large", "not_found", "error")
-RETRY_ON_RERUN = frozenset({PENDING, "rate_limited", "error"})
+from common.errors import one_line
+from common.manifests.videos import OK, PENDING, RETRY_ON_RERUN, STATUSES
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+__all__ = ["OK", "PENDING", "RETRY_ON_RERUN", "STATUSES", "classify", "classify_message", "one_line"]
+
 # Checked in order; the first match wins. YouTube's wording, as yt-dlp reports it.
 PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ("error", re.compile(r"requested format is not available", re.I)),
@@ -33,15 +32,6 @@ PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
         ),
     ),
 )
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """``text`` without colour codes, ``ERROR:`` prefixes and line breaks, at most ``limit`` chars."""
-    text = ANSI.sub("", str(text))
-    text = re.sub(r"^(ERROR|WARNING):\s*", "", text.strip())
-    text = re.sub(r"\s*\(caused by .*\)\s*$", "", text, flags=re.S)  # yt-dlp repeats the cause
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -17,11 +17,11 @@ from typing import Any
 
 from collect.failures import classify, http_status, is_network_error, one_line
 from collect.ids import sanitize_id
-from collect.manifest import new_row
 from collect.settings import CrawlSettings
 from collect.ytdl import KeepLogger, common_options, search_options
 from common.atomic import write_json
 from common.errors import UsageError
+from common.manifests.videos import new_row
 
 log = logging.getLogger(__name__)
 YOUTUBE = "https://www.youtube.com/"

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from common.errors import UsageError
+
 T = TypeVar("T")
 R = TypeVar("R")
 Engine = Literal["local", "ray"]
@@ -84,8 +86,6 @@ def _local(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[t
 def _worker_died(fn: Callable, items: Sequence, futures: dict) -> Exception:
     """One line naming the first unfinished item of a pool whose worker process vanished
     (SIGKILL, the OOM killer): ``concurrent.futures`` fails every unfinished task at once."""
-    from common.errors import UsageError
-
     unfinished = sorted(i for fut, i in futures.items() if not _succeeded(fut))
     first = repr(items[unfinished[0]]) if unfinished else "?"
     first = first if len(first) <= 200 else first[:197] + "..."
@@ -130,8 +130,6 @@ def user_errors_unwrapped() -> Iterator[None]:
     """A ``UsageError`` raised in a Ray worker reaches the caller as itself (one line for the
     user), not wrapped in Ray's remote traceback; other errors keep Ray's wrapping."""
     import ray
-
-    from common.errors import UsageError
 
     try:
         yield

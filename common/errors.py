@@ -1,6 +1,9 @@
 """Errors that mean "the user asked for something impossible", not "the program is broken"."""
 
+import re
 from pathlib import Path
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class UsageError(Exception):
@@ -26,3 +29,12 @@ def require_path(path: str | None, what: str, *, is_dir: bool | None = None) -> 
     if is_dir is False and not p.is_file():
         raise UsageError(f"{what}: {p} is not a file")
     return p
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` without colour codes, ``ERROR:`` prefixes and line breaks, at most ``limit`` chars."""
+    text = ANSI.sub("", str(text))
+    text = re.sub(r"^(ERROR|WARNING):\s*", "", text.strip())
+    text = re.sub(r"\s*\(caused by .*\)\s*$", "", text, flags=re.S)  # yt-dlp repeats the cause
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from common.atomic import write_text
 from common.errors import SettingsError
 
 T = TypeVar("T")
@@ -261,8 +262,6 @@ def save_settings(obj: Any, path: str | Path, section: str) -> None:
 
     Fields marked ``saved=False`` are written with their default.
     """
-    from common.atomic import write_text
-
     values = settings_to_dict(obj)
     for f in dataclasses.fields(obj):
         if not f.metadata.get("saved", True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from common.atomic import write_parquet
 from common.errors import UsageError
 
 INDEX_NAME = "index.parquet"
@@ -76,8 +77,6 @@ def write_shard_index(shards_dir: str | Path) -> Path:
     """Write ``<shards_dir>/index.parquet`` listing every ``*.tar`` there (for shards written
     outside build-shards, e.g. benchmarks); its path."""
     import pandas as pd
-
-    from common.atomic import write_parquet
 
     folder = Path(shards_dir)
     rows = [index_row(p) for p in sorted(folder.glob("*.tar"))]

@@ -6,12 +6,9 @@ A test checks the file equals this output, so the two never drift apart.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 HEADER = (
     "# The paper's settings (Fu et al., CVPR 2021, and ../shared/DESIGN.md), one section per stage.\n"

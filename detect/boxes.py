@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from common.atomic import atomic_path
-from filter.person_rules import PersonRules, person_reason
+from detect.person_rules import PersonRules, person_reason
 
 
 def _schema():

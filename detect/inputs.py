@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from collect.failures import one_line
-from common.errors import UsageError
+from common.errors import UsageError, one_line
 from detect.boxes import read_video_summary
 
 FILTER_TABLE = "video_filter.parquet"

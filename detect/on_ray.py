@@ -3,7 +3,7 @@
 Each actor (one GPU each when the cluster has GPUs, else one CPU) builds its models once and
 takes up to ``ray_videos_per_call`` videos at a time (fewer when that would leave an actor idle); it decodes their sampled frames (with
 ``workers`` processes on a GPU actor, inline on a CPU actor), batches them across those videos
-and writes ``detections/<video_id>.parquet`` itself, exactly as ``detect.run.detect_videos`` does
+and writes ``detections/<video_id>.parquet`` itself, exactly as ``detect.batch_runner.detect_videos`` does
 on one machine. ``root`` must therefore be on storage every node mounts at the same path.
 """
 
@@ -14,6 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from common.engine import actor_shape, ray_init, run_actors
+from detect.batch_runner import BatchRunner, detect_videos
+from detect.models import build_detector, build_pose, rules_for
 from detect.sampling import VideoJob
 from detect.settings import DetectSettings
 
@@ -24,15 +27,11 @@ class VideoDetector:
     """One worker's detector, keypoint model and rules: ``worker(jobs) -> (results, frames)``."""
 
     def __init__(self, cfg: DetectSettings, out_dir: str, decode_workers: int) -> None:
-        from detect.run import build_detector, build_pose, rules_for
-
         self.cfg, self.out_dir, self.decode_workers = cfg, Path(out_dir), decode_workers
         self.detector, self.pose, self.rules = build_detector(cfg), build_pose(cfg), rules_for(cfg)
 
     def __call__(self, jobs: list[VideoJob]) -> tuple[dict[str, dict[str, Any]], int]:
         """Detect persons in ``jobs``; per-video results (as ``BatchRunner.results``) and frames."""
-        from detect.run import BatchRunner, detect_videos
-
         runner = BatchRunner(self.detector, self.pose, self.rules, self.out_dir, self.cfg.batch_size)
         frames = detect_videos(runner, jobs, self.cfg.frame_step, self.decode_workers)
         return runner.results, frames
@@ -44,8 +43,6 @@ def detect_on_ray(
     """Run ``jobs`` on Ray actors (``common.engine.run_actors``): merged per-video results, frames
     done, and the pool's shape (actors, CPUs and GPUs each)."""
     import ray
-
-    from common.engine import actor_shape, ray_init, run_actors
 
     workers = max(cfg.workers, 1)
     ray_init(cfg.address, workers)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UsageError
+from detect.pose_transforms import crop_person, decode_heatmaps, flip_back, normalize
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ class HRNetKeypoints:
         """(N, 256, 192, 3) BGR uint8 crops -> (N, 17, 64, 48) heatmaps (flip test averaged)."""
         import torch
 
-        from detect.pose_transforms import flip_back, normalize
-
         out = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
@@ -78,8 +77,6 @@ class HRNetKeypoints:
         return np.concatenate(out) if out else np.zeros((0, 17, 64, 48), dtype=np.float32)
 
     def __call__(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        from detect.pose_transforms import crop_person, decode_heatmaps
-
         crops, centers, scales, counts = [], [], [], []
         for frame, boxes in items:
             counts.append(len(boxes))

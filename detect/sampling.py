@@ -14,7 +14,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from detect.frames import read_frames
+from common.media.frames import read_frames
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import write_json
+from common.media.frame_index import index_video
+from common.media.frames import count_frames, read_frames
+from filter.phash import phash
+from filter.vr import metadata_signal
 
 PROBE_VERSION = 1
 
@@ -65,9 +69,6 @@ def static_difference(frames: list[np.ndarray], width: int) -> float:
 
 def _stream_facts(path: Path) -> tuple[int, float, str]:
     """(frames, fps, codec) from the packet index, or from OpenCV when PyAV cannot index the file."""
-    from detect.frame_index import index_video
-    from detect.frames import count_frames
-
     try:
         index = index_video(path)
     except OSError:
@@ -86,10 +87,6 @@ def _stream_facts(path: Path) -> tuple[int, float, str]:
 def probe_video(path: str | Path, count: int, width: int) -> Probe:
     """Probe ``path`` with ``count`` evenly spaced frames (compared at ``width`` px wide); failures
     land in ``Probe.error``."""
-    from detect.frames import read_frames
-    from filter.phash import phash
-    from filter.vr import metadata_signal
-
     path = Path(path)
     if not path.is_file():
         return Probe(error=f"file not found: {path}")

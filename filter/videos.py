@@ -26,9 +26,13 @@ from typing import Any
 import numpy as np
 
 from common.atomic import write_parquet
+from common.engine import run_tasks
 from common.errors import UsageError
+from common.manifests.videos import MANIFEST, read_frame
+from filter.near_dup import near_duplicates
 from filter.probe import Probe, cached_probe
 from filter.settings import FilterSettings
+from filter.vr import vr_signal
 
 log = logging.getLogger(__name__)
 COLUMNS = ["video_id", "path", "city", "keep", "reason", "detail", "n_frames", "fps", "width", "height"]
@@ -36,10 +40,8 @@ PROBE_DIR = "filter_probes"
 
 
 def load_videos(root: Path):
-    """The rows of ``root/videos.parquet`` whose status is "ok" (checked by ``collect.manifest``:
+    """The rows of ``root/videos.parquet`` whose status is "ok" (checked by ``common.manifests.videos``:
     a damaged or foreign file is a one-line ``UsageError``)."""
-    from collect.manifest import MANIFEST, read_frame
-
     manifest = root / MANIFEST
     if not manifest.exists():
         raise UsageError(f"{manifest} does not exist: run crawl first")
@@ -54,8 +56,6 @@ def _probe_task(task: tuple[str, str, int, int]) -> Probe:
 
 def probe_all(tasks: list[tuple[str, str, int, int]], cfg: FilterSettings) -> list[Probe]:
     """Probe every (path, cache, frames, width) task on ``cfg.engine``, in the order of ``tasks``."""
-    from common.engine import run_tasks
-
     probes: list[Probe | None] = [None] * len(tasks)
     results = run_tasks(
         _probe_task,
@@ -72,8 +72,6 @@ def probe_all(tasks: list[tuple[str, str, int, int]], cfg: FilterSettings) -> li
 
 def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, str]:
     """(reason, detail) of one probed, non-duplicate video, before the near-duplicate check."""
-    from filter.vr import vr_signal
-
     if probe.error:
         return "unreadable", probe.error
     if probe.n_frames < cfg.min_frames:
@@ -87,26 +85,19 @@ def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, s
 
 
 def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[int, Probe], cfg: FilterSettings) -> None:
-    """Turn kept rows whose hashes match an earlier kept row into ``near_duplicate`` (in place)."""
-    from filter.phash import mean_distances
+    """Turn kept rows whose hashes match an earlier kept row into ``near_duplicate`` (in place).
 
-    kept_ids: list[str] = []
-    kept_hashes = np.zeros((0, cfg.static_frames), dtype=np.uint64)
-    for i, row in enumerate(rows):
-        if row["reason"] != "ok":
-            continue
-        signature = [int(h, 16) for h in probes[i].hashes]
-        if len(signature) == cfg.static_frames and len(kept_ids):
-            distances = mean_distances(signature, kept_hashes)
-            j = int(np.argmin(distances))
-            if distances[j] <= cfg.near_duplicate_distance:
-                row.update(
-                    reason="near_duplicate", detail=f"like {kept_ids[j]} (distance {distances[j]:.1f})"
-                )
-                continue
-        if len(signature) == cfg.static_frames:
-            kept_ids.append(row["video_id"])
-            kept_hashes = np.vstack([kept_hashes, np.asarray(signature, dtype=np.uint64)[None, :]])
+    Only rows with all ``static_frames`` hashes take part; ``filter.near_dup`` decides, in row order.
+    """
+    k = cfg.static_frames
+    rows_in = [i for i, row in enumerate(rows) if row["reason"] == "ok" and len(probes[i].hashes) == k]
+    signatures = np.empty((len(rows_in), k), dtype=np.uint64)  # one matrix, filled once
+    for n, i in enumerate(rows_in):
+        signatures[n] = [int(h, 16) for h in probes[i].hashes]
+    for i, match in zip(rows_in, near_duplicates(signatures, cfg.near_duplicate_distance), strict=True):
+        if match is not None:
+            like, distance = rows[rows_in[match[0]]]["video_id"], match[1]
+            rows[i].update(reason="near_duplicate", detail=f"like {like} (distance {distance:.1f})")
 
 
 def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from common.atomic import write_json, write_text
 from common.errors import UsageError
+from common.integrity import remove_stale_temporaries
 from common.settings import save_settings
 from finetune.backbone import build_resnet, load_backbone_weights, read_checkpoint
 from finetune.checkpoint import check_resumable, save_checkpoint
@@ -38,7 +39,6 @@ from finetune.normalisation import choose_normalisation
 from finetune.records import relabel
 from finetune.settings import FinetuneSettings
 from finetune.subsets import few_shot, small_scale
-from pretrain.integrity import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 METRIC_COLUMNS = ("epoch", "steps", "loss", "ce", "triplet", "acc", "lr", "seconds")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from common.errors import UsageError
+from common.integrity import Damaged, checked_digest, sidecar, write_checked
 from common.safe_load import NotATorchFile, load_tensors_only
-from pretrain.integrity import Damaged, checked_digest, sidecar, write_checked
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"step_(\d{8})\.pt$")

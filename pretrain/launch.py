@@ -19,15 +19,13 @@ from typing import Any
 
 from common.errors import UsageError
 from common.settings import settings_to_dict
-from pretrain.shardlist import ShardList
+from pretrain.shardlist import ShardList, shard_list, verify_shards
 
 log = logging.getLogger(__name__)
 
 
 def _check_before_launch(cfg, root: Path) -> ShardList:
     """Fail with one line here rather than inside every spawned worker; the shards to read."""
-    from pretrain.shardlist import shard_list
-
     shards = shard_list(cfg.shards, root)
     if cfg.device == "cuda" or (cfg.device == "auto" and cfg.gpus > 1):
         import torch
@@ -43,7 +41,6 @@ def _check_before_launch(cfg, root: Path) -> ShardList:
 def pretrain(cfg, root: Path) -> dict[str, Any]:
     """Pre-train MoCo v2 on the shards; the summary of rank 0 (``ranks_agree`` over this node's ranks)."""
     from pretrain.finished import finished_summary, planned_stop
-    from pretrain.shardlist import verify_shards
     from pretrain.trainer import train_worker
 
     root = Path(root)

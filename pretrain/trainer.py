@@ -22,6 +22,8 @@ import torch.distributed as dist
 
 from common.backbone_card import write_card
 from common.errors import UsageError
+from common.integrity import DISK_FULL, remove_stale_temporaries
+from common.log import setup_logging
 from common.settings import save_settings, settings_to_dict
 from pretrain.augment import BatchAugment
 from pretrain.augment_cpu import PerSampleAugment
@@ -38,7 +40,6 @@ from pretrain.checkpoint import (
 from pretrain.data import make_loader
 from pretrain.decode import decode_to_batch
 from pretrain.finished import record_finished
-from pretrain.integrity import DISK_FULL, remove_stale_temporaries
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
 from pretrain.presets import recipe_from_settings
@@ -400,8 +401,6 @@ def out_of_memory(cfg) -> str:
 
 def train_worker(cfg, root: Path) -> dict[str, Any]:
     """Entry of one process (launched by ``launch.pretrain`` or by an external torchrun)."""
-    from common.log import setup_logging
-
     setup_logging()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if cfg.cpu_threads:

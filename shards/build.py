@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
-from shards import plan_guard, progress, replace, sources
+from shards.checks.table1 import dataset_stats
+from shards.release.dets_report import write_report
 from shards.settings import ShardSettings
-from shards.table1 import dataset_stats
-from shards.writer import write_shards
+from shards.sources import pick
+from shards.write import plan_guard, progress, replace
+from shards.write.writer import write_shards
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,10 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     """Plan the samples of the chosen source, write the shards, then ``stats.json``.
 
     Shards of another plan are never deleted: the build is refused, or (``replace_shards``) the
-    new plan is built in ``shards.next`` and swapped in when complete (``shards.replace``).
+    new plan is built in ``shards.next`` and swapped in when complete (``shards.write.replace``).
     """
     root = Path(root).resolve()  # tasks carry absolute paths: Ray workers run elsewhere
-    source, tasks, counts = sources.plan(cfg, root)
+    source, tasks, counts = pick.plan(cfg, root)
     if not tasks:
         log.warning("no samples to write from %s", source)
     settings = {
@@ -71,7 +73,7 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
         tasks,
         replace.staging(root) if beside else root / "shards",
         settings,
-        sources.run_job,
+        pick.run_job,
         cfg.workers,
         cfg.jpeg_quality,
         cfg.engine,
@@ -86,8 +88,6 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     write_json(root / "stats.json", stats)
     if source == "dets":
         import pandas as pd
-
-        from shards.dets_report import write_report
 
         samples = pd.read_parquet(root / "shards" / "samples.parquet")
         report = write_report(root, cfg.from_dets, tasks, samples)

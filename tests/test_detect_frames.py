@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from reference import opencv_frames
 
-from detect.frame_index import StreamIndex, decode_plan, index_video
-from detect.frames import count_frames, read_frames
+from common.media.frame_index import StreamIndex, decode_plan, index_video
+from common.media.frames import count_frames, read_frames
 from detect.sampling import sample_indices
 
 CLIPS = [

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from common.errors import UsageError
-from detect.frames import read_frames
+from common.media.frames import read_frames
 from detect.hrnet import (
     CheckpointError,
     HRNetW32Pose,
@@ -222,9 +222,9 @@ def test_adapter_keypoints_on_a_real_person(pose, person):
 def test_detect_stage_applies_keypoint_rules(checkpoint, videos_dir, tmp_path):
     import pandas as pd
 
+    from detect.person_rules import PersonRules, person_reason
     from detect.run import detect
     from detect.settings import DetectSettings
-    from filter.person_rules import PersonRules, person_reason
 
     row = {
         "video_id": "street",

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline
-from detect.frames import read_frames
+from common.media.frames import read_frames
+from detect.person_rules import PersonRules, person_reason
 from detect.settings import DetectSettings
-from filter.person_rules import PersonRules, person_reason
 
 VIDEOS = {"one-by-one-person-detection.mp4": 1394, "street-crossing.mp4": 671}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from common.errors import UsageError
-from detect.frames import read_frames
+from common.media.frames import read_frames
 from detect.run import detect
 from detect.settings import DetectSettings
 

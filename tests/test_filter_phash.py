@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.frames import read_frames
+from common.media.frames import read_frames
 from filter.phash import dct_matrix, hamming, mean_distances, phash
 from filter.probe import Probe
 from filter.settings import FilterSettings

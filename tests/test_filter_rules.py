@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from filter.person_rules import HEAD, LOWER_BODY, UPPER_BODY, PersonRules, person_reason
+from detect.person_rules import HEAD, LOWER_BODY, UPPER_BODY, PersonRules, person_reason
 from filter.probe import Probe, probe_positions
 from filter.settings import FilterSettings
 from filter.videos import decide

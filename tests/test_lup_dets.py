@@ -22,7 +22,7 @@ import webdataset as wds
 import pipeline
 from common.errors import UsageError
 from shards.build import build_shards
-from shards.export_lmdb import export_lmdb
+from shards.release.export_lmdb import export_lmdb
 from shards.settings import ExportLmdbSettings, ShardSettings
 
 CROSSING = "street-crossing.mp4"  # 640x360, 671 frames

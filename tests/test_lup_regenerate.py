@@ -25,7 +25,7 @@ import pytest
 import webdataset as wds
 from reference import reference_frames
 
-from shards.export_lmdb import export_lmdb
+from shards.release.export_lmdb import export_lmdb
 from shards.settings import ExportLmdbSettings
 
 REPO = Path(__file__).resolve().parent.parent

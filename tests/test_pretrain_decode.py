@@ -28,7 +28,7 @@ from pretrain.launch import pretrain
 from pretrain.presets import Recipe
 from pretrain.settings import PretrainSettings
 from pretrain.tarstream import tar_samples
-from shards.tarshard import ShardWriter
+from shards.write.tarshard import ShardWriter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 IMAGES = 64

@@ -265,7 +265,6 @@ def test_corrupt_images_are_skipped(crop_shards, tmp_path, caplog):
 
 
 def test_bench_smoke(tmp_path, unlabeled_dir):
-    sys.path.insert(0, str(REPO))
     from bench.pretrain import main
 
     out = tmp_path / "bench.json"

@@ -36,9 +36,9 @@ from processes import kill_group_when
 import pipeline
 from common.errors import UsageError
 from shards.build import build_shards
+from shards.checks.stats import stats
+from shards.checks.verify import verify_shards
 from shards.settings import ShardSettings, StatsSettings, VerifySettings
-from shards.stats import stats
-from shards.verify import verify_shards
 
 REPO = Path(pipeline.__file__).resolve().parent
 HANG_S = 30  # a command that has not ended this long after its worker died is hung

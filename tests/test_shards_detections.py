@@ -15,9 +15,9 @@ from PIL import Image
 from reference import reference_frames
 
 from shards.build import build_shards
+from shards.checks.stats import stats
+from shards.checks.verify import verify_shards
 from shards.settings import ShardSettings, StatsSettings, VerifySettings
-from shards.stats import stats
-from shards.verify import verify_shards
 
 VIDEO = "one-by-one-person-detection.mp4"  # 768x432, 1,394 frames
 # (frame, x1, y1, x2, y2, score, valid): person boxes found by OpenCV's HOG on these frames,

@@ -130,7 +130,7 @@ def samples_raw(root: Path, key: str) -> bytes:
 
 
 def test_shards_respect_both_caps_and_ignore_worker_count(unlabeled_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("shards.from_images.CHUNK", 8)  # several tasks, so workers=2 uses a pool
+    monkeypatch.setattr("shards.sources.images.CHUNK", 8)  # several tasks, so workers=2 uses a pool
     tree = tmp_path / "tree"
     tree.mkdir()
     for src in sorted((unlabeled_dir / "CUHK").glob("*.jpg"))[:60]:
@@ -177,7 +177,7 @@ def test_importer_usage_errors(tmp_path):
 @pytest.mark.parametrize("size", [0, 1, 512, 513, 70_000])
 def test_member_bytes_matches_what_tarfile_writes(tmp_path, name, size):
     """The byte cap's arithmetic equals the bytes tarfile really writes (long names get pax headers)."""
-    from shards.tarshard import ShardWriter, closed_size, member_bytes
+    from shards.write.tarshard import ShardWriter, closed_size, member_bytes
 
     writer = ShardWriter(tmp_path / "t.tar", 10, 1 << 30)
     key, ext = name.rsplit(".", 1)

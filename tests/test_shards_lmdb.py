@@ -14,8 +14,8 @@ import webdataset as wds
 
 from common.errors import UsageError
 from shards.build import build_shards
+from shards.checks.table1 import dataset_stats
 from shards.settings import ShardSettings
-from shards.table1 import dataset_stats
 
 
 def make_lup_lmdb(crops: list[Path], dest: Path, keys_format: str) -> dict[str, bytes]:

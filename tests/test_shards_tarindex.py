@@ -1,4 +1,4 @@
-"""shards.tarindex against Python's tarfile: same names, data offsets and sizes; bad archives refused."""
+"""shards.release.tarindex against Python's tarfile: same names, data offsets and sizes; bad archives refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from shards.tarindex import members, read_members
+from shards.release.tarindex import members, read_members
 
 NAMES = ["a.jpg", "d" * 90 + "/" + "x" * 60 + ".json", "k" * 120 + ".jpg", "ünï.json", "empty.jpg"]
 

@@ -12,8 +12,8 @@ import pytest
 import pipeline
 from common.errors import UsageError
 from shards.build import build_shards
+from shards.checks.verify import verify_shards
 from shards.settings import ShardSettings, VerifySettings
-from shards.verify import verify_shards
 
 
 @pytest.fixture()

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pipeline
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -59,8 +61,6 @@ def subset_tree(source: Path, dest: Path, fraction: float = 1.0, per_folder: int
 
 def build_shards(images: Path, root: Path, workers: int) -> dict[str, Any]:
     """``build-shards --from-images images`` into ``root``, as the CLI runs it; its summary and seconds."""
-    import pipeline
-
     flags = {"from_images": str(images), "workers": max(1, workers), "max_samples": 1000}
     settings = pipeline.resolve("build-shards", None, flags)
     start = time.perf_counter()

@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from bench import pretrain as bench_pretrain
 from bench.gpu_parts.context import Context
+from bench.shards import measure_decode
+from pretrain.settings import PretrainSettings
 
 NAMES = {  # measure_decode's keys -> what they are
     "cpu_worker_crops_per_s": ("one CPU loader worker: OpenCV decode + resize to 256x128", "crops/s"),
@@ -27,12 +30,6 @@ def run(ctx: Context, record: dict[str, Any]) -> None:
 
 def measure_rows(ctx: Context, record: dict[str, Any]) -> None:
     """``measure_decode`` on the shared shards, one row per figure it returns."""
-    try:
-        from bench.shards import measure_decode
-    except ImportError as e:
-        record["status_override"] = "not available"
-        record["notes"].append(f"measure_decode not available: bench/shards.py has none yet ({e})")
-        return
     batch, seconds = (16, 0.2) if ctx.smoke else (256, 5.0)
     result = measure_decode(str(ctx.shards() / "shards"), ctx.device, batch, seconds)
     record.setdefault("raw", {})["measure_decode"] = result
@@ -44,9 +41,6 @@ def measure_rows(ctx: Context, record: dict[str, Any]) -> None:
 
 def trainer_row(ctx: Context, record: dict[str, Any]) -> None:
     """``bench/pretrain.py``'s (c), the trainer streaming the shards, with ``gpu_decode=True``."""
-    from bench import pretrain as bench_pretrain
-    from pretrain.settings import PretrainSettings
-
     if "gpu_decode" not in {f.name for f in dataclasses.fields(PretrainSettings)}:
         record["status_override"] = "not available"
         record["notes"].append("the trainer has no gpu_decode setting yet")

@@ -13,12 +13,13 @@ import time
 from typing import Any
 
 from bench.gpu_parts.context import IMAGE_SUFFIXES, Context, evenly
+from common.normalisation import named
+from finetune.records import Sample
+from finetune.settings import EvaluateSettings
 
 
 def reid_samples(ctx: Context, count: int) -> list:
     """``count`` images spread over every benchmark folder under ``reid/``, as ``Sample`` records."""
-    from finetune.records import Sample
-
     paths = sorted(p for p in (ctx.data / "reid").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     return [Sample(path=p, pid=0, camid=0) for p in evenly(paths, count)]
 
@@ -29,8 +30,6 @@ def extract(model, samples: list, size: tuple[int, int], batch: int, device, wor
 
     kwargs: dict[str, Any] = {}
     if "norm" in inspect.signature(extract_features).parameters:
-        from common.normalisation import named
-
         kwargs["norm"] = named("lup", "bench/gpu.py")
     return extract_features(
         model,
@@ -65,7 +64,6 @@ def run(ctx: Context, record: dict[str, Any]) -> None:
     import torch
 
     from finetune.evaluate_cmd import frozen_backbone
-    from finetune.settings import EvaluateSettings
 
     arch, size, count = ("resnet18", (64, 32), 64) if ctx.smoke else ("resnet50", (256, 128), 4096)
     batch = 32 if ctx.smoke else EvaluateSettings.batch_size

@@ -13,7 +13,7 @@ from typing import Any
 
 from common.errors import UsageError
 from common.shard_index import INDEX_NAME, read_shard_index
-from shards.items import RECORD_DEFAULTS
+from shards.write.items import RECORD_DEFAULTS
 
 # The paper's row of Table 1, printed next to ours.
 PAPER_ROW = {

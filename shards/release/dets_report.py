@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
-from shards.items import Task
+from shards.write.items import Task
 
 REPORT = "dets_report.json"
 

@@ -22,7 +22,7 @@ from common.atomic import write_json
 from common.errors import UsageError
 from common.shard_index import INDEX_NAME, read_shard_index, sha256_file
 from shards.settings import VerifySettings
-from shards.workers import ordered_map
+from shards.write.workers import ordered_map
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "verify.json"
@@ -121,7 +121,9 @@ def verify_shards(cfg: VerifySettings, root: Path) -> dict[str, Any]:
     index = read_shard_index(out)
     index_sha256 = sha256_file(out / INDEX_NAME)
     jobs = [(str(out / r["shard"]), r, cfg.decode) for r in index.to_dict("records")]
-    reports = list(ordered_map(check_shard, jobs, cfg.workers, "shards.verify", label=lambda job: job[0]))
+    reports = list(
+        ordered_map(check_shard, jobs, cfg.workers, "shards.checks.verify", label=lambda job: job[0])
+    )
     unlisted = sorted(p.name for p in out.glob("lup-*.tar") if p.name not in set(index["shard"]))
     bad = {r["shard"]: r["problems"] for r in reports if r["problems"]}
     bad.update({name: ["not in index.parquet"] for name in unlisted})

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_parquet
-from shards import progress
-from shards.items import Result, Task
-from shards.tarshard import ShardWriter, shard_name
-from shards.verify import drop_stale_report
-from shards.workers import engine_map
+from shards.checks.verify import drop_stale_report
+from shards.write import progress
+from shards.write.items import Result, Task
+from shards.write.tarshard import ShardWriter, shard_name
+from shards.write.workers import engine_map
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def write_shards(
 ) -> dict[str, Any]:
     """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet and samples.parquet.
 
-    ``run_job((task, quality))`` makes a task's results, on ``engine`` (``shards.workers``).
+    ``run_job((task, quality))`` makes a task's results, on ``engine`` (``shards.write.workers``).
     ``plan`` is what ``plan.json`` records (at least ``fingerprint``, the default); another plan's
     shards in ``out`` stop the build unless ``discard_other`` (``progress.start``).
     """
@@ -114,7 +114,7 @@ def write_shards(
     drop_stale_report(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
     bar = tqdm(total=n_items, initial=len(done_keys), unit="img", desc="build-shards", mininterval=1.0)
     try:
-        for results in engine_map(run_job, jobs, workers, "shards.sources", engine, address, job_label):
+        for results in engine_map(run_job, jobs, workers, "shards.sources.pick", engine, address, job_label):
             for result in results:
                 build.add(result)
             bar.update(len(results))

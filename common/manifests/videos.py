@@ -14,11 +14,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from collect.failures import PENDING, one_line
 from common.atomic import write_parquet
-from common.errors import UsageError
+from common.errors import UsageError, one_line
 
 MANIFEST = "videos.parquet"
+# The status vocabulary of a video (the reason column says why in one line). Transient statuses
+# are retried on the next crawl; permanent ones are not.
+OK = "ok"
+PENDING = "pending"
+STATUSES = (OK, "unavailable", "private", "rate_limited", "too_large", "not_found", "error")
+RETRY_ON_RERUN = frozenset({PENDING, "rate_limited", "error"})
 REQUIRED = ("video_id", "url", "status")
 SAFE_ID = r"[A-Za-z0-9_-]+"  # what collect.ids.sanitize_id leaves: a file name, never a path
 REMEDY = "restore it, or move it away and run crawl again (finished files under videos/ are kept)"

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from common.errors import require_path
-from shards.items import Item, Result, Task, failed, image_sample, safe_key
+from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff",

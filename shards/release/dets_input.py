@@ -7,7 +7,7 @@ x2, y2]), ...}), ...]}`` with ``frame_id`` 1-based (the release seeks to ``frame
 of the frames the boxes were found on; a per-video entry ``"size": (width, height)`` (or
 ``"width"`` and ``"height"``) states it, and is the one string key read here.
 
-Pickles are loaded with :mod:`shards.safe_pickle` (builtins and numpy arrays only).
+Pickles are loaded with :mod:`shards.release.safe_pickle` (builtins and numpy arrays only).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError, require_path
-from shards import safe_pickle
+from shards.release import safe_pickle
 
 log = logging.getLogger(__name__)
 YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]+")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.frame_index import StreamIndex, decode_plan, index_video
+from common.media.frame_index import StreamIndex, decode_plan, index_video
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ class Item:
 class Task:
     """A unit of worker work: consecutive items that share a context (e.g. one video)."""
 
-    kind: str  # which worker function runs it (see shards.sources)
+    kind: str  # which worker function runs it (see shards.sources.pick)
     context: dict[str, Any]
     items: tuple[Item, ...]
 

@@ -1,9 +1,9 @@
 """``build-shards --from-dets PATH``: cut exactly the released LUPerson boxes from the crawled videos.
 
-Each video of the detections (:mod:`shards.dets_input`) is matched by its ``vnames.txt`` line to
+Each video of the detections (:mod:`shards.release.dets_input`) is matched by its ``vnames.txt`` line to
 the ``videos.parquet`` row with the same ``vname`` (written by ``crawl --from-vnames``). Boxes
 are cut as the release's ``LUP/extract.py`` does: the frame ``frame_id - 1`` (decoded with
-``detect.frames.read_frames``), ``bbox.round()`` (NumPy, half to even) and
+``common.media.frames.read_frames``), ``bbox.round()`` (NumPy, half to even) and
 ``frame[y1:y2, x1:x2]``, JPEG quality 95 (``cv2.imwrite``'s default).
 
 Resolution: the release does not store the frame size. When one is stated (a ``size`` entry in
@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError
-from shards import dets_input
-from shards.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
+from common.media.frames import read_frames
+from shards.release import dets_input
 from shards.settings import parse_size
+from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
 ASPECT_TOLERANCE = 0.01  # relative difference of the x and y scales still treated as one aspect ratio
@@ -247,8 +248,6 @@ def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
 
 def run(task: Task, quality: int) -> list[Result]:
     """Decode the task's frames once each, in order, check the frame size, cut every box."""
-    from detect.frames import read_frames
-
     ctx = task.context
     done: dict[str, Result] = {}
 

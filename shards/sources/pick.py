@@ -6,8 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError
-from shards.items import Result, Task
+from shards.release import import_dets, import_lmdb
 from shards.settings import ShardSettings
+from shards.sources import detections, images
+from shards.write.items import Result, Task
+
+RUNNERS = {
+    "images": images.run,
+    "lmdb": import_lmdb.run,
+    "detections": detections.run,
+    "dets": import_dets.run,
+}
 
 
 def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any]]:
@@ -18,35 +27,19 @@ def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any
     if cfg.dets_size and not cfg.from_dets:
         raise UsageError("--dets-size applies to --from-dets only")
     if cfg.from_images:
-        from shards import from_images
-
-        return ("images", *from_images.plan(cfg.from_images))
+        return ("images", *images.plan(cfg.from_images))
     if cfg.from_lmdb:
-        from shards import from_lmdb
-
-        return ("lmdb", *from_lmdb.plan(cfg.from_lmdb))
+        return ("lmdb", *import_lmdb.plan(cfg.from_lmdb))
     if cfg.from_dets:
-        from shards import from_dets
-
-        return ("dets", *from_dets.plan(cfg.from_dets, root, cfg.dets_size))
-    from shards import from_detections
-
-    return ("detections", *from_detections.plan(root))
+        return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size))
+    return ("detections", *detections.plan(root))
 
 
 def run_task(task: Task, quality: int) -> list[Result]:
     """Results of one task, one per item, in item order."""
-    if task.kind == "images":
-        from shards.from_images import run
-    elif task.kind == "lmdb":
-        from shards.from_lmdb import run
-    elif task.kind == "detections":
-        from shards.from_detections import run
-    elif task.kind == "dets":
-        from shards.from_dets import run
-    else:
+    if task.kind not in RUNNERS:
         raise ValueError(f"unknown task kind {task.kind!r}")
-    return run(task, quality)
+    return RUNNERS[task.kind](task, quality)
 
 
 def run_job(job: tuple[Task, int]) -> list[Result]:

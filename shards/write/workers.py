@@ -14,6 +14,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal, TypeVar
 
+from common.engine import ray_init, run_tasks
 from common.errors import UsageError
 
 T = TypeVar("T")
@@ -97,8 +98,6 @@ def ray_ordered_map(fn: Callable[[T], R], jobs: list[T], workers: int, address: 
     if not jobs:
         return
     import ray
-
-    from common.engine import ray_init, run_tasks
 
     ray_init(address, workers)
     cpus = max(1, int(ray.cluster_resources().get("CPU", workers)))

@@ -1,7 +1,7 @@
 """The normal path of ``build-shards``: cut the valid person boxes out of re-decoded frames.
 
 Reads ``video_filter.parquet`` (kept videos: path, city) and ``detections/<video_id>.parquet``
-(rows with ``valid == True``), re-decodes each needed frame with ``detect.frames.read_frames`` and
+(rows with ``valid == True``), re-decodes each needed frame with ``common.media.frames.read_frames`` and
 cuts each box. Box edges are rounded outwards to whole pixels (``floor`` of x1/y1, ``ceil`` of
 x2/y2), so the crop contains the whole detected box, then clipped to the frame. Crops are
 encoded as JPEG (quality 95 by default) with OpenCV.
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError
-from shards.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
+from common.media.frames import read_frames
+from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]
@@ -150,8 +151,6 @@ def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) ->
 
 def run(task: Task, quality: int) -> list[Result]:
     """Decode the task's frames once each, in order, and cut every box."""
-    from detect.frames import read_frames
-
     ctx = task.context
     by_frame: dict[int, list[Item]] = {}
     for item in task.items:

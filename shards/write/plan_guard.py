@@ -4,7 +4,7 @@
 planned item) and, so that a refusal can say what changed, the source kind, its input path, the
 settings and the number of items. A build whose plan differs from the one recorded beside existing
 shard files is refused with one line naming the differences, before anything is written;
-``--replace-shards`` builds the new plan beside the old shards instead (``shards.replace``).
+``--replace-shards`` builds the new plan beside the old shards instead (``shards.write.replace``).
 """
 
 from __future__ import annotations

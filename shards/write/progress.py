@@ -4,7 +4,7 @@ A part file lists every item processed while its shard was open (good samples an
 and carries the shard's index row in its Parquet metadata. It is written after the tar is
 renamed into place, so "part file present and tar of the recorded size present" means the shard
 is complete. A rerun of the same plan keeps the complete shards 0..m-1 and continues from there;
-the shards of another plan are never deleted here (``shards.plan_guard``).
+the shards of another plan are never deleted here (``shards.write.plan_guard``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import atomic_path, write_json
-from shards import plan_guard, replace
-from shards.items import RECORD_DEFAULTS, Task
-from shards.tarshard import shard_name
+from shards.write import plan_guard, replace
+from shards.write.items import RECORD_DEFAULTS, Task
+from shards.write.tarshard import shard_name
 
 log = logging.getLogger(__name__)
 META_KEY = b"luperson_shard"

@@ -13,9 +13,9 @@ from typing import Any
 
 from common.atomic import write_json, write_text
 from common.errors import UsageError
-from shards.figures import write_figures
+from shards.checks.figures import write_figures
+from shards.checks.table1 import dataset_stats, load_samples, table1
 from shards.settings import StatsSettings
-from shards.table1 import dataset_stats, load_samples, table1
 
 
 def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:

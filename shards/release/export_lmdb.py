@@ -3,7 +3,7 @@
 Layout (what LUPerson's ``lup_moco`` reads as ``--data_path <out>/lmdb --info_path <out>/keys.pkl``):
 
 - ``<out>/lmdb/data.mdb``: key ``{country:02d}_{city:02d}_{video:04d}_{image:08d}`` (ASCII) -> the
-  sample's JPEG bytes, unchanged (see :mod:`shards.lmdb_keys` for the indices);
+  sample's JPEG bytes, unchanged (see :mod:`shards.release.lmdb_keys` for the indices);
 - ``<out>/keys.pkl``: the keys in the release's enumeration order, as ``{"keys": [...]}``
   (``--keys-format dict``, what ``lup_moco/libs/dataset.py`` reads: ``data['keys']``) or a plain
   list (``--keys-format list``, what ``LUP/convert_lmdb.py`` writes);
@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 from common.atomic import atomic_path, write_json, write_parquet
 from common.errors import UsageError
 from common.shard_index import INDEX_NAME, read_shard_index
-from shards import tarindex
-from shards.lmdb_keys import Place, enumeration_order, official_keys, place
+from shards.release import tarindex
+from shards.release.lmdb_keys import Place, enumeration_order, official_keys, place
 from shards.settings import ExportLmdbSettings
 
 log = logging.getLogger(__name__)

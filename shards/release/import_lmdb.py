@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, require_path
-from shards import safe_pickle
-from shards.items import Item, Result, Task, failed, image_sample, safe_key
+from shards.release import safe_pickle
+from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
 
 log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"^(\d{2})_(\d{2})_(\d{4})_(\d{8})$")

@@ -1,0 +1,1 @@
+"""The workspace files' schemas: one reader and writer per file."""

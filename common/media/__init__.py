@@ -1,0 +1,1 @@
+"""Media shared by the stages: exact frame sampling and the frame index of a video."""

@@ -1,0 +1,1 @@
+"""Checks and statistics of a build: verify-shards, stats (Table 1), figures."""

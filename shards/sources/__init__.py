@@ -1,0 +1,1 @@
+"""Where a build's samples come from: its own detections or a folder of images (release imports: shards.release)."""

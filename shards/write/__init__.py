@@ -1,0 +1,1 @@
+"""How shards are written: tasks and results, the writer loop, deterministic tars, progress, workers."""

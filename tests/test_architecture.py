@@ -1,0 +1,84 @@
+"""The import contract (issue 14), read from the source: stages never import each other, no
+import cycles, and a project module is imported inside a function only to defer a heavy library."""
+
+from __future__ import annotations
+
+from import_graph import (
+    HEAVY,
+    STAGES,
+    heavy_libraries,
+    imports,
+    is_project,
+    module_files,
+    package_of,
+)
+
+
+def project_imports():
+    return [imp for imp in imports() if is_project(imp.target) and imp.target != imp.importer]
+
+
+def test_the_graph_sees_the_project():
+    """The checks below could pass on an empty graph: make sure they read real imports."""
+    modules = module_files()
+    assert {"pipeline", "demo", "detect.run", "common.settings", "shards.build"} <= set(modules)
+    pairs = {(imp.importer, imp.target) for imp in project_imports()}
+    assert ("detect.run", "detect.batch_runner") in pairs
+    assert ("shards.sources.pick", "shards.sources.images") in pairs
+    assert "torch" in heavy_libraries("pretrain.trainer") and "torch" not in heavy_libraries(
+        "common.settings"
+    )
+
+
+def test_stages_never_import_each_other():
+    crossing = [
+        f"{imp.importer}:{imp.line} imports {imp.target}"
+        for imp in project_imports()
+        if package_of(imp.importer) in STAGES
+        and package_of(imp.target) in STAGES
+        and package_of(imp.importer) != package_of(imp.target)
+    ]
+    assert not crossing, "stages talk through workspace files; shared code goes to common/:\n" + "\n".join(
+        crossing
+    )
+
+
+def test_shared_code_knows_no_stage():
+    upward = [
+        f"{imp.importer}:{imp.line} imports {imp.target}"
+        for imp in project_imports()
+        if package_of(imp.importer) == "common" and package_of(imp.target) != "common"
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles():
+    """Every import counts, module-level or inside a function (where cycles used to hide)."""
+    graph: dict[str, set[str]] = {}
+    for imp in project_imports():
+        graph.setdefault(imp.importer, set()).add(imp.target)
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_function_level_imports_only_defer_heavy_libraries():
+    hidden = [
+        f"{imp.importer}:{imp.line} imports {imp.target} inside a function, deferring no heavy library"
+        for imp in project_imports()
+        if imp.local and not (heavy_libraries(imp.target) - heavy_libraries(imp.importer))
+    ]
+    assert not hidden, f"heavy: {', '.join(sorted(HEAVY))}\n" + "\n".join(hidden)

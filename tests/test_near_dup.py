@@ -1,0 +1,169 @@
+"""The near-duplicate check (``filter.near_dup``) against the quadratic loop it replaced.
+
+The reference is that loop verbatim (``bench.near_dup.old_mark_near_duplicates``, also the
+benchmark's baseline): every test asks for the same reason and detail on every row, on random
+signatures with planted near copies, on chains and ties made by hand, on one clip copied thousands
+of times, and on the real sample videos' pHashes.
+"""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+
+import filter.hamming_index
+import filter.near_dup
+from bench.near_dup import main, old_mark_near_duplicates, stage_input, synthetic_signatures
+from filter.hamming_index import HammingIndex
+from filter.near_dup import max_total, near_duplicates
+from filter.phash import mean_distances
+from filter.probe import probe_video
+from filter.settings import FilterSettings
+from filter.videos import mark_near_duplicates
+
+K = FilterSettings().static_frames
+
+
+def decisions(mark, signatures: np.ndarray, distance: float, mixed: bool = False) -> list[tuple[str, str]]:
+    """(reason, detail) of every row after ``mark``; ``mixed``: some rows already dropped by an
+    earlier rule and some probes with too few hashes, which both versions must leave out."""
+    rows, probes = stage_input(signatures)
+    if mixed:
+        for i in range(0, len(rows), 17):
+            rows[i].update(reason="static", detail="max frame difference 0.1")
+        for i in range(5, len(rows), 23):
+            probes[i].hashes = probes[i].hashes[:-1]
+    mark(rows, probes, FilterSettings(near_duplicate_distance=distance))
+    return [(r["reason"], r["detail"]) for r in rows]
+
+
+def as_decisions(matches: list) -> list[tuple[str, str]]:
+    """``near_duplicates`` output in the words of ``mark_near_duplicates`` (ids as ``stage_input``)."""
+    return [
+        ("ok", "") if m is None else ("near_duplicate", f"like v{m[0]:06d} (distance {m[1]:.1f})")
+        for m in matches
+    ]
+
+
+@pytest.mark.parametrize("distance", [0, 1, 6, 10, 15, 16, 20, 64])
+def test_same_rows_as_the_loop_on_planted_duplicates(distance):
+    """Thresholds on both sides of the index's all-pairs fallback (16 and up), rows of other reasons."""
+    signatures = synthetic_signatures(1500, K, 0.3, np.random.default_rng(distance))
+    expected = decisions(old_mark_near_duplicates, signatures, distance, mixed=True)
+    assert decisions(mark_near_duplicates, signatures, distance, mixed=True) == expected
+    reasons = [r for r, _ in expected]
+    assert reasons.count("near_duplicate") > 0 and reasons.count("ok") > 0 and "static" in reasons
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 100, 5000])
+def test_batch_size_changes_nothing(batch):
+    signatures = synthetic_signatures(1200, K, 0.3, np.random.default_rng(1))
+    result = near_duplicates(signatures, 6, batch)
+    assert as_decisions(result) == decisions(old_mark_near_duplicates, signatures, 6)
+    for row, match in enumerate(result):  # the very float the loop computed
+        if match is not None:
+            assert match[1] == mean_distances(signatures[row].tolist(), signatures[[match[0]]])[0]
+
+
+def same_mask(*bits: int) -> list[int]:
+    """A signature whose K hashes are all the mask of ``bits``: its mean distances are whole bits."""
+    return [sum(1 << b for b in bits)] * K
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 512])
+def test_chains_and_ties_by_hand(batch):
+    rng = np.random.default_rng(0)
+    signatures = np.array(
+        [
+            same_mask(),  # 0 A: kept
+            same_mask(0, 1),  # 1 B: 2 from A
+            same_mask(*range(8)),  # 2 C: 8 from A, 6 from B, but B is dropped: kept
+            same_mask(8, 9, 10, 11),  # 3 D: 4 from A, 12 from C
+            same_mask(0, 1, 2, 3),  # 4 E: 4 from A and 4 from C: the earlier wins
+            same_mask(0, 1, 2, 3, 4),  # 5 F: 5 from A, 3 from C: the closer wins
+            rng.integers(0, 2**63, K).tolist(),  # 6 G: far from all
+            same_mask(0, 1),  # 7 H: B again: 0 from the dropped B, 2 from A
+        ],
+        dtype=np.uint64,
+    )
+    expected = [None, (0, 2.0), None, (0, 4.0), (0, 4.0), (2, 3.0), None, (0, 2.0)]
+    assert near_duplicates(signatures, 6, batch) == expected
+    assert decisions(old_mark_near_duplicates, signatures, 6) == as_decisions(expected)
+
+
+def test_one_clip_copied_thousands_of_times():
+    """Only kept rows are indexed: 3,000 copies are 3,000 lookups meeting one row (and the same rows)."""
+    rng = np.random.default_rng(2)
+    signatures = np.repeat(rng.integers(0, 2**63, (1, K)).astype(np.uint64), 3000, axis=0)
+    signatures[:, 0] ^= np.uint64(1) << rng.integers(0, 64, 3000).astype(np.uint64)
+    result = near_duplicates(signatures, 6)
+    assert result[0] is None and all(m is not None and m[0] == 0 for m in result[1:])
+    assert as_decisions(result) == decisions(old_mark_near_duplicates, signatures, 6)
+
+
+@pytest.mark.parametrize("max_bits", [0, 1, 2, 15, 30, 31, 45, 60])
+def test_index_brings_up_every_pair_within_the_bound(max_bits):
+    """Pigeonhole at its edge: each query differs from its row in exactly ``max_bits`` random bits."""
+    rng = np.random.default_rng(max_bits)
+    base = rng.integers(0, 2**63, (300, K)).astype(np.uint64)
+    flips = np.zeros((300, K * 64), dtype=np.uint8)
+    for row in flips:
+        row[rng.choice(K * 64, max_bits, replace=False)] = 1
+    queries = base ^ np.packbits(flips, axis=1).view(np.uint64)
+    index = HammingIndex(np.concatenate([base, queries]), max_bits)
+    index.add(np.arange(300))
+    pairs = [p for d, q in index.candidates(np.arange(300, 600), 1 << 18) for p in zip(d, q, strict=True)]
+    assert len(pairs) == len(set(pairs))  # each pair once
+    assert {(i, i + 300) for i in range(300)} <= set(pairs)
+    assert len(pairs) < 300 * 300 / 2  # and not all pairs (the index is at its weakest at 60)
+
+
+def test_max_total_matches_the_float_comparison():
+    assert [max_total(d, 5) for d in (0, 6, 6.2, 6.19, 63.9, 64, 1e9)] == [0, 30, 31, 30, 319, 320, 320]
+    assert max_total(-1, 5) == max_total(math.nan, 5) == -1
+    for d in np.linspace(0, 10, 101):
+        assert all((t / 5 <= d) == (t <= max_total(d, 5)) for t in range(60))
+
+
+@pytest.fixture(scope="module")
+def real_signatures(videos_dir):
+    """The sample videos' pHash signatures, as the filter computes them."""
+    probes = [probe_video(p, K, 64) for p in sorted(videos_dir.iterdir())]
+    return np.array([[int(h, 16) for h in p.hashes] for p in probes if len(p.hashes) == K], dtype=np.uint64)
+
+
+@pytest.mark.parametrize("distance", [0, 3, 6, 10, 16, 24])
+def test_same_rows_as_the_loop_on_real_hashes(real_signatures, distance):
+    """600 rows, each a sample video's real signature with 0-12 bits per hash flipped, in random order."""
+    rng = np.random.default_rng(distance)
+    picks = real_signatures[rng.integers(0, len(real_signatures), 600)]  # 600 x K
+    flips = [rng.choice(64, rng.integers(0, 13), replace=False) for _ in range(600 * K)]
+    noise = np.array([sum(1 << int(b) for b in f) for f in flips], dtype=np.uint64).reshape(600, K)
+    signatures = picks ^ noise
+    expected = decisions(old_mark_near_duplicates, signatures, distance, mixed=True)
+    assert decisions(mark_near_duplicates, signatures, distance, mixed=True) == expected
+
+
+def test_docstring_examples():
+    for module in (filter.near_dup, filter.hamming_index):
+        assert doctest.testmod(module).failed == 0
+
+
+def test_bench_smoke(tmp_path):
+    """``bench/near_dup.py --smoke`` in-process: both algorithms at two sizes, the same rows."""
+    result = main(["--smoke", "--out", str(tmp_path / "near_dup.json")])
+    table = result["rows"]
+    assert [(r["n"], r["algorithm"]) for r in table] == [
+        (300, "multi-index (new)"),
+        (300, "quadratic (old)"),
+        (600, "multi-index (new)"),
+        (600, "quadratic (old)"),
+    ]
+    assert result["agree"] is True and all(r["agree"] for r in table)
+    for new, old in (table[0:2], table[2:4]):
+        assert new["dropped"] == old["dropped"] > 0
+        assert old["time_ratio"] > 0 and old["peak_ratio"] > 0
+        assert all(r["seconds"] > 0 and r["peak_mib"] > 0 for r in (new, old))
