@@ -1,4 +1,5 @@
-"""The pre-training loop of one process (rank), top to bottom; ``launch.py`` starts one per GPU.
+"""The pre-training loop of one process (rank), top to bottom; ``launch.py`` starts one per GPU
+(``worker.train_worker``).
 
 One process, one GPU or the CPU:   python pipeline.py pretrain
 Eight GPUs of one node:            python pipeline.py pretrain --gpus 8
@@ -9,7 +10,6 @@ Under an external torchrun the process runs this loop directly (``RANK`` is set)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -22,8 +22,7 @@ import torch.distributed as dist
 
 from common.backbone_card import write_card
 from common.errors import UsageError
-from common.integrity import DISK_FULL, remove_stale_temporaries
-from common.log import setup_logging
+from common.integrity import remove_stale_temporaries
 from common.settings import save_settings, settings_to_dict
 from pretrain.augment import BatchAugment
 from pretrain.augment_cpu import PerSampleAugment
@@ -42,80 +41,16 @@ from pretrain.decode import decode_to_batch
 from pretrain.finished import record_finished
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
+from pretrain.plan import make_plan
 from pretrain.presets import recipe_from_settings
-from pretrain.schedule import lr_at, peak_lr
-from pretrain.shardlist import shard_list
+from pretrain.process import init_distributed, param_checksum, pick_device
+from pretrain.schedule import lr_at
 from pretrain.stream_guard import UnreadableShards, one_line
 
 log = logging.getLogger(__name__)
 RUN_FILES = re.compile(
     r"backbone\.(pth|json)(\.sha256)?|metrics\.csv|loss_curve\.png|settings\.yaml|finished\.json"
 )
-
-
-@dataclasses.dataclass
-class Plan:
-    """Sizes of the run, fixed by the settings and the shards."""
-
-    world: int
-    per_rank_batch: int
-    bn_groups: int  # per process
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int
-    peak_lr: float
-    urls: list[str]
-    shards_fingerprint: str
-
-
-def make_plan(cfg, root: Path, world: int) -> Plan:
-    """Check the settings against the shards and the world size; raise UsageError on a mismatch."""
-    if cfg.batch_size % world:
-        raise UsageError(f"batch_size {cfg.batch_size} is not a multiple of the {world} processes")
-    per_rank = cfg.batch_size // world
-    groups = max(1, cfg.bn_groups // world)
-    if per_rank % groups:
-        raise UsageError(f"batch per process {per_rank} is not a multiple of its {groups} Shuffle-BN groups")
-    shards = shard_list(cfg.shards, root)
-    epoch_size = cfg.epoch_size or shards.samples
-    steps = epoch_size // cfg.batch_size
-    if steps < 1:
-        raise UsageError(f"an epoch of {epoch_size} samples is smaller than one batch of {cfg.batch_size}")
-    return Plan(
-        world=world,
-        per_rank_batch=per_rank,
-        bn_groups=groups,
-        steps_per_epoch=steps,
-        total_steps=cfg.epochs * steps,
-        warmup_steps=cfg.warmup_epochs * steps,
-        peak_lr=peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch),
-        urls=shards.urls,
-        shards_fingerprint=shards.fingerprint(),
-    )
-
-
-def pick_device(cfg, local_rank: int) -> torch.device:
-    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if want == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("device cuda: no CUDA GPU is visible")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def init_distributed(device: torch.device) -> tuple[int, int, int]:
-    """(rank, world, local rank) from the torchrun environment; joins the process group if world > 1."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, local
-
-
-def param_checksum(module: torch.nn.Module) -> float:
-    """Sum of every parameter in float64: equal on every rank when the replicas agree."""
-    return float(sum(p.detach().double().sum().item() for p in module.parameters()))
 
 
 class Trainer:
@@ -384,38 +319,3 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return summary
-
-
-def out_of_memory(cfg) -> str:
-    """The one line for a batch that does not fit the GPU: what to pass instead."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    per_gpu = cfg.batch_size // world
-    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
-    half = cfg.batch_size // 2
-    return (
-        f"batch {cfg.batch_size} ({per_gpu} per GPU at {cfg.height}x{cfg.width}) does not fit in the "
-        f"{total:.0f} GiB of a GPU: pass --batch-size {half} (the learning rate follows it: "
-        f"{cfg.base_lr} x {half}/{cfg.base_batch}) or more --gpus"
-    )
-
-
-def train_worker(cfg, root: Path) -> dict[str, Any]:
-    """Entry of one process (launched by ``launch.pretrain`` or by an external torchrun)."""
-    setup_logging()
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    if cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)
-    elif local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
-        # As torchrun does: processes sharing a node must not oversubscribe its cores.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    try:
-        return Trainer(cfg, Path(root)).fit()
-    except torch.cuda.OutOfMemoryError:
-        raise UsageError(out_of_memory(cfg)) from None
-    except OSError as e:  # a full disk while writing logs or plots (checkpoints say so themselves)
-        if e.errno not in DISK_FULL:
-            raise
-        raise UsageError(f"cannot write {e.filename or root} ({e.strerror})") from None
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()

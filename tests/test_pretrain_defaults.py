@@ -10,6 +10,7 @@ import torch
 
 import pipeline
 from pretrain import trainer
+from pretrain.schedule import peak_lr
 from pretrain.shardlist import ShardList
 
 
@@ -24,7 +25,7 @@ def test_help_shows_the_papers_batch_lr_and_epochs(capsys):
     )
     assert "--epochs EPOCHS training epochs (§5.1: 200) (default: 200)" in text
     cfg = pipeline.resolve("pretrain", None, {"gpus": 8})
-    assert trainer.peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch) == pytest.approx(0.3)
+    assert peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch) == pytest.approx(0.3)
     assert cfg.batch_size // cfg.gpus == 320
 
 

@@ -1,0 +1,34 @@
+"""One training process's device and place in the process group (the torchrun environment)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from common.errors import UsageError
+
+
+def pick_device(cfg, local_rank: int) -> torch.device:
+    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("device cuda: no CUDA GPU is visible")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, int]:
+    """(rank, world, local rank) from the torchrun environment; joins the process group if world > 1."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, local
+
+
+def param_checksum(module: torch.nn.Module) -> float:
+    """Sum of every parameter in float64: equal on every rank when the replicas agree."""
+    return float(sum(p.detach().double().sum().item() for p in module.parameters()))
