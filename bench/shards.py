@@ -47,6 +47,7 @@ from common.atomic import write_json
 from common.engine import ray_init
 from shards.build import build_shards
 from shards.release.export_lmdb import export_lmdb
+from shards.release.lmdb_keys import format_key
 from shards.settings import ExportLmdbSettings, ShardSettings
 from shards.sources.images import list_images
 from shards.write.items import decode_image, encode_jpeg
@@ -102,7 +103,7 @@ def convert_lmdb_loop(folder: Path, out: Path) -> int:
             txn.commit()
             txn = env.begin(write=True)
         previous = parent
-        txn.put(f"00_00_0000_{m:08d}".encode("ascii"), (folder / rel).read_bytes())
+        txn.put(format_key(0, 0, 0, m).encode("ascii"), (folder / rel).read_bytes())
     txn.commit()
     env.close()
     return len(paths)

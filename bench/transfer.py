@@ -43,6 +43,7 @@ import pipeline
 from common.atomic import write_json, write_text
 from common.errors import UsageError
 from common.log import setup_logging
+from common.table import aligned
 
 log = logging.getLogger("bench.transfer")
 RESULTS = REPO / "bench" / "results"
@@ -264,10 +265,7 @@ def format_rows(rows: list[dict[str, Any]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in body]) + "\n"
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in [head, *body]
-    )
+    return aligned([head, *body], rule=None, strip=False)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

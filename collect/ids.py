@@ -8,8 +8,9 @@ import re
 import urllib.parse
 from pathlib import PurePosixPath
 
+from common.release.vnames import MAX_ID  # 80: one limit for every video id, vnames.txt's too
+
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")  # no dots: WebDataset keys end at the first dot
-MAX_ID = 80
 
 
 def sanitize_id(raw: str, fallback_source: str = "") -> str:

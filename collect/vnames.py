@@ -6,28 +6,26 @@ three parts, downloads ``https://www.youtube.com/watch?v=<id>`` and saves it as
 line in the ``vname`` column so ``build-shards --from-dets`` can match those pickles, and stores
 the file as ``videos/<id>.<ext>`` like every other crawled video.
 
-A malformed line or a repeated video id is recorded with its reason and skipped, never fatal;
-a list with no usable line at all is a ``UsageError``.
+A line is parsed by :func:`common.release.vnames.parse_vname`, which build-shards ``--from-dets``
+applies to the same names. A malformed line or a repeated video id is recorded with its reason
+and skipped, never fatal; a list with no usable line at all is a ``UsageError``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collect.failures import OK, RETRY_ON_RERUN
-from collect.ids import MAX_ID
 from common.atomic import write_json
 from common.errors import UsageError
+from common.release.vnames import parse_vname
 
 log = logging.getLogger(__name__)
 REPORT = "vnames_report.json"
-YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]+")  # YouTube's id alphabet: never '+', never '.'
-PLACE_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")  # a country or city becomes a folder name
 
 
 @dataclass(frozen=True)
@@ -50,32 +48,6 @@ class VNameList:
     entries: list[VName] = field(default_factory=list)
     malformed: list[dict[str, Any]] = field(default_factory=list)  # line, text, reason
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # line, text, first_line, reason
-
-
-def _check_place(value: str, what: str) -> None:
-    if not value:
-        raise ValueError(f"empty {what}")
-    if value != value.strip():
-        raise ValueError(f"{what} {value!r} has spaces around it")
-    if value in (".", "..") or PLACE_FORBIDDEN.search(value):
-        raise ValueError(f"{what} {value!r} cannot be a folder name")
-
-
-def parse_vname(text: str) -> tuple[str, str, str]:
-    """``"usa+newyork+a-B_c9"`` -> ``("usa", "newyork", "a-B_c9")``; ``ValueError(reason)`` if malformed."""
-    parts = text.split("+")
-    if len(parts) != 3:
-        raise ValueError(f"expected country+city+youtube_id, got {len(parts)} '+'-separated parts")
-    country, city, video_id = parts
-    _check_place(country, "country")
-    _check_place(city, "city")
-    if not video_id:
-        raise ValueError("empty video id")
-    if not YOUTUBE_ID.fullmatch(video_id):
-        raise ValueError(f"video id {video_id!r} has characters outside A-Z a-z 0-9 - _")
-    if len(video_id) > MAX_ID:
-        raise ValueError(f"video id longer than {MAX_ID} characters")
-    return country, city, video_id
 
 
 def parse_vnames(text: str, path: str = "vnames.txt") -> VNameList:

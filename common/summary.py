@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.table import aligned
+
 
 def flatten(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """``{"dropped": {"too_short": 1}}`` -> ``[("dropped.too_short", 1)]``."""
@@ -32,10 +34,7 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
         flat = flatten(summary) if summary else [("", "")]
         for i, (name, value) in enumerate(flat):
             rows.append((stage if i == 0 else "", name, format_value(value)))
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return aligned(rows)
 
 
 def print_summary(summaries: dict[str, dict[str, Any]]) -> None:

@@ -12,18 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.device import pick_device
 from common.errors import UsageError
 
 IMAGE_SIZE = 640  # ultralytics' letterbox size, the size COCO YOLOv5 models were trained at
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu``; a bare ``cuda`` is ``cuda:0``."""
+    return str(pick_device(device, 0))
 
 
 class YoloDetector:

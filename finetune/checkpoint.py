@@ -15,6 +15,7 @@ from torch import nn
 
 from common.atomic import atomic_path
 from common.errors import UsageError
+from common.resume import check_resume_settings
 from finetune.backbone import build_resnet, read_checkpoint
 from finetune.heads import build_model
 
@@ -29,12 +30,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """``UsageError`` when a run folder holds a checkpoint made with other training settings."""
-    for key, value in current.items():
-        if key not in RESUME_FREE and saved.get(key) != value:
-            raise UsageError(
-                f"{path} was trained with {key}={saved.get(key)!r}, not {value!r}: "
-                "use another --run-name or delete that run"
-            )
+    check_resume_settings(
+        saved,
+        current,
+        RESUME_FREE,
+        made_with=f"{path} was trained with",
+        fix="use another --run-name or delete that run",
+        missing_ok=False,
+    )
 
 
 def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.device import pick_device
 from finetune.backbone import LoadReport, build_resnet, load_backbone_weights, recorded_normalisation
 from finetune.checkpoint import load_finetuned
 from finetune.datasets import load_split
-from finetune.features import evaluate_model, pick_device
+from finetune.features import evaluate_model
 from finetune.normalisation import choose_normalisation
 from finetune.settings import EvaluateSettings
 

@@ -20,13 +20,6 @@ from finetune.rerank import re_ranking
 log = logging.getLogger(__name__)
 
 
-def pick_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @torch.no_grad()
 def extract_features(
     model: nn.Module,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 import re
 import time
@@ -26,13 +25,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.atomic import write_json, write_text
+from common.device import pick_device
 from common.errors import UsageError
 from common.integrity import remove_stale_temporaries
+from common.schedule import cosine_decay
 from common.settings import save_settings
 from finetune.backbone import build_resnet, load_backbone_weights, read_checkpoint
 from finetune.checkpoint import check_resumable, save_checkpoint
 from finetune.datasets import load_split
-from finetune.features import evaluate_model, pick_device
+from finetune.features import evaluate_model
 from finetune.heads import build_model
 from finetune.loader import IdentitySampler, ImageDataset, train_transform
 from finetune.losses import reid_loss
@@ -50,8 +51,7 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
     """Linear warm-up from base_lr / 10, then cosine decay to 0 over the remaining steps."""
     if step < warmup:
         return base_lr * (0.1 + 0.9 * step / warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cosine_decay(step, total, warmup, base_lr)
 
 
 def seed_everything(seed: int) -> None:

@@ -20,6 +20,7 @@ import torch
 
 from common.errors import UsageError
 from common.integrity import Damaged, checked_digest, sidecar, write_checked
+from common.resume import check_resume_settings
 from common.safe_load import NotATorchFile, load_tensors_only
 
 log = logging.getLogger(__name__)
@@ -130,14 +131,14 @@ def load_latest(folder: Path) -> dict[str, Any] | None:
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], folder: Path) -> None:
     """Refuse to resume a run whose training-defining settings changed."""
-    for key, value in current.items():
-        if key in RESUMABLE_CHANGES or key not in saved:
-            continue
-        if saved[key] != value:
-            raise UsageError(
-                f"checkpoints in {folder} were made with {key}={saved[key]!r}, not {value!r}: "
-                "use another --run-name or the same settings"
-            )
+    check_resume_settings(
+        saved,
+        current,
+        RESUMABLE_CHANGES,
+        made_with=f"checkpoints in {folder} were made with",
+        fix="use another --run-name or the same settings",
+        missing_ok=True,
+    )
 
 
 def export_backbone(backbone: torch.nn.Module, path: Path) -> Path:

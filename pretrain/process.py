@@ -7,17 +7,15 @@ import os
 import torch
 import torch.distributed as dist
 
-from common.errors import UsageError
+from common.device import pick_device as common_pick_device
 
 
 def pick_device(cfg, local_rank: int) -> torch.device:
-    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if want == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("device cuda: no CUDA GPU is visible")
+    """This process's device: ``cfg.device`` (``auto``, ``cpu``, ``cuda``), the GPU of its local rank."""
+    device = common_pick_device(cfg.device, local_rank)
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    return device
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, int]:

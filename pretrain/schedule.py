@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from common.schedule import cosine_decay
 
 
 def peak_lr(base_lr: float, batch_size: int, base_batch: int = 2560) -> float:
@@ -14,5 +14,4 @@ def lr_at(step: int, peak: float, total_steps: int, warmup_steps: int) -> float:
     """Learning rate of step ``step`` (0-based): linear warm-up to ``peak``, then half a cosine to 0."""
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * peak * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cosine_decay(step, total_steps, warmup_steps, peak)

@@ -15,6 +15,7 @@ import webdataset as wds
 from common.errors import UsageError
 from shards.build import build_shards
 from shards.checks.table1 import dataset_stats
+from shards.release.lmdb_keys import format_key, parse_key
 from shards.settings import ShardSettings
 
 
@@ -80,3 +81,12 @@ def test_lmdb_missing_key_and_bad_inputs(unlabeled_dir, tmp_path):
         build_shards(ShardSettings(from_lmdb=str(lup)), tmp_path / "ws2")
     with pytest.raises(UsageError, match="no data.mdb"):
         build_shards(ShardSettings(from_lmdb=str(tmp_path)), tmp_path / "ws3")
+
+
+def test_lmdb_key_format_and_parse_are_inverse():
+    """One writer and one reader of the official key (shards.release.lmdb_keys)."""
+    assert format_key(1, 0, 3, 2) == "01_00_0003_00000002"
+    assert parse_key("01_00_0003_00000002") == (1, 0, 3, 2)
+    assert parse_key(format_key(100, 7, 12345, 10**8)) == (100, 7, 12345, 10**8)  # grown fields
+    for other in ("1_00_0003_00000002", "001_00_0003_00000002", "01_00_0003_00000002\n", "a_b_c_d", ""):
+        assert parse_key(other) is None

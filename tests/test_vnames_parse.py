@@ -1,4 +1,5 @@
-"""The official vnames.txt format: parsing, malformed lines, duplicates, settings, the default URL."""
+"""The official vnames.txt format: parsing (one parser for crawl and build-shards), malformed lines,
+duplicates, settings, the default URL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collect.ids import video_id_for
 from collect.settings import CrawlSettings
 from collect.vnames import load_vnames, parse_vname, parse_vnames
 from common.errors import SettingsError, UsageError
+from shards.release import import_dets
+from shards.release.dets_input import VideoDets
 
 
 @pytest.mark.parametrize(
@@ -123,3 +126,31 @@ def test_default_url_is_the_youtube_watch_page(tmp_path):
     assert list(df["status"]) == ["pending", "pending"]
     assert summary["vnames"]["to_retry"] == {"pending": 2} and summary["this_run"]["attempted"] == 0
     assert not (tmp_path / "root" / "videos").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "verdict"),
+    [
+        ("usa+newyork+dQw4w9WgXcQ", ("usa", "newyork", "dQw4w9WgXcQ")),
+        ("china+beijing+-a_B-9_zZ0x", ("china", "beijing", "-a_B-9_zZ0x")),
+        # build-shards' old parser accepted these, crawl's refused them: --from-dets said not_listed
+        ("usa+new/york+abc", "cannot be a folder name"),
+        ("usa+..+abc", "cannot be a folder name"),
+        ("usa +newyork+abc", "spaces around"),
+        ("usa+newyork+" + "a" * 81, "longer than 80"),
+    ],
+)
+def test_crawl_and_build_shards_read_a_vname_alike(tmp_path, line, verdict):
+    """One parser (common.release.vnames) for both users: crawl lists exactly the lines whose
+    released detections build-shards --from-dets will look up, and refuses the others for the same
+    reason that build-shards reports as ``bad_vname``."""
+    listing = parse_vnames(line)
+    video = VideoDets(line, "dets.pkl", {1: []})
+    context, _items = import_dets.video_plan(video, {}, tmp_path, None, import_dets.owners([video], {}))
+    if isinstance(verdict, tuple):
+        assert [(e.country, e.city, e.video_id) for e in listing.entries] == [verdict]
+        assert (context["country"], context["city"], context["video_id"]) == verdict
+        assert context["status"] == "not_listed"  # parsed; simply absent from the empty videos.parquet
+    else:
+        assert not listing.entries and verdict in listing.malformed[0]["reason"]
+        assert context["status"] == "bad_vname" and verdict in context["reason"]

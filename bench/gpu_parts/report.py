@@ -6,6 +6,7 @@ from typing import Any
 
 from bench import transfer as bench_transfer
 from bench.gpu_parts.parts import DEFAULT_TOTAL_S, PARTS, STARTUP_S
+from common.table import aligned
 
 HEAD = ("part", "measurement", "value", "unit", "peak GiB", "note")
 NOT_MEASURED = "not measured yet"
@@ -25,14 +26,7 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def text_table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [HEAD, *rows]) for i in range(len(HEAD))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        pairs = zip(cells, widths, strict=True)
-        return "  ".join(c.rjust(w) if i in (2, 4) else c.ljust(w) for i, (c, w) in enumerate(pairs)).rstrip()
-
-    lines = [line(cells) for cells in [HEAD, *rows]]
-    return "\n".join([lines[0], "-" * max(len(line) for line in lines), *lines[1:]])
+    return aligned([HEAD, *rows], right=(2, 4), rule="full")
 
 
 def printed(report: dict[str, Any]) -> str:

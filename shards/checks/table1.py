@@ -13,6 +13,7 @@ from typing import Any
 
 from common.errors import UsageError
 from common.shard_index import INDEX_NAME, read_shard_index
+from common.table import aligned
 from shards.write.items import RECORD_DEFAULTS
 
 # The paper's row of Table 1, printed next to ours.
@@ -169,7 +170,4 @@ def table1(stats: dict[str, Any]) -> str:
         ["this build", *(show(stats[k]) for k in ("images", "videos", "cities", "estimated_persons"))]
         + [detector, size(stats)],
     ]
-    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return aligned(rows)

@@ -7,6 +7,8 @@ x2, y2]), ...}), ...]}`` with ``frame_id`` 1-based (the release seeks to ``frame
 of the frames the boxes were found on; a per-video entry ``"size": (width, height)`` (or
 ``"width"`` and ``"height"``) states it, and is the one string key read here.
 
+:mod:`shards.release.import_dets` parses the names with :func:`common.release.vnames.parse_vname`,
+crawl ``--from-vnames``'s parser: a name crawl would not list is ``bad_vname``, never ``not_listed``.
 Pickles are loaded with :mod:`shards.release.safe_pickle` (builtins and numpy arrays only).
 """
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,6 @@ from common.errors import UsageError, require_path
 from shards.release import safe_pickle
 
 log = logging.getLogger(__name__)
-YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]+")
 SIZE_KEYS = ("size", "width", "height")
 
 
@@ -55,19 +55,6 @@ class ParsedDets:
     malformed: list[str]  # entries that name no frame/object, with why
     duplicates: int
     ignored_keys: list[str]
-
-
-def parse_vname(vname: str) -> tuple[str, str, str]:
-    """``"usa+newyork+abc-_1"`` -> ``("usa", "newyork", "abc-_1")``; ``ValueError`` when malformed."""
-    parts = vname.split("+")
-    if len(parts) != 3:
-        raise ValueError(f"expected <country>+<city>+<youtube_id>, got {len(parts)} '+'-separated parts")
-    country, city, video_id = parts
-    if not country or not city:
-        raise ValueError("empty country or city")
-    if not YOUTUBE_ID.fullmatch(video_id):
-        raise ValueError(f"video id {video_id!r} is empty or has characters outside A-Z a-z 0-9 - _")
-    return country, city, video_id
 
 
 def _name(key: Any) -> str:

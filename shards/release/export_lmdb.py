@@ -31,7 +31,7 @@ from common.atomic import atomic_path, write_json, write_parquet
 from common.errors import UsageError
 from common.shard_index import INDEX_NAME, read_shard_index
 from shards.release import tarindex
-from shards.release.lmdb_keys import Place, enumeration_order, official_keys, place
+from shards.release.lmdb_keys import Place, official_keys, parse_key, place
 from shards.settings import ExportLmdbSettings
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     shard_paths = [root / "shards" / s for s in index["shard"]]
     samples = [sample for n, path in enumerate(shard_paths) for sample in scan(path, n)]
     lmdb_keys = official_keys([sample.place for sample in samples])
-    order = sorted(range(len(samples)), key=lambda i: enumeration_order(lmdb_keys[i]))
+    order = sorted(range(len(samples)), key=lambda i: parse_key(lmdb_keys[i]))
     total = sum(sample.size for sample in samples)
     map_size = cfg.map_size or 2 * total + 4096 * len(samples) + (64 << 20)
 

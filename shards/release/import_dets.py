@@ -1,6 +1,7 @@
 """``build-shards --from-dets PATH``: cut exactly the released LUPerson boxes from the crawled videos.
 
-Each video of the detections (:mod:`shards.release.dets_input`) is matched by its ``vnames.txt`` line to
+Each video of the detections (:mod:`shards.release.dets_input`) is matched by its ``vnames.txt`` line
+(parsed by :func:`common.release.vnames.parse_vname`, as crawl parses it) to
 the ``videos.parquet`` row with the same ``vname`` (written by ``crawl --from-vnames``). Boxes
 are cut as the release's ``LUP/extract.py`` does: the frame ``frame_id - 1`` (decoded with
 ``common.media.frames.read_frames``), ``bbox.round()`` (NumPy, half to even) and
@@ -29,6 +30,7 @@ import numpy as np
 
 from common.errors import UsageError
 from common.media.frames import read_frames
+from common.release.vnames import parse_vname
 from shards.release import dets_input
 from shards.settings import parse_size
 from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
@@ -90,7 +92,7 @@ def owners(videos: list[dets_input.VideoDets], rows: dict[str, Any]) -> dict[str
     chosen: dict[str, str] = {}
     for video in videos:
         try:
-            video_id = dets_input.parse_vname(video.vname)[2]
+            video_id = parse_vname(video.vname)[2]
         except ValueError:
             continue
         if video_id not in chosen or (video.vname in rows and chosen[video_id] not in rows):
@@ -104,7 +106,7 @@ def video_plan(video: dets_input.VideoDets, rows, root: Path, size, owner: dict[
     context |= {"country": "", "city": "", "video_id": "", "size": None, "size_from": None, "extent": None}
     context |= {"malformed": [], "duplicates": 0, "ignored_keys": []}
     try:
-        country, city, video_id = dets_input.parse_vname(video.vname)
+        country, city, video_id = parse_vname(video.vname)
     except ValueError as e:
         return context | {"status": "bad_vname", "reason": str(e)}, []
     context |= {"country": country, "city": city, "video_id": video_id}

@@ -1,26 +1,25 @@
 """``build-shards --from-lmdb PATH``: import the official LUPerson LMDB release.
 
 The release (``LUP/convert_lmdb.py`` of the authors' repository) maps keys
-``{country:02d}_{city:02d}_{vid:04d}_{img:08d}`` to raw JPEG bytes and lists the keys in a
-pickle, ``keys.pkl``: a list of keys, or (LUPerson-NL) a dict with ``keys`` and ``pids``.
-PATH is the LMDB folder (with ``data.mdb``) or its parent holding ``lmdb/`` and ``keys.pkl``.
-Without ``keys.pkl`` the keys are read from the database itself. The JPEG bytes are stored
-byte-for-byte; the sample key is the LMDB key.
+``{country:02d}_{city:02d}_{vid:04d}_{img:08d}`` (read by :func:`shards.release.lmdb_keys.parse_key`)
+to raw JPEG bytes and lists the keys in a pickle, ``keys.pkl``: a list of keys, or (LUPerson-NL) a
+dict with ``keys`` and ``pids``. PATH is the LMDB folder (with ``data.mdb``) or its parent holding
+``lmdb/`` and ``keys.pkl``. Without ``keys.pkl`` the keys are read from the database itself. The
+JPEG bytes are stored byte-for-byte; the sample key is the LMDB key.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, require_path
 from shards.release import safe_pickle
+from shards.release.lmdb_keys import parse_key
 from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
 
 log = logging.getLogger(__name__)
-KEY_PATTERN = re.compile(r"^(\d{2})_(\d{2})_(\d{4})_(\d{8})$")
 CHUNK = 256
 _ENVS: dict[str, Any] = {}  # one read-only environment per worker process
 
@@ -79,11 +78,8 @@ def database_keys(env_dir: Path) -> list[str]:
 
 def key_fields(key: str) -> dict[str, Any]:
     """Country, city, video and image numbers of a LUPerson key (empty for other keys)."""
-    m = KEY_PATTERN.match(key)
-    if not m:
-        return {}
-    country, city, video, image = (int(g) for g in m.groups())
-    return {"country": country, "city": city, "video": video, "image": image}
+    fields = parse_key(key)
+    return fields._asdict() if fields else {}
 
 
 def plan(path: str) -> tuple[list[Task], dict[str, Any]]:
@@ -121,9 +117,9 @@ def run(task: Task, quality: int) -> list[Result]:
             key = item.payload["lmdb_key"]
             fields = key_fields(key)
             values: dict[str, Any] = {"source": "lmdb", "source_id": key}
-            if fields:
-                values["city"] = f"{fields['country']:02d}_{fields['city']:02d}"
-                values["video_id"] = f"{values['city']}_{fields['video']:04d}"
+            if fields:  # the key's own digits: "01_02_0003_00000004" -> city "01_02", video "01_02_0003"
+                values["city"] = key.rsplit("_", 2)[0]
+                values["video_id"] = key.rsplit("_", 1)[0]
             data = txn.get(key.encode())
             if data is None:
                 results.append(

@@ -15,13 +15,44 @@ comes from its JSON metadata:
 - ``lmdb`` (``--from-lmdb``): the numbers of the original key, so an LMDB without gaps is
   re-exported with its own keys.
 
-Indices past the field width just grow it (``100_...``); keys stay unique.
+Indices past the field width just grow it (``100_...``); keys stay unique. :func:`format_key` writes
+a key and :func:`parse_key` reads one back; every writer and reader of the key format calls them.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any, NamedTuple
+
+_KEY_SHAPE = re.compile(r"([0-9]+)_([0-9]+)_([0-9]+)_([0-9]+)")
+
+
+class LmdbKey(NamedTuple):
+    """The four indices of an official key; as a tuple, the order the release lists its keys in."""
+
+    country: int
+    city: int
+    video: int
+    image: int
+
+
+def format_key(country: int, city: int, video: int, image: int) -> str:
+    """``(1, 0, 3, 2)`` -> ``"01_00_0003_00000002"``: the release's ``{:02d}_{:02d}_{:04d}_{:08d}``."""
+    return f"{country:02d}_{city:02d}_{video:04d}_{image:08d}"
+
+
+def parse_key(key: str) -> LmdbKey | None:
+    """``"01_00_0003_00000002"`` -> ``LmdbKey(1, 0, 3, 2)``; ``None`` for a key ``format_key`` cannot write.
+
+    The exact inverse of :func:`format_key`: the release's field widths, or wider without leading
+    zeros where an index outgrew its width (``100_00_0000_00000000``).
+    """
+    m = _KEY_SHAPE.fullmatch(key)
+    if not m:
+        return None
+    fields = LmdbKey(*(int(g) for g in m.groups()))
+    return fields if format_key(*fields) == key else None
 
 
 class Place(NamedTuple):
@@ -66,10 +97,5 @@ def official_keys(places: list[Place]) -> list[str]:
             for k, video in enumerate(sorted(tree[country][city])):
                 members = sorted(tree[country][city][video], key=lambda n: places[n].order)
                 for m, n in enumerate(members):
-                    keys[n] = f"{i:02d}_{j:02d}_{k:04d}_{m:08d}"
+                    keys[n] = format_key(i, j, k, m)
     return keys
-
-
-def enumeration_order(key: str) -> tuple[int, ...]:
-    """``"01_00_0003_00000002"`` -> ``(1, 0, 3, 2)``: the order the release lists its keys in."""
-    return tuple(int(part) for part in key.split("_"))

@@ -1,0 +1,1 @@
+"""The official LUPerson release formats shared by crawl and build-shards (``vnames.txt`` lines)."""
