@@ -75,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=40)
     p.add_argument("--finetune-batch", type=int, default=64)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--normalisation", default="auto", choices=["auto", "lup", "imagenet"],
+        help="input mean/std of evaluate and finetune for every init (auto: each backbone's own)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=4)
     p.add_argument(
         "--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pretrain settings"
@@ -178,6 +182,7 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
         for name, weights in inits.items():
             for seed in args.seeds:
                 size = dict(arch=args.arch, height=args.height, width=args.width, device=args.device)
+                size["normalisation"] = args.normalisation
                 frozen = stage(
                     "evaluate", args.root, dataset=dataset, data_dir=data_dir, weights=weights,
                     split_seed=seed, seed=seed, workers=args.workers, **size,
@@ -193,7 +198,7 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
                 ft_flags.update(extra)
                 tuned = stage(
                     "finetune", args.root, dataset=dataset, data_dir=data_dir, init=weights, head="ide",
-                    run_name=f"transfer_{dataset}_{name}_s{seed}", split_seed=seed, seed=seed, **size, **ft_flags,
+                    run_name=f"transfer_{dataset}_{name}{run_suffix(args)}_s{seed}", split_seed=seed, seed=seed, **size, **ft_flags,
                 )  # fmt: skip
                 runs.append(
                     {"init": name, "dataset": dataset, "seed": seed, "frozen": frozen, "finetuned": tuned}
@@ -201,6 +206,11 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
                 log.info("%s %s seed %d: frozen mAP %.2f, fine-tuned mAP %.2f", name, dataset, seed,
                          frozen["mAP"], tuned["mAP"])  # fmt: skip
     return runs
+
+
+def run_suffix(args: argparse.Namespace) -> str:
+    """Fine-tuning runs with a forced normalisation get their own folders."""
+    return "" if args.normalisation == "auto" else f"_norm-{args.normalisation}"
 
 
 def available_baselines(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:

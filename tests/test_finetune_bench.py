@@ -52,3 +52,10 @@ def test_transfer_smoke(tmp_path, transfer, shared_data, monkeypatch):
             assert init["source"] == "state_dict" and init["missing"] == 0 and init["matched"] > 0
         if run["init"] == "imagenet":
             assert init["source"] == "imagenet" and init["missing"] == 0 and init["matched"] == 120
+
+
+def test_a_forced_normalisation_gets_its_own_run_folders(transfer):
+    args = transfer.parse_args(["--normalisation", "lup", "--presets", "mocov2", "--baselines"])
+    assert (args.normalisation, args.presets, args.baselines) == ("lup", ["mocov2"], [])
+    assert transfer.run_suffix(args) == "_norm-lup"
+    assert transfer.run_suffix(transfer.parse_args([])) == ""
