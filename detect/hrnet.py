@@ -127,7 +127,7 @@ def check_published_hash(path: str | Path) -> None:
         )
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+def read_mmpose_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of an mmpose checkpoint file (``{"state_dict": ...}`` or a bare state dict).
 
     ``UsageError`` naming the file when its hash tag does not match, when it needs more than
@@ -143,5 +143,5 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_mmpose_checkpoint(model: HRNetW32Pose, path: str | Path) -> HRNetW32Pose:
     """Load an mmpose HRNet-W32 checkpoint file into ``model`` (in place) and return it."""
-    from_mmpose_state_dict(model, read_checkpoint(path))
+    from_mmpose_state_dict(model, read_mmpose_state(path))
     return model

@@ -106,13 +106,13 @@ def test_detect_pose_weights_refuses_a_payload(tmp_path, videos_dir):
 def test_detect_refuses_weights_whose_mmpose_hash_tag_differs(tmp_path):
     """A file under the default download's name whose bytes are not mmpose's is never loaded."""
     from common.errors import UsageError
-    from detect.hrnet import read_checkpoint
+    from detect.hrnet import read_mmpose_state
     from detect.settings import MMPOSE_HRNET_W32_COCO
 
     marker = tmp_path / "ran"
     substituted = payload_file(tmp_path / MMPOSE_HRNET_W32_COCO.rsplit("/", 1)[-1], marker)
     with pytest.raises(UsageError, match="c78dce93"):
-        read_checkpoint(substituted)
+        read_mmpose_state(substituted)
     assert not marker.exists()
 
 
