@@ -27,7 +27,6 @@ import dataclasses
 import importlib
 import logging
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,15 +39,14 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.transfer")
 
 import pipeline
+from bench.transfer_table import format_rows, table
 from common.atomic import write_json, write_text
 from common.errors import UsageError
 from common.log import setup_logging
-from common.table import aligned
 
 log = logging.getLogger("bench.transfer")
 RESULTS = REPO / "bench" / "results"
 SHARED = REPO.parent / "shared" / "data"
-FIGURES = ("mAP", "rank1")
 FOLDERS = {"viper": "VIPeR", "prid": "PRID", "grid": "GRID", "cuhk03": "CUHK03"}
 PAIRS = ("viper", "prid", "grid")  # every training identity has exactly two images
 
@@ -228,54 +226,6 @@ def available_baselines(args: argparse.Namespace) -> tuple[dict[str, str], list[
                 continue
         inits[name] = name
     return inits, notes
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def table(runs: list[dict[str, Any]], inits: list[str], datasets: list[str]) -> list[dict[str, Any]]:
-    """One row per dataset x init: mean, std of frozen and fine-tuned mAP / rank-1, ratio to random."""
-    rows = []
-    for dataset in datasets:
-        base = [r["finetuned"]["mAP"] for r in runs if r["dataset"] == dataset and r["init"] == "random"]
-        for init in inits:
-            sel = [r for r in runs if r["dataset"] == dataset and r["init"] == init]
-            row: dict[str, Any] = {"dataset": dataset, "init": init, "n": len(sel)}
-            row["norm"] = "/".join(sorted({r["finetuned"]["normalisation"]["name"] for r in sel}))
-            for part in ("frozen", "finetuned"):
-                for fig in FIGURES:
-                    row[f"{part}_{fig}"] = mean_std([r[part][fig] for r in sel])
-            mean_ft = row["finetuned_mAP"][0]
-            row["ft_mAP_vs_random"] = (
-                mean_ft / statistics.fmean(base) if base and statistics.fmean(base) else None
-            )
-            rows.append(row)
-    return rows
-
-
-def format_rows(rows: list[dict[str, Any]], markdown: bool) -> str:
-    head = [
-        "dataset",
-        "init",
-        "norm",
-        "frozen mAP",
-        "frozen R1",
-        "fine-tuned mAP",
-        "fine-tuned R1",
-        "ft mAP / random",
-    ]
-    body = []
-    for r in rows:
-        cells = [r["dataset"], r["init"], r["norm"]]
-        cells += [f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in ("frozen_mAP", "frozen_rank1", "finetuned_mAP")]
-        cells += [f"{r['finetuned_rank1'][0]:.1f} ± {r['finetuned_rank1'][1]:.1f}"]
-        cells += [f"{r['ft_mAP_vs_random']:.2f}x" if r["ft_mAP_vs_random"] else "-"]
-        body.append(cells)
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in body]) + "\n"
-    return aligned([head, *body], rule=None, strip=False)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -89,6 +89,66 @@ def cached_query(cfg: CrawlSettings, root: Path, query: str, n: int, reach: list
     return entries
 
 
+def city_results(
+    cfg: CrawlSettings, root: Path, city: str, reach: list[bool], failed_queries: list[str]
+) -> list[tuple[str, list[dict]]]:
+    """``(query, entries)`` of each of a city's queries; a failed query is logged, noted and skipped."""
+    per_query: list[tuple[str, list[dict]]] = []
+    for template in cfg.queries:
+        query = template.format(city=city)
+        try:
+            per_query.append((query, cached_query(cfg, root, query, cfg.per_city, reach)))
+        except UsageError:
+            raise
+        except Exception as e:  # one broken query is recorded, the crawl goes on
+            failed_queries.append(query)
+            log.warning("search %r failed: %s", query, one_line(str(e)))
+    return per_query
+
+
+def candidate_row(vid: str, entry: dict[str, Any], city: str, query: str) -> dict[str, Any]:
+    """A new pending manifest row for a search entry."""
+    return new_row(
+        vid,
+        entry.get("url") or f"{YOUTUBE}watch?v={entry['id']}",
+        city=city,
+        query=query,
+        title=entry.get("title"),
+        channel=entry.get("channel") or entry.get("uploader"),
+        duration_s=float(entry["duration"]) if entry.get("duration") is not None else None,
+    )
+
+
+def pick_for_city(
+    cfg: CrawlSettings,
+    city: str,
+    per_query: list[tuple[str, list[dict]]],
+    listed: dict[str, str | None],
+    seen: set[str],
+    counts: Counter,
+    rows: list[dict[str, Any]],
+) -> int:
+    """Take a city's interleaved results until ``per_city``; new rows go to ``rows``; the number found."""
+    found = 0
+    interleaved = itertools.zip_longest(*[[(q, e) for e in entries] for q, entries in per_query])
+    for query, entry in (pair for tier in interleaved for pair in tier if pair is not None):
+        if found >= cfg.per_city:
+            break
+        counts["results"] += 1
+        if entry.get("live_status") in NOT_DOWNLOADABLE:
+            counts["live_skipped"] += 1
+            continue
+        vid = sanitize_id(str(entry["id"]))
+        if vid in seen or (vid in listed and listed[vid] != city):
+            counts["duplicates"] += 1
+            continue
+        seen.add(vid)
+        found += 1
+        if vid not in listed:
+            rows.append(candidate_row(vid, entry, city, query))
+    return found
+
+
 def search_candidates(
     cfg: CrawlSettings, cities: list[str], root: Path, listed: dict[str, str | None]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -106,44 +166,8 @@ def search_candidates(
     seen: set[str] = set()
     short: dict[str, int] = {}
     for city in tqdm(cities, desc="search", unit="city", disable=None):
-        per_query: list[tuple[str, list[dict]]] = []
-        for template in cfg.queries:
-            query = template.format(city=city)
-            try:
-                per_query.append((query, cached_query(cfg, root, query, cfg.per_city, reach)))
-            except UsageError:
-                raise
-            except Exception as e:  # one broken query is recorded, the crawl goes on
-                failed_queries.append(query)
-                log.warning("search %r failed: %s", query, one_line(str(e)))
-        found = 0
-        interleaved = itertools.zip_longest(*[[(q, e) for e in entries] for q, entries in per_query])
-        for query, entry in (pair for tier in interleaved for pair in tier if pair is not None):
-            if found >= cfg.per_city:
-                break
-            counts["results"] += 1
-            if entry.get("live_status") in NOT_DOWNLOADABLE:
-                counts["live_skipped"] += 1
-                continue
-            vid = sanitize_id(str(entry["id"]))
-            if vid in seen or (vid in listed and listed[vid] != city):
-                counts["duplicates"] += 1
-                continue
-            seen.add(vid)
-            found += 1
-            if vid in listed:
-                continue
-            rows.append(
-                new_row(
-                    vid,
-                    entry.get("url") or f"{YOUTUBE}watch?v={entry['id']}",
-                    city=city,
-                    query=query,
-                    title=entry.get("title"),
-                    channel=entry.get("channel") or entry.get("uploader"),
-                    duration_s=float(entry["duration"]) if entry.get("duration") is not None else None,
-                )
-            )
+        per_query = city_results(cfg, root, city, reach, failed_queries)
+        found = pick_for_city(cfg, city, per_query, listed, seen, counts, rows)
         if found < cfg.per_city:
             short[city] = found
     stats = {

@@ -39,6 +39,7 @@ from pretrain.checkpoint import (
 from pretrain.data import make_loader
 from pretrain.decode import decode_to_batch
 from pretrain.finished import record_finished
+from pretrain.log_window import flush, new_window
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
 from pretrain.plan import make_plan
@@ -202,36 +203,6 @@ class Trainer:
             pin_memory=self.cuda,
         )
 
-    def flush(self, pending: list, metrics: MetricsLog | None, window: dict) -> list[dict[str, float]]:
-        """Turn the pending device losses into rows (one host sync per ``log_every`` steps)."""
-        if not pending:
-            return []
-        values = torch.stack([torch.stack([loss, acc]) for _, _, loss, acc in pending]).float()
-        if self.world > 1:
-            dist.all_reduce(values)
-            values /= self.world
-        values = values.cpu().tolist()
-        elapsed = time.perf_counter() - window["start"]
-        rate = len(pending) * self.cfg.batch_size / max(elapsed, 1e-9)
-        wait = window["wait"] / max(elapsed, 1e-9)
-        rows = [
-            {
-                "step": step,
-                "epoch": step / self.plan.steps_per_epoch,
-                "lr": lr,
-                "loss": v[0],
-                "acc": v[1],
-                "pairs_per_s": rate,
-                "data_wait_share": wait,
-                "time_s": time.perf_counter() - window["t0"],
-            }
-            for (step, lr, _, _), v in zip(pending, values, strict=True)
-        ]
-        if metrics is not None:
-            metrics.write(rows)
-        window.update(start=time.perf_counter(), wait=0.0)
-        return rows
-
     def fit(self) -> dict[str, Any]:
         cfg, plan = self.cfg, self.plan
         stop = plan.total_steps if cfg.max_steps is None else min(plan.total_steps, cfg.max_steps)
@@ -246,8 +217,8 @@ class Trainer:
         bar = tqdm(
             total=stop, initial=start, desc="pretrain", unit="step", disable=not self.main, mininterval=1
         )
-        t0 = time.perf_counter()
-        window = {"start": t0, "wait": 0.0, "t0": t0}
+        window = new_window()
+        t0 = window["t0"]
         total_wait, pending, rows = 0.0, [], []
         self.model.train()
         try:  # the bar ends its line whatever happens: an error message starts on its own
@@ -265,7 +236,10 @@ class Trainer:
                 loss, acc = self.train_step(*self.views(batch))
                 pending.append((self.step, lr, loss, acc))
                 if self.step % cfg.log_every == 0 or self.step == stop:
-                    rows = self.flush(pending, metrics, window) or rows
+                    rows = (
+                        flush(pending, metrics, window, self.world, cfg.batch_size, plan.steps_per_epoch)
+                        or rows
+                    )
                     pending = []
                     bar.set_postfix(
                         pairs_s=f"{rows[-1]['pairs_per_s']:.0f}", wait=f"{rows[-1]['data_wait_share']:.0%}"

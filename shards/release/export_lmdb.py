@@ -134,29 +134,20 @@ def previous_export(path: Path) -> dict[str, Any]:
     return previous if isinstance(previous, dict) else {}
 
 
-def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
-    """Write ``<out>/lmdb`` and ``<out>/keys.pkl`` from ``<root>/shards``; return the figures."""
-    import pandas as pd
-
-    root = Path(root)
-    out = Path(cfg.output) if cfg.output else root / "lup_lmdb"
-    index = shard_list(root)
-    stamp = fingerprint(index, cfg)
+def up_to_date(out: Path, stamp: str) -> dict[str, Any] | None:
+    """The previous export's summary when it is whole and made from the same shards and settings."""
     report_path = out / "export.json"
     if report_path.is_file() and (out / "lmdb" / "data.mdb").is_file() and (out / "keys.pkl").is_file():
         previous = previous_export(report_path)
         if previous.get("fingerprint") == stamp and "summary" in previous:
-            log.info("%s is up to date with the shards", out)
-            return previous["summary"] | {"up_to_date": True}
+            return previous["summary"]
+    return None
 
-    start = time.perf_counter()
-    shard_paths = [root / "shards" / s for s in index["shard"]]
-    samples = [sample for n, path in enumerate(shard_paths) for sample in scan(path, n)]
-    lmdb_keys = official_keys([sample.place for sample in samples])
-    order = sorted(range(len(samples)), key=lambda i: parse_key(lmdb_keys[i]))
-    total = sum(sample.size for sample in samples)
-    map_size = cfg.map_size or 2 * total + 4096 * len(samples) + (64 << 20)
 
+def replace_database(
+    out: Path, lmdb_keys: list[str], samples: list[Sample], shard_paths: list[Path], map_size: int
+) -> None:
+    """Write the database under ``<out>/.lmdb.tmp``, drop the old export, rename it to ``<out>/lmdb``."""
     tmp = out / ".lmdb.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -168,35 +159,70 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     shutil.rmtree(out / "lmdb", ignore_errors=True)
     tmp.rename(out / "lmdb")
 
-    keys = [lmdb_keys[i] for i in order]
+
+def write_keys(
+    out: Path, keys: list[str], ordered: list[Sample], shard_names: list[str], keys_format: str
+) -> None:
+    """``keys.pkl`` (the keys in release order) and ``keys.parquet`` (each key with its sample)."""
+    import pandas as pd
+
     with atomic_path(out / "keys.pkl") as path, open(path, "wb") as f:
-        pickle.dump({"keys": keys} if cfg.keys_format == "dict" else keys, f, protocol=PICKLE_PROTOCOL)
-    shard_names = index["shard"].tolist()
-    places = [samples[i].place for i in order]
+        pickle.dump({"keys": keys} if keys_format == "dict" else keys, f, protocol=PICKLE_PROTOCOL)
     table = pd.DataFrame(
         {
             "lmdb_key": keys,
-            "sample_key": [samples[i].key for i in order],
-            "shard": [shard_names[samples[i].shard] for i in order],
-            "country": [p.country for p in places],
-            "city": [p.city for p in places],
-            "video": [p.video for p in places],
-            "bytes": [samples[i].size for i in order],
+            "sample_key": [s.key for s in ordered],
+            "shard": [shard_names[s.shard] for s in ordered],
+            "country": [s.place.country for s in ordered],
+            "city": [s.place.city for s in ordered],
+            "video": [s.place.video for s in ordered],
+            "bytes": [s.size for s in ordered],
         }
     )
     write_parquet(out / "keys.parquet", table)
-    elapsed = time.perf_counter() - start
-    summary = {
+
+
+def export_summary(
+    out: Path, places: list[Place], total: int, keys_format: str, elapsed: float
+) -> dict[str, Any]:
+    """The figures of a finished export (what ``export.json`` records and the command prints)."""
+    return {
         "output": str(out),
-        "images": len(samples),
+        "images": len(places),
         "countries": len({p.country for p in places}),
         "cities": len({(p.country, p.city) for p in places}),
         "videos": len({p[:3] for p in places}),
         "jpeg_bytes": total,
         "data_mdb_bytes": (out / "lmdb" / "data.mdb").stat().st_size,
-        "keys_format": cfg.keys_format,
+        "keys_format": keys_format,
         "seconds": round(elapsed, 2),
-        "images_per_s": round(len(samples) / elapsed, 1) if elapsed > 0 else 0.0,
+        "images_per_s": round(len(places) / elapsed, 1) if elapsed > 0 else 0.0,
     }
-    write_json(report_path, {"fingerprint": stamp, "summary": summary})
+
+
+def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
+    """Write ``<out>/lmdb`` and ``<out>/keys.pkl`` from ``<root>/shards``; return the figures."""
+    root = Path(root)
+    out = Path(cfg.output) if cfg.output else root / "lup_lmdb"
+    index = shard_list(root)
+    stamp = fingerprint(index, cfg)
+    previous = up_to_date(out, stamp)
+    if previous is not None:
+        log.info("%s is up to date with the shards", out)
+        return previous | {"up_to_date": True}
+
+    start = time.perf_counter()
+    shard_paths = [root / "shards" / s for s in index["shard"]]
+    samples = [sample for n, path in enumerate(shard_paths) for sample in scan(path, n)]
+    lmdb_keys = official_keys([sample.place for sample in samples])
+    order = sorted(range(len(samples)), key=lambda i: parse_key(lmdb_keys[i]))
+    total = sum(sample.size for sample in samples)
+    map_size = cfg.map_size or 2 * total + 4096 * len(samples) + (64 << 20)
+    replace_database(out, lmdb_keys, samples, shard_paths, map_size)
+
+    ordered = [samples[i] for i in order]
+    write_keys(out, [lmdb_keys[i] for i in order], ordered, index["shard"].tolist(), cfg.keys_format)
+    elapsed = time.perf_counter() - start
+    summary = export_summary(out, [s.place for s in ordered], total, cfg.keys_format, elapsed)
+    write_json(out / "export.json", {"fingerprint": stamp, "summary": summary})
     return summary

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,73 @@ def job_label(job: tuple[Task, int]) -> str:
     return f"the item {items[0].key}" if len(items) == 1 else f"the items {items[0].key}..{items[-1].key}"
 
 
+Part = tuple[Any, dict[str, Any]]  # (records frame, index row) of a complete shard
+
+
+def reusable_parts(
+    tasks: list[Task], out: Path, settings: dict[str, Any], plan: dict[str, Any] | None, discard_other: bool
+) -> tuple[list[Part], set[str], list[Task]]:
+    """Prepare ``out``; the complete parts of an earlier run, their keys and the tasks left to do."""
+    out.mkdir(parents=True, exist_ok=True)
+    progress.clean_temporaries(out)
+    progress.start(out, plan or {"fingerprint": progress.fingerprint(settings, tasks)}, discard_other)
+    done = progress.complete_parts(out)
+    done_keys = {k for records, _ in done for k in records["key"]}
+    todo = [t.only(set(i.key for i in t.items) - done_keys) for t in tasks]
+    return done, done_keys, [t for t in todo if t.items]
+
+
+def append_results(build: Build, results: Callable[[], Iterator[list[Result]]], bar: Any) -> None:
+    """Append every job's results (``results()``) in order and close the last shard; an error aborts
+    the open shard. The bar is closed whatever happens."""
+    try:
+        for job_results in results():
+            for result in job_results:
+                build.add(result)
+            bar.update(len(job_results))
+        build.close()
+    except BaseException:
+        build.abort()
+        raise
+    finally:
+        bar.close()
+
+
+def write_indexes(out: Path, done: list[Part], build: Build) -> tuple[Any, Any]:
+    """Remove shards past the plan's end; write index.parquet and samples.parquet; both frames."""
+    import pandas as pd
+
+    rows = [row for _, row in done] + build.rows
+    for extra in out.glob("lup-*.tar"):  # e.g. left by an interrupted build of a larger plan
+        if extra.name >= shard_name(len(rows)):
+            extra.unlink()
+    index = pd.DataFrame(rows, columns=["shard", "n_samples", "bytes", "sha256", "first_key", "last_key"])
+    write_parquet(out / "index.parquet", index)
+    drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
+    frames = [records for records, _ in done] + [progress.records_frame(build.closed_records + build.records)]
+    samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
+    write_parquet(out / "samples.parquet", samples)
+    return index, samples
+
+
+def build_summary(
+    n_items: int, index: Any, samples: Any, n_reused: int, build: Build, elapsed: float
+) -> dict[str, Any]:
+    """The figures ``write_shards`` returns."""
+    written_now = sum(r["n_samples"] for r in build.rows)
+    failures = samples.loc[samples["status"] != "ok", "status"].value_counts().sort_index()
+    return {
+        "items": n_items,
+        "samples": int((samples["status"] == "ok").sum()),
+        "failed": {str(k): int(v) for k, v in failures.items()},
+        "shards": len(index),
+        "shards_reused": n_reused,
+        "bytes": int(index["bytes"].sum()),
+        "samples_written_now": written_now,
+        "samples_per_s": round(written_now / elapsed, 1) if elapsed > 0 else 0.0,
+    }
+
+
 def write_shards(
     tasks: list[Task],
     out: Path,
@@ -94,16 +162,9 @@ def write_shards(
     ``plan`` is what ``plan.json`` records (at least ``fingerprint``, the default); another plan's
     shards in ``out`` stop the build unless ``discard_other`` (``progress.start``).
     """
-    import pandas as pd
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
-    progress.clean_temporaries(out)
-    progress.start(out, plan or {"fingerprint": progress.fingerprint(settings, tasks)}, discard_other)
-    done = progress.complete_parts(out)
-    done_keys = {k for records, _ in done for k in records["key"]}
-    todo = [t.only(set(i.key for i in t.items) - done_keys) for t in tasks]
-    todo = [t for t in todo if t.items]
+    done, done_keys, todo = reusable_parts(tasks, out, settings, plan, discard_other)
     n_items = sum(len(t.items) for t in tasks)
     if done:
         log.info("reusing %d complete shards (%d items)", len(done), len(done_keys))
@@ -113,39 +174,9 @@ def write_shards(
     jobs = [(task, quality) for task in todo]
     drop_stale_report(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
     bar = tqdm(total=n_items, initial=len(done_keys), unit="img", desc="build-shards", mininterval=1.0)
-    try:
-        for results in engine_map(run_job, jobs, workers, "shards.sources.pick", engine, address, job_label):
-            for result in results:
-                build.add(result)
-            bar.update(len(results))
-        build.close()
-    except BaseException:
-        build.abort()
-        raise
-    finally:
-        bar.close()
+    results = partial(engine_map, run_job, jobs, workers, "shards.sources.pick", engine, address, job_label)
+    append_results(build, results, bar)
     elapsed = time.perf_counter() - start
 
-    rows = [row for _, row in done] + build.rows
-    for extra in out.glob("lup-*.tar"):  # e.g. left by an interrupted build of a larger plan
-        if extra.name >= shard_name(len(rows)):
-            extra.unlink()
-    index = pd.DataFrame(rows, columns=["shard", "n_samples", "bytes", "sha256", "first_key", "last_key"])
-    write_parquet(out / "index.parquet", index)
-    drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
-    frames = [records for records, _ in done] + [progress.records_frame(build.closed_records + build.records)]
-    samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
-    write_parquet(out / "samples.parquet", samples)
-
-    written_now = sum(r["n_samples"] for r in build.rows)
-    failures = samples.loc[samples["status"] != "ok", "status"].value_counts().sort_index()
-    return {
-        "items": n_items,
-        "samples": int((samples["status"] == "ok").sum()),
-        "failed": {str(k): int(v) for k, v in failures.items()},
-        "shards": len(rows),
-        "shards_reused": len(done),
-        "bytes": int(index["bytes"].sum()),
-        "samples_written_now": written_now,
-        "samples_per_s": round(written_now / elapsed, 1) if elapsed > 0 else 0.0,
-    }
+    index, samples = write_indexes(out, done, build)
+    return build_summary(n_items, index, samples, len(done), build, elapsed)
