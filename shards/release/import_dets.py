@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError
-from common.media.frames import read_frames
 from common.release.vnames import parse_vname
 from shards.release import dets_input
 from shards.settings import parse_size
+from shards.write.cut import Cut, Refused, cut_video
 from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
@@ -248,40 +248,46 @@ def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def unusable(context: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str] | None:
+    """``(status, reason)`` when a box cannot be cut whatever the video holds, else None."""
+    if context["status"] != "ok":
+        return context["status"], context["reason"]
+    if payload["bbox"] is None or not all(map(math.isfinite, payload["bbox"])):
+        return "bad_box", f"bbox {payload['bbox']} is not four finite numbers x1, y1, x2, y2"
+    if payload["frame_id"] < 1:
+        return "bad_frame", f"frame_id {payload['frame_id']}: the release's frame ids start at 1"
+    return None
+
+
 def run(task: Task, quality: int) -> list[Result]:
-    """Decode the task's frames once each, in order, check the frame size, cut every box."""
+    """Decode the task's frames once each, in order, check the frame size, cut every usable box."""
     ctx = task.context
-    done: dict[str, Result] = {}
 
-    def fail(item: Item, status: str, reason: str) -> None:
-        done[item.key] = failed(item.key, status, reason, **_values(ctx, item.payload))
+    def fail(item: Item, status: str, reason: str) -> Result:
+        return failed(item.key, status, reason, **_values(ctx, item.payload))
 
+    early: dict[str, Result] = {}
     by_frame: dict[int, list[Item]] = {}
     for item in task.items:
-        p = item.payload
-        if ctx["status"] != "ok":
-            fail(item, ctx["status"], ctx["reason"])
-        elif p["bbox"] is None or not all(map(math.isfinite, p["bbox"])):
-            fail(item, "bad_box", f"bbox {p['bbox']} is not four finite numbers x1, y1, x2, y2")
-        elif p["frame_id"] < 1:
-            fail(item, "bad_frame", f"frame_id {p['frame_id']}: the release's frame ids start at 1")
+        why = unusable(ctx, item.payload)
+        if why:
+            early[item.key] = fail(item, *why)
         else:
-            by_frame.setdefault(p["frame_id"] - 1, []).append(item)
-    problem = ("frame_unreadable", "the frame is past the end of the stream or cannot be decoded")
-    scale = None
-    try:
-        for index, frame in read_frames(Path(ctx["path"]), sorted(by_frame)) if by_frame else ():
-            if scale is None:
-                try:
-                    scale = fit(ctx, *frame.shape[:2])
-                except Mismatch as e:
-                    problem = ("resolution_mismatch", str(e))
-                    break
-            for item in by_frame[index]:
-                done[item.key] = cut(item, frame, ctx, scale, quality)
-    except OSError as e:
-        problem = ("video_unreadable", f"{type(e).__name__}: {e}")
-    for item in task.items:
-        if item.key not in done:
-            fail(item, *problem)
-    return [done[item.key] for item in task.items]
+            by_frame.setdefault(item.payload["frame_id"] - 1, []).append(item)
+    return cut_video(ctx["path"], task.items, by_frame, _cutter(ctx, quality), fail, early)
+
+
+def _cutter(context: dict[str, Any], quality: int) -> Cut:
+    """:func:`cut` with the scale :func:`fit` finds on the video's first decoded frame."""
+    scale: tuple[float, float, str] | None = None
+
+    def cut_one(item: Item, frame: np.ndarray) -> Result:
+        nonlocal scale
+        if scale is None:
+            try:
+                scale = fit(context, *frame.shape[:2])
+            except Mismatch as e:
+                raise Refused("resolution_mismatch", str(e)) from e
+        return cut(item, frame, context, scale, quality)
+
+    return cut_one

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError
-from common.media.frames import read_frames
+from shards.write.cut import cut_video
 from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
 
 log = logging.getLogger(__name__)
@@ -117,15 +117,7 @@ def crop_box(xyxy: list[float], width: int, height: int) -> tuple[int, int, int,
 def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) -> Result:
     """One crop of one frame as a sample (``empty_box`` when nothing is left after clipping)."""
     p = item.payload
-    values = {
-        "source": "detections",
-        "source_id": context["path"],
-        "video_id": context["video_id"],
-        "city": context["city"],
-        "frame": p["frame"],
-        "box": p["box"],
-        "score": math.nan if p["score"] is None else p["score"],
-    }
+    values = _values(context, p)
     if not all(math.isfinite(v) for v in p["xyxy"]):
         return failed(item.key, "bad_box", f"non-finite box {p['xyxy']}", **values)
     h, w = frame.shape[:2]
@@ -149,34 +141,29 @@ def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) ->
     return Result(item.key, files, record(item.key, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values))
 
 
+def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """The samples.parquet fields of one box, cut or not."""
+    return {
+        "source": "detections",
+        "source_id": context["path"],
+        "video_id": context["video_id"],
+        "city": context["city"],
+        "frame": payload["frame"],
+        "box": payload["box"],
+        "score": math.nan if payload["score"] is None else payload["score"],
+    }
+
+
 def run(task: Task, quality: int) -> list[Result]:
     """Decode the task's frames once each, in order, and cut every box."""
     ctx = task.context
     by_frame: dict[int, list[Item]] = {}
     for item in task.items:
         by_frame.setdefault(item.payload["frame"], []).append(item)
-    done: dict[str, Result] = {}
-    problem = ("frame_unreadable", "the frame is past the end of the stream or cannot be decoded")
-    try:
-        for index, frame in read_frames(Path(ctx["path"]), sorted(by_frame)):
-            for item in by_frame.get(index, []):
-                done[item.key] = cut(item, frame, ctx, quality)
-    except OSError as e:
-        problem = ("video_unreadable", f"{type(e).__name__}: {e}")
-    results = []
-    for item in task.items:
-        if item.key not in done:
-            p = item.payload
-            done[item.key] = failed(
-                item.key,
-                *problem,
-                source="detections",
-                source_id=ctx["path"],
-                video_id=ctx["video_id"],
-                city=ctx["city"],
-                frame=p["frame"],
-                box=p["box"],
-                score=math.nan if p["score"] is None else p["score"],
-            )
-        results.append(done[item.key])
-    return results
+    return cut_video(
+        ctx["path"],
+        task.items,
+        by_frame,
+        lambda item, frame: cut(item, frame, ctx, quality),
+        lambda item, status, reason: failed(item.key, status, reason, **_values(ctx, item.payload)),
+    )
