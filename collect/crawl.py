@@ -10,8 +10,8 @@ files appear only complete (their title saved before, in ``video_info/``), and a
 video that is done (status ``ok`` and its file present) or failed for good (private, unavailable,
 not_found, too_large), retrying only the rest.
 
-Downloads run on ``workers`` threads, or as Ray tasks with ``--engine ray`` (``process_task``);
-either way each video's result updates its own manifest row.
+Downloads run on ``workers`` threads, or as Ray tasks with ``--engine ray`` (``process_task``),
+both through ``common.engine.run_tasks``; either way each video's result updates its own manifest row.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -146,18 +145,28 @@ def process_task(task: tuple[CrawlSettings, dict[str, Any], str]) -> tuple[dict,
 def fetched_threads(
     cfg: CrawlSettings, rows: list[dict[str, Any]], todo: list[int], root: Path
 ) -> Iterator[tuple[int, tuple[dict, bool]]]:
-    """``(row index, process(...))`` as downloads finish, ``workers`` threads on this machine."""
+    """``(row index, process(...))`` as downloads finish, ``workers`` threads on this machine.
+
+    An error, Ctrl-C or closing this iterator sets ``stop``: running downloads stop at their next
+    progress tick (their ``.part`` files stay) and the engine waits for them.
+    """
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="crawl")
-    futures: dict[Future, int] = {pool.submit(process, cfg, dict(rows[i]), root, stop): i for i in todo}
-    try:
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
-    except BaseException:
-        stop.set()  # running downloads stop at their next progress tick; .part files stay
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
+
+    def fetch(row: dict[str, Any]) -> tuple[dict, bool]:
+        return process(cfg, row, root, stop)
+
+    done = run_tasks(
+        fetch,
+        [dict(rows[i]) for i in todo],
+        engine="threads",
+        workers=cfg.workers,
+        desc="crawl",
+        stop=stop,
+        progress=False,  # fetch_all shows its own bar
+    )
+    with closing(done):
+        for k, result in done:
+            yield todo[k], result
 
 
 def fetched_ray(

@@ -1,14 +1,19 @@
-"""Run one task function over many items on a local process pool or on a Ray cluster.
+"""Run one task function over many items on a local process or thread pool, or on a Ray cluster.
 
 The dataset stages (crawl, filter, detect, build-shards) are per-video task functions; this is
 the only place that decides where they run. No home-made scheduler: ``concurrent.futures`` on one
-machine, Ray tasks past one machine (``--engine ray --address ray://head:10001`` or ``auto``).
+machine (processes, or threads for I/O-bound work such as downloads), Ray tasks past one machine
+(``--engine ray --address ray://head:10001`` or ``auto``).
 
-Results come back in completion order as ``(index, result)``; stages sort or index them, so what
-they write never depends on the engine or on timing.
+``run_tasks`` hands results back in completion order as ``(index, result)``; stages sort or index
+them, so what they write never depends on the engine or on timing.
 
     for i, result in run_tasks(probe, paths, engine="local", workers=2, desc="probe"):
         rows[i] = result
+
+``ordered_map`` hands back the results themselves in the order of the items, a bounded number in
+flight, for a stage that appends them as they come (the shard writer): a local pool whose workers
+can start from a clean forkserver (no inherited pyarrow threads), or Ray tasks a window at a time.
 
 Work with a costly set-up (a detector and a pose model on a GPU) runs on long-lived Ray actors
 instead, each building its object once: ``run_actors(factory, args, items, ...)``.
@@ -16,20 +21,28 @@ instead, each building its object once: ``run_actors(factory, args, items, ...)`
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import multiprocessing
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import closing
 from typing import Literal, TypeVar
 
+from common.actors import actor_shape, run_actors  # noqa: F401  (one import place for stages)
 from common.errors import UsageError
+from common.ray_cluster import project_packages, ray_init, user_errors_unwrapped  # noqa: F401
 
 T = TypeVar("T")
 R = TypeVar("R")
-Engine = Literal["local", "ray"]
+Engine = Literal["local", "threads", "ray"]
+ENGINES = ("local", "threads", "ray")
+# ordered_map on Ray: tasks submitted at once per CPU of the cluster. Results wait in the driver
+# only until the ones before them arrive, so memory stays bounded; each window ends with a barrier.
+RAY_WINDOW_PER_CPU = 8
 log = logging.getLogger(__name__)
 
 
@@ -42,20 +55,33 @@ def run_tasks(
     address: str | None = None,
     num_gpus: float = 0.0,
     desc: str = "tasks",
+    stop: threading.Event | None = None,
+    progress: bool = True,
 ) -> Iterator[tuple[int, R]]:
     """Yield ``(i, fn(items[i]))`` for every item as tasks finish.
 
-    ``fn`` must be a module-level function (it is pickled). ``workers == 1`` with the local
-    engine runs in this process, which keeps tracebacks and debuggers simple.
+    ``engine``: ``"local"`` processes (``fn`` must be a module-level function: it is pickled;
+    ``workers == 1`` runs in this process, which keeps tracebacks and debuggers simple),
+    ``"threads"`` of this process for I/O-bound work (any callable), or ``"ray"`` tasks.
+
+    Threads cannot be killed: when the run ends early (an error, Ctrl-C, the iterator closed),
+    tasks not started are cancelled, ``stop`` is set for the running ones to watch, and the
+    run waits for them. ``progress=False``: no bar (the caller shows its own).
     """
     from tqdm import tqdm
 
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    results = _ray(fn, items, workers, address, num_gpus) if engine == "ray" else _local(fn, items, workers)
-    with tqdm(total=len(items), desc=desc, unit="task", disable=None) as bar:
+    if engine == "ray":
+        results = _ray(fn, items, workers, address, num_gpus)
+    elif engine == "threads":
+        results = _threads(fn, items, workers, stop or threading.Event(), desc)
+    else:
+        results = _local(fn, items, workers)
+    bar = tqdm(total=len(items), desc=desc, unit="task", disable=None if progress else True)
+    with closing(results), bar:  # closing: an early end stops the running tasks now
         for i, result in results:
             bar.update(1)
             yield i, result
@@ -83,6 +109,23 @@ def _local(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[t
             raise
 
 
+def _threads(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, stop: threading.Event, name: str
+) -> Iterator[tuple[int, R]]:
+    if not items:
+        return
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix=name)
+    futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+    try:
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    except BaseException:
+        stop.set()  # the running tasks end at their next check of `stop`
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def _worker_died(fn: Callable, items: Sequence, futures: dict) -> Exception:
     """One line naming the first unfinished item of a pool whose worker process vanished
     (SIGKILL, the OOM killer): ``concurrent.futures`` fails every unfinished task at once."""
@@ -98,45 +141,6 @@ def _worker_died(fn: Callable, items: Sequence, futures: dict) -> Exception:
 
 def _succeeded(fut: Future) -> bool:
     return fut.done() and not fut.cancelled() and fut.exception() is None
-
-
-def project_packages() -> list[str]:
-    """The repository's top-level packages (folders with ``__init__.py``)."""
-    repo = Path(__file__).resolve().parent.parent
-    return sorted(str(p.parent) for p in repo.glob("*/__init__.py"))
-
-
-def ray_init(address: str | None, workers: int) -> None:
-    """Connect to ``address`` (a running cluster), or start a local Ray with ``workers`` CPUs.
-
-    A cluster's workers get this checkout's packages from the driver (``py_modules``): every
-    node needs the same Python environment, not the code, and all run the driver's version.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False, runtime_env={"py_modules": project_packages()})
-    else:
-        # "local": a new instance even when this machine runs a `ray start` cluster, which a bare
-        # ray.init() would join (and refuse num_cpus)
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    log.info("ray: %s", ray.cluster_resources())
-
-
-@contextmanager
-def user_errors_unwrapped() -> Iterator[None]:
-    """A ``UsageError`` raised in a Ray worker reaches the caller as itself (one line for the
-    user), not wrapped in Ray's remote traceback; other errors keep Ray's wrapping."""
-    import ray
-
-    try:
-        yield
-    except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, UsageError):
-            raise e.cause from None
-        raise
 
 
 def _ray(
@@ -161,82 +165,111 @@ def _ray(
         raise
 
 
-class _Host:
-    """A Ray actor's body: builds ``factory(*args)`` once, then applies it to item after item."""
+def forkserver_context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
+    """A forkserver context: workers never inherit this process's threads (pyarrow's pools).
 
-    def __init__(self, factory: Callable[..., Callable[[T], R]], args: tuple) -> None:
-        self.error: Exception | None = None
-        try:
-            self.obj = factory(*args)
-        except Exception as e:  # raised again by each call, where Ray keeps its type for the caller
-            self.error = e
-
-    def call(self, index: int, item: T) -> tuple[int, R]:
-        if self.error is not None:
-            raise self.error
-        return index, self.obj(item)
-
-
-def actor_shape(
-    resources: dict[str, float], num_gpus: float | None, num_cpus: float, actors: int | None
-) -> tuple[float, int]:
-    """(GPUs per actor, actors) for a cluster's ``resources``.
-
-    ``num_gpus=None``: one GPU per actor when the cluster has a GPU, else CPU actors.
-    ``actors=None``: as many as the cluster's GPUs (or CPUs / ``num_cpus``) hold at once.
+    Preloading modules also hands the server this process's ``sys.path``, so the workers import
+    the project however it was started.
     """
-    gpus = resources.get("GPU", 0.0)
-    if num_gpus is None:
-        num_gpus = 1.0 if gpus >= 1 else 0.0
-    if actors is None:
-        actors = int(gpus // num_gpus) if num_gpus else int(resources.get("CPU", 1.0) // num_cpus)
-    return num_gpus, max(1, actors)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ctx
 
 
-def run_actors(
-    factory: Callable[..., Callable[[T], R]],
-    args: tuple,
+def worker_died(label: str) -> UsageError:
+    """The one line for a pool whose worker process vanished (SIGKILL, the OOM killer)."""
+    return UsageError(
+        f"a worker process died (killed, e.g. out of memory) with {label} unfinished: "
+        "rerun the same command to resume (fewer --workers need less memory)"
+    )
+
+
+def ordered_map(
+    fn: Callable[[T], R],
     items: Sequence[T],
     *,
+    engine: Literal["local", "ray"] = "local",
     workers: int = 2,
     address: str | None = None,
-    num_gpus: float | None = None,
-    num_cpus: float = 1.0,
-    actors: int | None = None,
-    desc: str = "tasks",
-) -> Iterator[tuple[int, R]]:
-    """Yield ``(i, obj(items[i]))`` as items finish, ``obj = factory(*args)`` built once per Ray actor.
+    context: Literal["spawn", "forkserver"] = "spawn",
+    preload: Sequence[str] = (),
+    label: Callable[[T], str] = str,
+) -> Iterator[R]:
+    """``map(fn, items)`` in the order of ``items``, on ``engine``, a bounded number in flight.
 
-    A pool of actors (``ray.util.ActorPool``) that each hold the object, sized by ``actor_shape``
-    and never larger than the number of items; ``workers`` CPUs when Ray starts locally. The
-    actors end (their GPUs freed) when the iterator ends or is closed: no handle refers to them then. ``factory`` must be
-    importable by the workers (a module-level class or function).
+    ``"local"``: ``workers`` processes of ``context`` (``"forkserver"`` with ``preload``: see
+    ``forkserver_context``), at most ``2 * workers`` items in flight; ``workers == 1`` runs in
+    this process. A worker that dies ends the map within moments with ``UsageError`` naming
+    ``label(item)`` of the first unfinished item. ``"ray"``: Ray tasks (``run_tasks``), a window
+    of ``RAY_WINDOW_PER_CPU`` per cluster CPU at a time (Ray retries a task whose worker died).
     """
-    import ray
-    from ray.util import ActorPool
-    from tqdm import tqdm
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        return _ray_ordered(fn, items, workers, address)
+    if context == "forkserver":
+        ctx = forkserver_context(preload)
+    elif context == "spawn":
+        ctx = multiprocessing.get_context("spawn")
+    else:
+        raise ValueError(f"context must be 'spawn' or 'forkserver', got {context!r}")
+    return _local_ordered(fn, items, workers, ctx, label)
 
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+
+def _local_ordered(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    ctx: multiprocessing.context.BaseContext,
+    label: Callable[[T], str],
+) -> Iterator[R]:
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=ctx)
+    pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
+    remaining = iter(items)
+    try:
+        for item in itertools.islice(remaining, 2 * workers):
+            pending.append((item, pool.submit(fn, item)))
+        while pending:
+            item, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise worker_died(label(item)) from None
+            for following in itertools.islice(remaining, 1):
+                pending.append((following, pool.submit(fn, following)))
+            yield result
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: Executor) -> None:
+    """Cancel what has not started and end the workers now (what ``Pool.__exit__`` did)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+
+
+def _ray_ordered(fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None) -> Iterator[R]:
     if not items:
         return
+    import ray
+
     ray_init(address, workers)
-    num_gpus, count = actor_shape(ray.cluster_resources(), num_gpus, num_cpus, actors)
-    host = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_Host)
-    handles = [host.remote(factory, args) for _ in range(min(count, len(items)))]
-    name = getattr(factory, "__name__", type(factory).__name__)
-    log.info("ray: %d actors of %s (%g CPU, %g GPU each)", len(handles), name, num_cpus, num_gpus)
-    pool = ActorPool(handles)
-    with tqdm(total=len(items), desc=desc, unit="task", disable=None) as bar:
-        results = pool.map_unordered(lambda a, v: a.call.remote(*v), list(enumerate(items)))
-        while True:
-            with user_errors_unwrapped():
-                i, result = next(results, (None, None))
-            if i is None:
-                break
-            bar.update(1)
-            yield i, result
-    # Free the actors (and their GPUs) by dropping every handle: Ray ends an actor once no handle
-    # refers to it and its calls are done. After an error or an early close the generator's frame
-    # goes away, and the handles with it; no ray.kill of an actor whose calls are still in flight.
-    del pool, results, handles
+    cpus = max(1, int(ray.cluster_resources().get("CPU", workers)))
+    window = RAY_WINDOW_PER_CPU * cpus
+    for start in range(0, len(items), window):
+        part = items[start : start + window]
+        waiting: dict[int, R] = {}
+        following = 0  # the next item of the window to hand back
+        desc = f"ray tasks {start + 1}-{start + len(part)} of {len(items)}"
+        for i, result in run_tasks(fn, part, engine="ray", workers=workers, address=address, desc=desc):
+            waiting[i] = result
+            while following in waiting:
+                yield waiting.pop(following)
+                following += 1

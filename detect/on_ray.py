@@ -14,7 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from common.engine import actor_shape, ray_init, run_actors
+from common.actors import actor_shape, run_actors
+from common.ray_cluster import ray_init
 from detect.batch_runner import BatchRunner, detect_videos
 from detect.models import build_detector, build_pose, rules_for
 from detect.sampling import VideoJob

@@ -22,8 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_json
-from shards.checks.table1 import dataset_stats
+from shards.checks.stats import write_stats
 from shards.release.dets_report import write_report
 from shards.settings import ShardSettings
 from shards.sources import pick
@@ -84,8 +83,7 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     if beside:
         replace.swap_in(root)
         summary["replaced"] = True
-    stats = dataset_stats(root)
-    write_json(root / "stats.json", stats)
+    write_stats(root)
     if source == "dets":
         import pandas as pd
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from common.engine import actor_shape, run_actors, run_tasks
+from common.engine import actor_shape, ordered_map, run_actors, run_tasks
 from common.shard_index import sha256_file  # a real per-file task, importable by pool and Ray workers
 
 
@@ -33,6 +33,7 @@ def expected(files) -> dict[int, str]:
 
 def test_inline_and_local_pool_agree_with_hashlib(files, expected):
     assert _digests("local", 1, files) == expected
+    assert _digests("threads", 2, files) == expected
     assert _digests("local", 2, files) == expected
 
 
@@ -126,7 +127,82 @@ def test_a_killed_local_worker_ends_the_run_with_one_line():
     assert not spawned_workers()  # the other worker ended too
 
 
-@pytest.mark.parametrize(("engine", "workers"), [("spark", 2), ("local", 0)])
+def test_threads_run_any_callable_and_report_their_index():
+    seen = threading.Event()
+
+    def slow_first(x: int) -> int:  # a closure: threads need no pickling
+        if x == 0:
+            assert seen.wait(10)  # the second task finishes first
+        else:
+            seen.set()
+        return x * 10
+
+    got = list(run_tasks(slow_first, [0, 1], engine="threads", workers=2))
+    assert got == [(1, 10), (0, 0)]
+
+
+def test_an_interrupted_thread_run_stops_the_running_tasks_and_waits_for_them():
+    """Closing the iterator (or Ctrl-C, an error) sets ``stop``, cancels what has not started
+    and returns only once the running tasks have ended."""
+    stop = threading.Event()
+    started, ended = [], []
+
+    def task(x: int) -> int:
+        started.append(x)
+        if x:
+            assert stop.wait(10)
+            time.sleep(0.2)
+            ended.append(x)
+        return x
+
+    results = run_tasks(task, list(range(6)), engine="threads", workers=2, stop=stop)
+    assert next(results) == (0, 0)
+    start = time.monotonic()
+    results.close()
+    assert stop.is_set() and time.monotonic() - start < 5
+    assert sorted(ended) == sorted(x for x in started if x)  # every running task has ended
+    assert len(started) < 6  # the rest never started
+
+
+@pytest.mark.parametrize(("workers", "context"), [(1, "spawn"), (2, "spawn"), (2, "forkserver")])
+def test_ordered_map_keeps_the_order_of_the_items(files, expected, workers, context):
+    items = files * 3  # more than 2 * workers in flight
+    got = list(
+        ordered_map(sha256_file, items, workers=workers, context=context, preload=["common.shard_index"])
+    )
+    assert got == [expected[i % len(files)] for i in range(len(items))]
+
+
+def test_ordered_map_on_ray_keeps_the_order_of_the_items(files, expected, local_ray, monkeypatch):
+    import common.engine
+
+    monkeypatch.setattr(common.engine, "RAY_WINDOW_PER_CPU", 1)  # several windows
+    items = files * 3
+    got = list(ordered_map(sha256_file, items, engine="ray", workers=2))
+    assert got == [expected[i % len(files)] for i in range(len(items))]
+
+
+def test_a_killed_ordered_map_worker_names_the_first_unfinished_item():
+    from common.errors import UsageError
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while not (workers := spawned_workers()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(workers[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    start = time.monotonic()
+    with pytest.raises(UsageError, match=r"^a worker process died .* with job 30 unfinished"):
+        list(ordered_map(time.sleep, [30, 30, 30], workers=2, label=lambda s: f"job {s}"))
+    killer.join()
+    assert time.monotonic() - start < 20
+    assert not spawned_workers()
+
+
+@pytest.mark.parametrize(("engine", "workers"), [("spark", 2), ("local", 0), ("threads", 0)])
 def test_bad_engine_arguments(engine: str, workers: int):
     with pytest.raises(ValueError):
         list(run_tasks(sha256_file, ["x"], engine=engine, workers=workers))

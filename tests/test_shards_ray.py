@@ -21,7 +21,6 @@ import common.engine
 import pipeline
 from shards.build import build_shards
 from shards.settings import ShardSettings
-from shards.write import workers
 
 FOOTAGE = ("concourse-walkers.mp4", "one-by-one-person-detection.mp4", "street-crossing.mp4")
 
@@ -83,8 +82,8 @@ def test_detections_build_identical_on_ray(footage, tmp_path, local_ray, monkeyp
         calls.append((kw["engine"], len(items)))
         return real(fn, items, **kw)
 
-    monkeypatch.setattr(workers, "run_tasks", spy)  # the name the shard workers call
-    monkeypatch.setattr(workers, "RAY_WINDOW_PER_CPU", 1)  # 2 tasks per window: 3 windows, reordered
+    monkeypatch.setattr(common.engine, "run_tasks", spy)  # the name engine.ordered_map calls
+    monkeypatch.setattr(common.engine, "RAY_WINDOW_PER_CPU", 1)  # 2 tasks per window: 3 windows, reordered
     summaries = {
         engine: build_shards(ShardSettings(engine=engine, max_samples=16, workers=2), root)
         for engine, root in roots.items()

@@ -4,6 +4,9 @@ Figures go to ``<root>/figures/``: ``examples.png`` (a grid of random crops, lik
 ``crop_height.png``, ``aspect_ratio.png``, ``score.png``, ``per_city.png``, ``drop_reasons.png``.
 Unreadable inputs end in one line naming the file; on a root it cannot write to, Table 1 is still
 printed and the command fails with one line naming what it could not write.
+
+``write_stats`` is the one writer of ``stats.json``: ``build-shards`` calls it after a build (no
+figures), ``stats`` calls it with the figures it drew (the same content plus a ``figures`` key).
 """
 
 from __future__ import annotations
@@ -18,6 +21,22 @@ from shards.checks.table1 import dataset_stats, load_samples, table1
 from shards.settings import StatsSettings
 
 
+def write_stats(
+    root: Path, figures: dict[str, str] | None = None, report: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``<root>/stats.json``: ``dataset_stats`` of the root, plus ``figures`` when given.
+
+    ``report`` is ``dataset_stats(root)`` when the caller has already computed it (``stats`` draws
+    the figures from it first). Returns what was written.
+    """
+    root = Path(root)
+    report = dataset_stats(root) if report is None else report
+    if figures is not None:
+        report["figures"] = figures
+    write_json(root / "stats.json", report)
+    return report
+
+
 def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     """Compute the statistics, draw the figures, print Table 1; return the headline figures."""
     root = Path(root)
@@ -25,8 +44,7 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     table = table1(report)
     try:
         figures = write_figures(report, load_samples(root), root, cfg.grid_size, cfg.seed)
-        report["figures"] = figures
-        write_json(root / "stats.json", report)
+        write_stats(root, figures, report)
         write_text(root / "figures" / "table1.txt", table + "\n")
     except OSError as e:  # a read-only or full root; reading errors are UsageErrors already
         print(table, flush=True)
