@@ -45,6 +45,7 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
 from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed
 from common.atomic import write_json
 from common.engine import ray_init
+from common.manifests import video_filter
 from shards.build import build_shards
 from shards.release.export_lmdb import export_lmdb
 from shards.release.lmdb_keys import format_key
@@ -117,8 +118,6 @@ def timed_build(cfg: ShardSettings, root: Path) -> tuple[dict[str, Any], float]:
 
 def engine_rows(folder: Path, workspace: Path | None, tmp: Path, workers: int, max_samples: int) -> list:
     """build-shards on the local pool (baseline) and as Ray tasks, on crops and on videos."""
-    import pandas as pd
-
     ray_init(None, workers)  # start-up (~5 s) is paid once per cluster, not per build: not timed
     rows = []
     for engine in ("local", "ray"):
@@ -136,9 +135,9 @@ def engine_rows(folder: Path, workspace: Path | None, tmp: Path, workers: int, m
     for engine in ("local", "ray"):
         root = tmp / f"videos_{engine}"
         root.mkdir()
-        videos = pd.read_parquet(workspace / "video_filter.parquet")
+        videos = video_filter.read(workspace)
         videos["path"] = [str((workspace / path).resolve()) for path in videos["path"]]
-        videos.to_parquet(root / "video_filter.parquet", index=False)
+        video_filter.write(root, videos)
         shutil.copytree(workspace / "detections", root / "detections")
         cfg = ShardSettings(max_samples=max_samples, workers=workers, engine=engine)
         summary, s = timed_build(cfg, root)

@@ -11,38 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, one_line
+from common.manifests import video_filter
 from detect.boxes import read_video_summary
-
-FILTER_TABLE = "video_filter.parquet"
-REFILTER = "run filter again to rewrite it"
 
 
 def kept_videos(root: Path):
-    """Kept rows of ``root/video_filter.parquet``: ``keep`` true/false, a frame count for each."""
-    import pandas as pd
-
-    manifest = root / FILTER_TABLE
-    if not manifest.is_file():
-        raise UsageError(f"{manifest} does not exist: run filter first")
-    try:
-        videos = pd.read_parquet(manifest)
-    except Exception as e:  # a damaged or foreign file
-        raise UsageError(
-            f"{manifest} is not a readable Parquet file ({one_line(str(e), 200)}); {REFILTER}"
-        ) from None
-    missing = {"video_id", "path", "keep", "n_frames"} - set(videos.columns)
-    if missing:
-        raise UsageError(f"{manifest} lacks columns {sorted(missing)}; {REFILTER}")
-    if videos["keep"].dtype != bool:
-        raise UsageError(f"{manifest}: column keep holds {videos['keep'].dtype}, not true/false; {REFILTER}")
-    kept = videos[videos["keep"]].reset_index(drop=True)
-    try:
-        kept["n_frames"] = kept["n_frames"].astype("int64")
-    except (TypeError, ValueError):
-        raise UsageError(f"{manifest}: a kept video has no whole frame count; {REFILTER}") from None
-    if kept["video_id"].isna().any() or kept["path"].isna().any():
-        raise UsageError(f"{manifest}: a kept video has no video_id or path; {REFILTER}")
-    return kept
+    """Kept rows of ``root/video_filter.parquet`` (checked by ``common.manifests.video_filter``),
+    each with a whole frame count."""
+    return video_filter.kept(root, ("video_id", "path", "keep", "n_frames"))
 
 
 def finished_summary(path: Path) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from common.atomic import write_parquet
 from common.errors import UsageError
+from common.manifests import detections
 from detect.batch_runner import BatchRunner, detect_videos
 from detect.boxes import read_video_summary
 from detect.inputs import finished_summary, kept_videos
@@ -32,7 +32,6 @@ from detect.sampling import VideoJob, sample_indices
 from detect.settings import DetectSettings
 
 log = logging.getLogger(__name__)
-SUMMARY_COLUMNS = ["video_id", "frames_sampled", "boxes", "valid_boxes", "status", "reason"]
 
 
 def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
@@ -76,8 +75,8 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
             reasons.update(summaries[vid]["reasons"])
         else:
             summary_rows.append({"video_id": vid, "boxes": 0, "valid_boxes": 0, **results_now.get(vid, {})})
-    table = pd.DataFrame(summary_rows, columns=SUMMARY_COLUMNS)
-    write_parquet(root / "detections.parquet", table)
+    table = pd.DataFrame(summary_rows, columns=detections.COLUMNS)
+    detections.write(root, table)
     return {
         "videos": len(videos),
         "skipped_done": done,

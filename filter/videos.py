@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from common.atomic import write_parquet
 from common.engine import run_tasks
 from common.errors import UsageError
+from common.manifests import video_filter
 from common.manifests.videos import MANIFEST, read_frame
 from filter.near_dup import near_duplicates
 from filter.probe import Probe, cached_probe
@@ -35,7 +35,6 @@ from filter.settings import FilterSettings
 from filter.vr import vr_signal
 
 log = logging.getLogger(__name__)
-COLUMNS = ["video_id", "path", "city", "keep", "reason", "detail", "n_frames", "fps", "width", "height"]
 PROBE_DIR = "filter_probes"
 
 
@@ -101,7 +100,7 @@ def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[int, Probe], c
 
 
 def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
-    """Write ``video_filter.parquet``; return counts per reason."""
+    """Write ``video_filter.parquet`` (``common.manifests.video_filter``); return counts per reason."""
     import pandas as pd
 
     videos = load_videos(root)
@@ -142,10 +141,7 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
         mark_near_duplicates(rows, probes, cfg)
     for row in rows:
         row["keep"] = row["reason"] == "ok"
-    table = pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"keep": bool, "n_frames": "Int64", "fps": "float64", "width": "Int64", "height": "Int64"}
-    )
-    write_parquet(root / "video_filter.parquet", table)
+    video_filter.write(root, pd.DataFrame(rows, columns=video_filter.COLUMNS))
     reasons = Counter(row["reason"] for row in rows)
     log.info("filter: kept %d of %d videos; %s", reasons.get("ok", 0), len(rows), dict(reasons))
     return {

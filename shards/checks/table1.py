@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError
+from common.manifests import video_filter
 from common.shard_index import INDEX_NAME, read_shard_index
 from common.table import aligned
 from shards.write.items import RECORD_DEFAULTS
@@ -70,11 +71,10 @@ def _counts(series) -> dict[str, int]:
 
 
 def video_filter_stats(root: Path) -> dict[str, Any] | None:
-    path = root / "video_filter.parquet"
-    if not path.is_file():
+    if not (root / video_filter.FILE).is_file():
         return None
-    videos = read_table(path, ["keep", "reason"], "rerun filter")
-    kept = videos[videos["keep"].astype(bool)]
+    videos = video_filter.read(root, ("keep", "reason"))
+    kept = videos[videos["keep"]]
     stats: dict[str, Any] = {"videos": len(videos), "kept": len(kept), "reasons": _counts(videos["reason"])}
     if "city" in videos.columns:
         stats["kept_per_city"] = _counts(kept["city"].fillna(""))

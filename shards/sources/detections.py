@@ -1,6 +1,6 @@
 """The normal path of ``build-shards``: cut the valid person boxes out of re-decoded frames.
 
-Reads ``video_filter.parquet`` (kept videos: path, city) and ``detections/<video_id>.parquet``
+Reads ``video_filter.parquet`` (kept videos: path, city; ``common.manifests.video_filter``) and ``detections/<video_id>.parquet``
 (rows with ``valid == True``), re-decodes each needed frame with ``common.media.frames.read_frames`` and
 cuts each box. Box edges are rounded outwards to whole pixels (``floor`` of x1/y1, ``ceil`` of
 x2/y2), so the crop contains the whole detected box, then clipped to the frame. Crops are
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import UsageError
+from common.manifests import video_filter
 from shards.write.cut import cut_video
 from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
 
@@ -55,16 +55,8 @@ def plan(root: Path) -> tuple[list[Task], dict[str, Any]]:
     """One task per kept video with detections (split only where keys of two videos interleave)."""
     import pandas as pd
 
-    manifest = root / "video_filter.parquet"
-    if not manifest.is_file():
-        raise UsageError(
-            f"{manifest} does not exist: run filter and detect first, or use --from-images / --from-lmdb"
-        )
-    videos = pd.read_parquet(manifest)
-    missing = {"video_id", "path", "keep"} - set(videos.columns)
-    if missing:
-        raise UsageError(f"{manifest} lacks columns {sorted(missing)}")
-    kept = videos[videos["keep"].astype(bool)].sort_values("video_id")
+    absent = "run filter and detect first, or use --from-images / --from-lmdb"
+    kept = video_filter.kept(root, absent=absent).sort_values("video_id")
     contexts: dict[str, dict[str, Any]] = {}
     items: list[tuple[str, Item]] = []
     without, duplicates = [], 0

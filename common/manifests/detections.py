@@ -1,0 +1,42 @@
+"""``detections.parquet``: detect's per-root summary, one row per kept video of ``video_filter.parquet``.
+
+Columns: video_id, frames_sampled, boxes, valid_boxes, status, reason (the boxes themselves are
+in ``detections/<video_id>.parquet``). detect writes it with ``write`` after every run; ``read``
+returns it checked: a damaged or foreign file is a one-line ``UsageError`` naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.atomic import write_parquet
+from common.errors import UsageError, one_line
+
+FILE = "detections.parquet"
+COLUMNS = ["video_id", "frames_sampled", "boxes", "valid_boxes", "status", "reason"]
+REMEDY = "run detect again to rewrite it"
+
+
+def write(root: Path, df) -> None:
+    """Atomically write ``root/detections.parquet``: ``df``'s ``COLUMNS``, in order."""
+    write_parquet(Path(root) / FILE, df.reindex(columns=COLUMNS))
+
+
+def read(root: Path, required: tuple[str, ...] = ("video_id", "status")):
+    """``root/detections.parquet``; ``UsageError`` naming it when absent, unreadable or lacking
+    one of ``required``."""
+    import pandas as pd
+
+    path = Path(root) / FILE
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: run detect first")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as e:  # a damaged or foreign file
+        raise UsageError(
+            f"{path} is not a readable Parquet file ({one_line(str(e), 200)}); {REMEDY}"
+        ) from None
+    missing = set(required) - set(table.columns)
+    if missing:
+        raise UsageError(f"{path} lacks columns {sorted(missing)}; {REMEDY}")
+    return table

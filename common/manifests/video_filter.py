@@ -1,0 +1,76 @@
+"""``video_filter.parquet``: filter's decision on each downloaded video, one row per video.
+
+Columns: video_id, path (relative to the workspace root, as in ``videos.parquet``), city, keep
+(true/false), reason (``ok`` when kept, else why it was dropped), detail, n_frames, fps, width,
+height. filter writes it with ``write``; detect (kept videos) and build-shards / stats read it
+with ``read`` or ``kept``. A file that is not such a table (unreadable, a missing column, a
+``keep`` that is not true/false, a kept video without an id, a path or a whole frame count) is a
+one-line ``UsageError`` naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.atomic import write_parquet
+from common.errors import UsageError, one_line
+
+FILE = "video_filter.parquet"
+COLUMNS = ["video_id", "path", "city", "keep", "reason", "detail", "n_frames", "fps", "width", "height"]
+# The typed columns; the others hold text (or nothing) as written, kept as pandas objects.
+DTYPES: dict[str, str | type] = {
+    "keep": bool,
+    "n_frames": "Int64",
+    "fps": "float64",
+    "width": "Int64",
+    "height": "Int64",
+}
+REQUIRED = ("video_id", "path", "keep")
+REMEDY = "run filter again to rewrite it"
+ABSENT = "run filter first"
+
+
+def write(root: Path, df) -> None:
+    """Atomically write ``root/video_filter.parquet``: ``df``'s ``COLUMNS``, in order, typed."""
+    write_parquet(Path(root) / FILE, df.reindex(columns=COLUMNS).astype(DTYPES))
+
+
+def read(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSENT):
+    """Every row of ``root/video_filter.parquet``, checked.
+
+    ``UsageError`` naming the file when it does not exist (ending in ``absent``: what to run),
+    cannot be read, lacks one of ``required``, or holds a ``keep`` that is not true/false.
+    """
+    import pandas as pd
+
+    path = Path(root) / FILE
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: {absent}")
+    try:
+        videos = pd.read_parquet(path)
+    except Exception as e:  # a damaged or foreign file
+        raise UsageError(
+            f"{path} is not a readable Parquet file ({one_line(str(e), 200)}); {REMEDY}"
+        ) from None
+    missing = set(required) - set(videos.columns)
+    if missing:
+        raise UsageError(f"{path} lacks columns {sorted(missing)}; {REMEDY}")
+    if "keep" in videos.columns and videos["keep"].dtype != bool:
+        raise UsageError(f"{path}: column keep holds {videos['keep'].dtype}, not true/false; {REMEDY}")
+    return videos
+
+
+def kept(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSENT):
+    """The kept rows of ``read(root, required)`` (index reset), each with a video id and a path,
+    and a whole frame count (``int64``) when ``n_frames`` is required."""
+    path = Path(root) / FILE
+    videos = read(root, tuple(dict.fromkeys((*REQUIRED, *required))), absent=absent)
+    rows = videos[videos["keep"]].reset_index(drop=True)
+    if "n_frames" in required:
+        try:
+            rows["n_frames"] = rows["n_frames"].astype("int64")
+        except (TypeError, ValueError):
+            raise UsageError(f"{path}: a kept video has no whole frame count; {REMEDY}") from None
+    if rows["video_id"].isna().any() or rows["path"].isna().any():
+        raise UsageError(f"{path}: a kept video has no video_id or path; {REMEDY}")
+    return rows
