@@ -22,40 +22,20 @@ import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any, BinaryIO
 
+from common.tar_header import header_number, pax_path
+
 BLOCK = 512
 BUFFER = 1 << 20
 EMPTY = bytes(BLOCK)
 META = re.compile(r"__[^/]*__($|/)")  # webdataset's skip_meta
 
 
-def _number(field: bytes) -> int:
-    """A numeric header field: octal text, or base-256 (GNU) for 8 GiB and more."""
-    if field[:1] in (b"\x80", b"\xff"):
-        value = int.from_bytes(field[1:], "big")
-        return value - (1 << (8 * len(field) - 8)) if field[:1] == b"\xff" else value
-    text = field.replace(b"\x00", b" ").strip()
-    return int(text, 8) if text else 0
-
-
-def _pax_path(data: bytes) -> str | None:
-    """The ``path`` record of a pax extended header (records ``"<len> <key>=<value>\\n"``)."""
-    pos = 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
-        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
-        if key == b"path":
-            return value.decode("utf-8", "surrogateescape")
-        pos += length
-    return None
-
-
 def _octal(field: bytes) -> int:
-    """``_number``, with the common case (octal digits, NUL or space ended) first."""
+    """``header_number``, with the common case (octal digits, NUL or space ended) first."""
     try:
         return int(field.rstrip(b"\x00 "), 8)
     except ValueError:
-        return _number(field)
+        return header_number(field)
 
 
 def _checksum_ok(header: bytes) -> bool:
@@ -91,7 +71,7 @@ def tar_members(f: BinaryIO, suffixes: Collection[str]) -> Iterator[tuple[str, s
         offset += BLOCK + padded
         if kind in (b"x", b"L"):  # the next header's name, in a pax record or a GNU long name
             payload = _read(f, padded, offset)[:size]
-            long_name = _pax_path(payload) if kind == b"x" else payload.rstrip(b"\x00").decode("utf-8")
+            long_name = pax_path(payload) if kind == b"x" else payload.rstrip(b"\x00").decode("utf-8")
             continue
         if kind not in (b"0", b"\x00"):
             f.seek(padded, 1)

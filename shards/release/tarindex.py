@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from common.tar_header import header_number, pax_path
+
 BLOCK = 512
 
 
@@ -20,27 +22,6 @@ class Member(NamedTuple):
     name: str
     offset: int  # of the data
     size: int
-
-
-def _number(field: bytes) -> int:
-    if field[:1] in (b"\x80", b"\xff"):  # base-256 (GNU) for sizes of 8 GiB and more
-        value = int.from_bytes(field[1:], "big")
-        return value - (1 << (8 * len(field) - 8)) if field[:1] == b"\xff" else value
-    text = field.replace(b"\x00", b" ").strip()
-    return int(text, 8) if text else 0
-
-
-def _pax_path(data: bytes) -> str | None:
-    """The ``path`` record of a pax extended header (records ``"<len> <key>=<value>\\n"``)."""
-    pos = 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
-        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
-        if key == b"path":
-            return value.decode("utf-8", "surrogateescape")
-        pos += length
-    return None
 
 
 def members(f: BinaryIO, where: str = "tar") -> Iterator[Member]:
@@ -53,15 +34,15 @@ def members(f: BinaryIO, where: str = "tar") -> Iterator[Member]:
             raise ValueError(f"{where}: archive ends inside a header at byte {offset}")
         if header == bytes(BLOCK):
             return
-        if _number(header[148:156]) != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+        if header_number(header[148:156]) != sum(header[:148]) + 8 * 32 + sum(header[156:]):
             raise ValueError(f"{where}: bad header checksum at byte {offset}")
-        size, kind = _number(header[124:136]), header[156:157]
+        size, kind = header_number(header[124:136]), header[156:157]
         data = offset + BLOCK
         offset = data + -(-size // BLOCK) * BLOCK
         if kind in (b"x", b"L"):  # the next header's name, in a pax record or a GNU long name
             f.seek(data)
             payload = f.read(size)
-            long_name = _pax_path(payload) if kind == b"x" else payload.rstrip(b"\x00").decode("utf-8")
+            long_name = pax_path(payload) if kind == b"x" else payload.rstrip(b"\x00").decode("utf-8")
             continue
         if kind not in (b"0", b"\x00"):
             long_name = None
