@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.atomic import write_parquet
-from common.errors import UsageError, one_line
+from common.manifests.parquet import read_table
 
 FILE = "detections.parquet"
 COLUMNS = ["video_id", "frames_sampled", "boxes", "valid_boxes", "status", "reason"]
@@ -25,18 +25,4 @@ def write(root: Path, df) -> None:
 def read(root: Path, required: tuple[str, ...] = ("video_id", "status")):
     """``root/detections.parquet``; ``UsageError`` naming it when absent, unreadable or lacking
     one of ``required``."""
-    import pandas as pd
-
-    path = Path(root) / FILE
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: run detect first")
-    try:
-        table = pd.read_parquet(path)
-    except Exception as e:  # a damaged or foreign file
-        raise UsageError(
-            f"{path} is not a readable Parquet file ({one_line(str(e), 200)}); {REMEDY}"
-        ) from None
-    missing = set(required) - set(table.columns)
-    if missing:
-        raise UsageError(f"{path} lacks columns {sorted(missing)}; {REMEDY}")
-    return table
+    return read_table(Path(root) / FILE, required, "run detect first", REMEDY)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.atomic import write_parquet
-from common.errors import UsageError, one_line
+from common.errors import UsageError
+from common.manifests.parquet import read_table
 
 FILE = "video_filter.parquet"
 COLUMNS = ["video_id", "path", "city", "keep", "reason", "detail", "n_frames", "fps", "width", "height"]
@@ -41,20 +42,8 @@ def read(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSE
     ``UsageError`` naming the file when it does not exist (ending in ``absent``: what to run),
     cannot be read, lacks one of ``required``, or holds a ``keep`` that is not true/false.
     """
-    import pandas as pd
-
     path = Path(root) / FILE
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: {absent}")
-    try:
-        videos = pd.read_parquet(path)
-    except Exception as e:  # a damaged or foreign file
-        raise UsageError(
-            f"{path} is not a readable Parquet file ({one_line(str(e), 200)}); {REMEDY}"
-        ) from None
-    missing = set(required) - set(videos.columns)
-    if missing:
-        raise UsageError(f"{path} lacks columns {sorted(missing)}; {REMEDY}")
+    videos = read_table(path, required, absent, REMEDY)
     if "keep" in videos.columns and videos["keep"].dtype != bool:
         raise UsageError(f"{path}: column keep holds {videos['keep'].dtype}, not true/false; {REMEDY}")
     return videos
