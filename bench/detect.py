@@ -34,13 +34,13 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.detect")
 
 from common.atomic import write_json
+from common.detectors.hog import HogDetector
+from common.detectors.yolo import YoloDetector, resolve_device
 from common.media.frames import (
     count_frames,
     read_frames,
 )
-from detect.hog import HogDetector
 from detect.pose import HRNetKeypoints
-from detect.yolo import YoloDetector, resolve_device
 
 RESULTS = REPO / "bench" / "results"
 VIDEOS = REPO.parent / "shared" / "data" / "videos"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from detect.hog import HogDetector
+from common.detectors.build import build_detector as build
+from common.detectors.yolo import resolve_device
 from detect.person_rules import PersonRules
 from detect.pose import HRNetKeypoints, MMPoseKeypoints
 from detect.settings import DetectSettings
-from detect.yolo import YoloDetector, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,7 @@ def rules_for(cfg: DetectSettings) -> PersonRules:
 
 
 def build_detector(cfg: DetectSettings):
-    if cfg.detector == "hog":
-        return HogDetector()
-    return YoloDetector(cfg.detector_weights, cfg.device, cfg.record_score)
+    return build(cfg.detector, cfg.detector_weights, cfg.device, cfg.record_score)
 
 
 def build_pose(cfg: DetectSettings):

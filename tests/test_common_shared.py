@@ -29,7 +29,7 @@ def test_pick_device_auto_cpu_and_numbering(monkeypatch):
 
 
 def test_stage_wrappers_keep_their_forms(monkeypatch):
-    from detect.yolo import resolve_device
+    from common.detectors.yolo import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"

@@ -46,7 +46,7 @@ def frames(videos_dir):
 
 
 def test_batch_output_format(weights, frames):
-    from detect.yolo import YoloDetector
+    from common.detectors.yolo import YoloDetector
 
     detector = YoloDetector(str(weights), device="cpu", record_score=0.0)
     assert detector.name == "yolo:yolov5s_random.pt" and detector.person == 0
@@ -64,7 +64,7 @@ def test_batch_output_format(weights, frames):
 
 def test_a_frame_gets_the_same_boxes_whatever_shares_its_batch(weights, frames):
     """Detection batches span videos of different sizes; a frame's boxes must not depend on them."""
-    from detect.yolo import YoloDetector
+    from common.detectors.yolo import YoloDetector
 
     detector = YoloDetector(str(weights), device="cpu", record_score=0.0)
     a, b = frames
@@ -76,7 +76,7 @@ def test_a_frame_gets_the_same_boxes_whatever_shares_its_batch(weights, frames):
 
 
 def test_record_score_is_the_candidate_threshold(weights, frames):
-    from detect.yolo import YoloDetector
+    from common.detectors.yolo import YoloDetector
 
     boxes = YoloDetector(str(weights), device="cpu", record_score=0.001)(frames[:1])[0]
     assert (boxes[:, 4] > 0.001).all()
@@ -110,7 +110,7 @@ def test_detect_stage_with_local_yolo_weights(weights, videos_dir, tmp_path):
 
 
 def test_unavailable_weights_are_a_usage_error(tmp_path, monkeypatch_module):
-    from detect.yolo import YoloDetector
+    from common.detectors.yolo import YoloDetector
 
     with pytest.raises(UsageError, match="no such file"):
         YoloDetector(str(tmp_path / "missing.pt"))
@@ -122,7 +122,7 @@ def test_unavailable_weights_are_a_usage_error(tmp_path, monkeypatch_module):
 def test_gpu_batch(weights, frames):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    from detect.yolo import YoloDetector
+    from common.detectors.yolo import YoloDetector
 
     detector = YoloDetector(str(weights), device="auto", record_score=0.0)
     assert detector.device == "cuda:0" and detector.precision == 16
