@@ -5,7 +5,7 @@ Synthetic signatures shaped like the filter's: ``static_frames`` (5) 64-bit pHas
 uniformly random, plus ``--planted`` (3 %) near copies of other rows (0-10 bits flipped per hash,
 chained: a copy of a copy), in random order. Both algorithms run as the stage runs them,
 ``mark_near_duplicates`` on rows and probes holding hex hashes, and must give every row the same
-reason and detail. Time: wall seconds of one call, the best of ``--repeats``; peak: tracemalloc's
+status and reason. Time: wall seconds of one call, the best of ``--repeats``; peak: tracemalloc's
 peak during one more call (numpy's buffers included), on top of the rows and probes.
 
     python bench/near_dup.py            # both at 2,000 and 5,000 signatures, the new one at 50,000
@@ -35,12 +35,12 @@ Rows = list[dict[str, Any]]
 
 
 def old_mark_near_duplicates(rows: Rows, probes: dict[int, Probe], cfg: FilterSettings) -> None:
-    """``filter.videos.mark_near_duplicates`` before issue 14, verbatim: every kept row compared with
+    """``filter.videos.mark_near_duplicates`` before issue 14, verbatim but for today's column names: every kept row compared with
     each later one, the kept matrix grown by ``np.vstack`` (the baseline, and the tests' reference)."""
     kept_ids: list[str] = []
     kept_hashes = np.zeros((0, cfg.static_frames), dtype=np.uint64)
     for i, row in enumerate(rows):
-        if row["reason"] != "ok":
+        if row["status"] != "ok":
             continue
         signature = [int(h, 16) for h in probes[i].hashes]
         if len(signature) == cfg.static_frames and len(kept_ids):
@@ -48,7 +48,7 @@ def old_mark_near_duplicates(rows: Rows, probes: dict[int, Probe], cfg: FilterSe
             j = int(np.argmin(distances))
             if distances[j] <= cfg.near_duplicate_distance:
                 row.update(
-                    reason="near_duplicate", detail=f"like {kept_ids[j]} (distance {distances[j]:.1f})"
+                    status="near_duplicate", reason=f"like {kept_ids[j]} (distance {distances[j]:.1f})"
                 )
                 continue
         if len(signature) == cfg.static_frames:
@@ -71,7 +71,7 @@ def synthetic_signatures(n: int, k: int, planted: float, rng: np.random.Generato
 
 def stage_input(signatures: np.ndarray) -> tuple[Rows, dict[int, Probe]]:
     """Rows and probes as ``filter_videos`` hands them to ``mark_near_duplicates``."""
-    rows = [{"video_id": f"v{i:06d}", "reason": "ok", "detail": ""} for i in range(len(signatures))]
+    rows = [{"video_id": f"v{i:06d}", "status": "ok", "reason": ""} for i in range(len(signatures))]
     probes = {i: Probe(hashes=[f"{int(h):016x}" for h in sig]) for i, sig in enumerate(signatures)}
     return rows, probes
 
@@ -89,7 +89,7 @@ def measure(mark: Callable, signatures: np.ndarray, cfg: FilterSettings, repeats
     mark(fresh, probes, cfg)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    dropped = sum(r["reason"] == "near_duplicate" for r in rows)
+    dropped = sum(r["status"] == "near_duplicate" for r in rows)
     return rows, {"seconds": round(min(times), 5), "peak_mib": round(peak / 2**20, 3), "dropped": dropped}
 
 

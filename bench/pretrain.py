@@ -32,7 +32,7 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.pretrain")
 
 from common.atomic import write_json
-from common.shard_index import write_shard_index
+from common.manifests.shard_index import write_shard_index
 from pretrain.logs import read_metrics
 from pretrain.settings import PretrainSettings
 

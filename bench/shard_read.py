@@ -46,9 +46,10 @@ class FileCrops:
     """Baseline dataset: one file per crop (torch map-style), decoded and resized as the shards are."""
 
     def __init__(self, files: list[Path]) -> None:
-        from pretrain.data import decode_image, fit_image
+        from common.media.images import decode_rgb
+        from pretrain.data import fit_image
 
-        self.files, self.decode, self.fit = files, decode_image, fit_image
+        self.files, self.decode, self.fit = files, decode_rgb, fit_image
 
     def __len__(self) -> int:
         return len(self.files)
@@ -152,7 +153,8 @@ def measure_decode(shards_dir: str, device: str, batch: int, seconds: float) -> 
     import cv2
     import torch
 
-    from pretrain.data import collate_jpegs, decode_image, image_batches
+    from common.media.images import decode_rgb
+    from pretrain.data import collate_jpegs, image_batches
     from pretrain.decode import decode_to_batch
 
     urls = [{"url": str(p)} for p in sorted(Path(shards_dir).glob("lup-*.tar"))]
@@ -163,7 +165,7 @@ def measure_decode(shards_dir: str, device: str, batch: int, seconds: float) -> 
     cv2.setNumThreads(1)
 
     def worker(files: list[bytes]) -> None:
-        next(image_batches(map(decode_image, files), len(files), HEIGHT, WIDTH))
+        next(image_batches(map(decode_rgb, files), len(files), HEIGHT, WIDTH))
 
     def on_device(files: list[bytes]) -> None:
         decode_to_batch(*collate_jpegs(files), device, HEIGHT, WIDTH)

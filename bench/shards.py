@@ -46,12 +46,12 @@ from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_row
 from common.atomic import write_json
 from common.engine import ray_init
 from common.manifests import video_filter
+from common.media.images import decode_bgr, encode_jpeg
 from shards.build import build_shards
 from shards.release.export_lmdb import export_lmdb
 from shards.release.lmdb_keys import format_key
 from shards.settings import ExportLmdbSettings, ShardSettings
 from shards.sources.images import list_images
-from shards.write.items import decode_image, encode_jpeg
 from shards.write.tarshard import ShardWriter, shard_name
 
 __all__ = ["measure_decode", "main"]
@@ -77,7 +77,7 @@ def write_reencode(folder: Path, out: Path, max_samples: int) -> int:
     out.mkdir(parents=True)
     writer, number = None, 0
     for rel in paths:
-        jpg = encode_jpeg(decode_image((folder / rel).read_bytes()), 95)
+        jpg = encode_jpeg(decode_bgr((folder / rel).read_bytes()), 95)
         files = {"jpg": jpg, "json": json.dumps({"path": rel}).encode()}
         key = rel.replace("/", "_").rsplit(".", 1)[0]
         if writer is not None and not writer.fits(key, files):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -21,7 +22,6 @@ from pathlib import Path
 
 from common.atomic import atomic_path, write_text
 from common.errors import UsageError
-from common.shard_index import sha256_file
 
 log = logging.getLogger(__name__)
 SUFFIX = ".sha256"
@@ -31,6 +31,15 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 class Damaged(Exception):
     """A file whose bytes are not the ones that were written (or whose checksum is gone)."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def sidecar(path: Path) -> Path:

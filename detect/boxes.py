@@ -1,11 +1,4 @@
-"""``detections/<video_id>.parquet``: one row per detected box, written once per video, atomically.
-
-Columns: video_id, frame, box (index within its frame, best score first), x1, y1, x2, y2 (source
-pixels), score, keypoints (17 x (x, y, conf) flattened to 51 floats; empty when not computed:
-``--keypoints none`` or a box that already failed a box rule), valid, reason, detector,
-keypoint_model. The file's schema metadata holds ``frames_sampled`` (a video may have no boxes)
-and a ``note`` when some sampled frames could not be decoded.
-"""
+"""Rows of ``detections/<video_id>.parquet`` (schema: ``common.manifests.boxes``), built frame by frame."""
 
 from __future__ import annotations
 
@@ -14,30 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from common.atomic import atomic_path
+from common.manifests import boxes as box_file
 from detect.person_rules import PersonRules, person_reason
-
-
-def _schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("video_id", pa.string()),
-            ("frame", pa.int64()),
-            ("box", pa.int32()),
-            ("x1", pa.float32()),
-            ("y1", pa.float32()),
-            ("x2", pa.float32()),
-            ("y2", pa.float32()),
-            ("score", pa.float32()),
-            ("keypoints", pa.list_(pa.float32())),
-            ("valid", pa.bool_()),
-            ("reason", pa.string()),
-            ("detector", pa.string()),
-            ("keypoint_model", pa.string()),
-        ]
-    )
 
 
 class BoxRows:
@@ -45,7 +16,7 @@ class BoxRows:
 
     def __init__(self, detector: str, keypoint_model: str) -> None:
         self.detector, self.keypoint_model = detector, keypoint_model
-        self.columns: dict[str, list] = {name: [] for name in _schema().names}
+        self.columns: dict[str, list] = {name: [] for name in box_file.schema().names}
 
     def __len__(self) -> int:
         return len(self.columns["frame"])
@@ -56,7 +27,7 @@ class BoxRows:
         """Boxes (N, 5: x1, y1, x2, y2, score) of one frame with their keypoints (or None)."""
         for i, (box, kps) in enumerate(zip(boxes, keypoints, strict=True)):
             x1, y1, x2, y2, score = (float(v) for v in box[:5])
-            reason = person_reason(x1, y1, x2, y2, score, kps, rules)
+            status = person_reason(x1, y1, x2, y2, score, kps, rules)
             row = {
                 "frame": int(frame),
                 "box": i,
@@ -66,8 +37,8 @@ class BoxRows:
                 "y2": y2,
                 "score": score,
                 "keypoints": [] if kps is None else np.asarray(kps, dtype=np.float32).ravel().tolist(),
-                "valid": reason == "ok",
-                "reason": reason,
+                "valid": status == "ok",
+                "status": status,
                 "detector": self.detector,
                 "keypoint_model": self.keypoint_model,
             }
@@ -78,38 +49,28 @@ class BoxRows:
 def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: int, note: str = "") -> None:
     """Write one video's boxes atomically (the file's existence means "this video is done");
     ``note`` says what went wrong short of failing (e.g. frames that could not be decoded)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = dict(rows.columns, video_id=[video_id] * len(rows))
-    schema = _schema().with_metadata(
-        {
-            "frames_sampled": str(frames_sampled),
-            "detector": rows.detector,
-            "keypoint_model": rows.keypoint_model,
-            "note": note,
-        }
+    box_file.write(
+        path,
+        dict(rows.columns, video_id=[video_id] * len(rows)),
+        frames_sampled=str(frames_sampled),
+        detector=rows.detector,
+        keypoint_model=rows.keypoint_model,
+        note=note,
     )
-    table = pa.table(columns, schema=schema)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
 
 
 def read_video_summary(path: Path) -> dict[str, Any]:
     """frames_sampled, boxes, valid_boxes, status and reason of one finished video file, and
-    ``reasons``: its boxes counted by validity reason."""
+    ``reasons``: its boxes counted by status code."""
     from collections import Counter
 
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=["valid", "reason"])
-    meta = table.schema.metadata or {}
-    valid = table.column("valid").to_pylist()
+    table = box_file.read(path, ["valid", "status"])
+    meta = box_file.metadata(path)
     return {
-        "frames_sampled": int(meta.get(b"frames_sampled", b"0")),
-        "boxes": len(valid),
-        "valid_boxes": int(sum(bool(v) for v in valid)),
+        "frames_sampled": int(meta.get("frames_sampled", "0")),
+        "boxes": len(table),
+        "valid_boxes": int(table["valid"].astype(bool).sum()),
         "status": "ok",
-        "reason": meta.get(b"note", b"").decode(),
-        "reasons": dict(Counter(table.column("reason").to_pylist())),
+        "reason": meta.get("note", ""),
+        "reasons": dict(Counter(table["status"].tolist())),
     }

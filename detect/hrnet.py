@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from common.errors import UsageError
+from common.integrity import sha256_file
 from common.safe_load import load_tensors_only
-from common.shard_index import sha256_file
 
 NUM_KEYPOINTS = 17
 HEAD_PREFIXES = ("head.final_layer.", "keypoint_head.final_layer.")  # mmpose 1.x, 0.x

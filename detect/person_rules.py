@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.manifests.boxes import STATUSES
+
 # COCO keypoint order: 0 nose, 1-2 eyes, 3-4 ears, 5-6 shoulders, 7-8 elbows, 9-10 wrists,
 # 11-12 hips, 13-14 knees, 15-16 ankles.
 HEAD = (0, 1, 2, 3, 4)
@@ -28,7 +30,7 @@ UPPER_BODY = (5, 6)
 LOWER_BODY = (11, 12, 13, 14)
 NUM_KEYPOINTS = 17
 
-REASONS = ("ok", "low_score", "too_narrow", "bad_aspect", "no_head", "no_upper_body", "no_lower_body")
+REASONS = STATUSES  # the status codes of detections/<video>.parquet
 BOX_REASONS = ("low_score", "too_narrow", "bad_aspect")
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.errors import UsageError
-from common.manifests import detections
+from common.manifests import boxes, detections
 from detect.batch_runner import BatchRunner, detect_videos
 from detect.boxes import read_video_summary
 from detect.inputs import finished_summary, kept_videos
@@ -38,7 +38,7 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     """Detect persons on the sampled frames of every kept video; return counts."""
     videos = kept_videos(root)
     root = root.resolve()  # workers (Ray actors on other nodes included) get absolute paths
-    out_dir = root / "detections"
+    out_dir = root / boxes.DIR
     jobs = []
     summaries: dict[str, dict[str, Any]] = {}  # per video with a file: read_video_summary
     for v in videos.itertuples(index=False):

@@ -70,7 +70,7 @@ def probe_all(tasks: list[tuple[str, str, int, int]], cfg: FilterSettings) -> li
 
 
 def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, str]:
-    """(reason, detail) of one probed, non-duplicate video, before the near-duplicate check."""
+    """(status, reason) of one probed, non-duplicate video, before the near-duplicate check."""
     if probe.error:
         return "unreadable", probe.error
     if probe.n_frames < cfg.min_frames:
@@ -89,18 +89,18 @@ def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[int, Probe], c
     Only rows with all ``static_frames`` hashes take part; ``filter.near_dup`` decides, in row order.
     """
     k = cfg.static_frames
-    rows_in = [i for i, row in enumerate(rows) if row["reason"] == "ok" and len(probes[i].hashes) == k]
+    rows_in = [i for i, row in enumerate(rows) if row["status"] == "ok" and len(probes[i].hashes) == k]
     signatures = np.empty((len(rows_in), k), dtype=np.uint64)  # one matrix, filled once
     for n, i in enumerate(rows_in):
         signatures[n] = [int(h, 16) for h in probes[i].hashes]
     for i, match in zip(rows_in, near_duplicates(signatures, cfg.near_duplicate_distance), strict=True):
         if match is not None:
             like, distance = rows[rows_in[match[0]]]["video_id"], match[1]
-            rows[i].update(reason="near_duplicate", detail=f"like {like} (distance {distance:.1f})")
+            rows[i].update(status="near_duplicate", reason=f"like {like} (distance {distance:.1f})")
 
 
 def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
-    """Write ``video_filter.parquet`` (``common.manifests.video_filter``); return counts per reason."""
+    """Write ``video_filter.parquet`` (``common.manifests.video_filter``); return counts per status."""
     import pandas as pd
 
     videos = load_videos(root)
@@ -117,8 +117,8 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
                 "path": path,
                 "city": None if pd.isna(getattr(v, "city", None)) else str(v.city),
                 "title": None if pd.isna(getattr(v, "title", None)) else str(v.title),
-                "reason": "duplicate" if vid in seen else "",
-                "detail": "same video id as an earlier row" if vid in seen else "",
+                "status": "duplicate" if vid in seen else "",
+                "reason": "same video id as an earlier row" if vid in seen else "",
             }
         )
         if vid not in seen:
@@ -128,10 +128,10 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
         seen.add(vid)
     probes = dict(zip(task_rows, probe_all(tasks, cfg), strict=True))
     for i, probe in probes.items():
-        reason, detail = decide(probe, rows[i]["title"], cfg)
+        status, reason = decide(probe, rows[i]["title"], cfg)
         rows[i].update(
+            status=status,
             reason=reason,
-            detail=detail,
             n_frames=probe.n_frames,
             fps=probe.fps,
             width=probe.width,
@@ -140,12 +140,12 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
     if cfg.near_duplicate:
         mark_near_duplicates(rows, probes, cfg)
     for row in rows:
-        row["keep"] = row["reason"] == "ok"
+        row["keep"] = row["status"] == "ok"
     video_filter.write(root, pd.DataFrame(rows, columns=video_filter.COLUMNS))
-    reasons = Counter(row["reason"] for row in rows)
-    log.info("filter: kept %d of %d videos; %s", reasons.get("ok", 0), len(rows), dict(reasons))
+    statuses = Counter(row["status"] for row in rows)
+    log.info("filter: kept %d of %d videos; %s", statuses.get("ok", 0), len(rows), dict(statuses))
     return {
         "videos": len(rows),
-        "kept": reasons.get("ok", 0),
-        "dropped": {r: reasons[r] for r in sorted(reasons) if r != "ok"},
+        "kept": statuses.get("ok", 0),
+        "dropped": {s: statuses[s] for s in sorted(statuses) if s != "ok"},
     }

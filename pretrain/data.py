@@ -32,6 +32,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset
 
+from common.media.images import decode_rgb, is_jpeg
 from pretrain.presets import Recipe
 from pretrain.stream_guard import StreamGuard
 from pretrain.tarstream import tar_samples
@@ -104,27 +105,12 @@ def resampled_shards(urls: list[str], seed: int, epoch: int, rank: int, world: i
         yield {"url": mine[int(rng.integers(len(mine)))]}
 
 
-# RGB from the decoder itself (a BGR decode + channel flip costs half a decode again); EXIF
-# orientation ignored, as PIL's Image.open and torchvision's decode_jpeg do.
-IMREAD = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
-
-
-def decode_image(data: bytes) -> np.ndarray | None:
-    """JPEG bytes -> RGB uint8 HxWx3 (PIL's pixel values), or None when the bytes are not an image."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), IMREAD) if data else None
-
-
 def fit_image(image: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
     """Resize to the training size (into ``out`` when given): area averaging when it shrinks the
     image, bilinear when it grows it."""
     h0, w0 = image.shape[:2]
     interp = cv2.INTER_AREA if h0 * w0 > height * width else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), dst=out, interpolation=interp)
-
-
-def is_jpeg(data: bytes) -> bool:
-    """Starts with a JPEG's SOI marker: what the workers check when the training device decodes."""
-    return data[:3] == b"\xff\xd8\xff"
 
 
 def collate_images(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,7 +208,7 @@ class BatchStream(IterableDataset):
             if self.raw:  # decoded on the training device: only the marker is checked here
                 image = data if is_jpeg(data) else None
             else:
-                image = decode_image(data)
+                image = decode_rgb(data)
             if guard is not None:
                 guard.image(image is not None)
             if image is None:

@@ -17,8 +17,7 @@ from typing import Any
 
 from common.atomic import write_json
 from common.backbone_card import card_path
-from common.integrity import recorded_digest
-from common.shard_index import sha256_file
+from common.integrity import recorded_digest, sha256_file
 from pretrain.checkpoint import check_compatible, checkpoints
 
 log = logging.getLogger(__name__)

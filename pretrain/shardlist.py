@@ -2,7 +2,7 @@
 
 ``--shards`` (default ``<root>/shards``) is
 
-* a folder: its ``index.parquet`` (``common.shard_index``) is the list. Every listed tar must be
+* a folder: its ``index.parquet`` (``common.manifests.shard_index``) is the list. Every listed tar must be
   there with its recorded size; a ``.tar`` the index does not list is not trained on.
 * one ``.tar`` or a brace pattern (``dir/lup-{000000..000009}.tar``): the named files. When an
   ``index.parquet`` lies beside them, each must be listed there and is checked like the above;
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import UsageError
-from common.shard_index import INDEX_NAME, read_shard_index, sha256_file
+from common.integrity import sha256_file
+from common.manifests.shard_index import INDEX_NAME, read_shard_index
 
 log = logging.getLogger(__name__)
 

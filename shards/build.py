@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from common.manifests import samples as samples_file
 from shards.checks.stats import write_stats
 from shards.release.dets_report import write_report
 from shards.settings import ShardSettings
@@ -85,9 +86,7 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
         summary["replaced"] = True
     write_stats(root)
     if source == "dets":
-        import pandas as pd
-
-        samples = pd.read_parquet(root / "shards" / "samples.parquet")
+        samples = samples_file.read(root / "shards")
         report = write_report(root, cfg.from_dets, tasks, samples)
         return {"source": source, "engine": cfg.engine, **counts, **summary, "regenerate": report}
     return {"source": source, "engine": cfg.engine, **counts, **summary}

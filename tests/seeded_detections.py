@@ -41,10 +41,10 @@ def write_detections(root: Path, videos: dict[str, Path], seed: int = 0) -> pd.D
                 rows.append(
                     dict(video_id=vid, frame=frame, box=box, x1=x1, y1=y1, x2=x1 + w, y2=y1 + h)
                     | dict(score=float(rng.uniform(0.7, 1.0)), keypoints=[0.0] * 51)
-                    | dict(valid=bool(rng.random() < 0.8), reason="ok", detector="hog", keypoint_model="none")
+                    | dict(valid=bool(rng.random() < 0.8), status="ok", detector="hog", keypoint_model="none")
                 )
         table = pd.DataFrame(rows)
-        table["reason"] = np.where(table["valid"], "ok", "low_score")
+        table["status"] = np.where(table["valid"], "ok", "low_score")
         table.to_parquet(root / "detections" / f"{vid}.parquet", index=False)
         valid.append(table[table["valid"]])
     return pd.concat(valid, ignore_index=True)

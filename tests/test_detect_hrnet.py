@@ -244,7 +244,7 @@ def test_detect_stage_applies_keypoint_rules(checkpoint, videos_dir, tmp_path):
     summary = detect(cfg, tmp_path)
     table = pd.read_parquet(tmp_path / "detections" / "street.parquet")
     assert summary["keypoint_model"] == "hrnet_w32" and (table["keypoint_model"] == "hrnet_w32").all()
-    box_ok = table["reason"].isin(["ok", "no_head", "no_upper_body", "no_lower_body"])
+    box_ok = table["status"].isin(["ok", "no_head", "no_upper_body", "no_lower_body"])
     assert box_ok.sum() >= 1
     assert all(len(k) == 51 for k in table.loc[box_ok, "keypoints"])  # computed where the box rules pass
     assert all(len(k) == 0 for k in table.loc[~box_ok, "keypoints"])
@@ -253,7 +253,7 @@ def test_detect_stage_applies_keypoint_rules(checkpoint, videos_dir, tmp_path):
         person_reason(r.x1, r.y1, r.x2, r.y2, r.score, r.keypoints if len(r.keypoints) else None, rules)
         for r in table.itertuples()
     ]
-    assert table["reason"].tolist() == expected
+    assert table["status"].tolist() == expected
 
 
 def test_adapter_needs_weights():

@@ -40,7 +40,7 @@ def workspace(videos_dir, tmp_path_factory):
         }
     )
     table = pd.DataFrame(rows)
-    table["reason"] = np.where(table["keep"], "ok", "too_short")
+    table["status"] = np.where(table["keep"], "ok", "too_short")
     table.to_parquet(root / "video_filter.parquet")
     return root
 
@@ -99,7 +99,7 @@ def test_rows_follow_the_rules(run):
         assert (table["detector"] == "hog").all() and (table["keypoint_model"] == "none").all()
         assert all(len(k) == 0 for k in table["keypoints"])  # --keypoints none: not computed
         expected = [person_reason(r.x1, r.y1, r.x2, r.y2, r.score, None, rules) for r in table.itertuples()]
-        assert table["reason"].tolist() == expected
+        assert table["status"].tolist() == expected
         assert table["valid"].tolist() == [r == "ok" for r in expected]
         for _, frame in table.groupby("frame"):
             assert frame["box"].tolist() == list(range(len(frame)))

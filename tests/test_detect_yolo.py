@@ -106,7 +106,7 @@ def test_detect_stage_with_local_yolo_weights(weights, videos_dir, tmp_path):
     assert summary["frames_sampled"] == 2 and set(table["frame"]) <= {0, 700}
     assert (table["detector"] == "yolo:yolov5s_random.pt").all()
     # random weights score far below the paper's 0.72: every box is recorded as low_score
-    assert len(table) > 0 and (table["reason"] == "low_score").all() and not table["valid"].any()
+    assert len(table) > 0 and (table["status"] == "low_score").all() and not table["valid"].any()
 
 
 def test_unavailable_weights_are_a_usage_error(tmp_path, monkeypatch_module):

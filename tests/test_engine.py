@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from common.engine import actor_shape, ordered_map, run_actors, run_tasks
-from common.shard_index import sha256_file  # a real per-file task, importable by pool and Ray workers
+from common.manifests.shard_index import (
+    sha256_file,  # a real per-file task, importable by pool and Ray workers
+)
 
 
 def _digests(engine: str, workers: int, items: list[str]) -> dict[int, str]:
@@ -168,7 +170,7 @@ def test_an_interrupted_thread_run_stops_the_running_tasks_and_waits_for_them():
 def test_ordered_map_keeps_the_order_of_the_items(files, expected, workers, context):
     items = files * 3  # more than 2 * workers in flight
     got = list(
-        ordered_map(sha256_file, items, workers=workers, context=context, preload=["common.shard_index"])
+        ordered_map(sha256_file, items, workers=workers, context=context, preload=["common.integrity"])
     )
     assert got == [expected[i % len(files)] for i in range(len(items))]
 

@@ -39,7 +39,7 @@ STOP_IN_INDEX_WRITE = """
 import os, signal, sys
 from pathlib import Path
 import pipeline
-import shards.write.writer
+import common.manifests.shard_index
 from common.atomic import atomic_path
 
 def write_parquet(path, df):
@@ -48,7 +48,7 @@ def write_parquet(path, df):
         if Path(path).name == "index.parquet":
             os.kill(os.getpid(), signal.SIGSTOP)  # written, not renamed: the test kills it here
 
-shards.write.writer.write_parquet = write_parquet
+common.manifests.shard_index.write_parquet = write_parquet
 sys.exit(pipeline.main(sys.argv[1:]))
 """
 

@@ -51,13 +51,13 @@ def test_near_duplicate_distance_boundary(bits, reason):
     assert cfg.near_duplicate_distance == 6
     flipped = (1 << bits) - 1  # the same `bits` bits differ in all five frame hashes
     base = [0x0123456789ABCDEF] * 5
-    rows = [{"video_id": v, "reason": "ok", "detail": ""} for v in ("a", "b", "c")]
+    rows = [{"video_id": v, "status": "ok", "reason": ""} for v in ("a", "b", "c")]
     probes = {
         0: Probe(hashes=[f"{h:016x}" for h in base]),
         1: Probe(hashes=[f"{h ^ flipped:016x}" for h in base]),
         2: Probe(hashes=[f"{~h & (2**64 - 1):016x}" for h in base]),
     }
     mark_near_duplicates(rows, probes, cfg)
-    assert [r["reason"] for r in rows] == ["ok", reason, "ok"]
+    assert [r["status"] for r in rows] == ["ok", reason, "ok"]
     if reason != "ok":
-        assert rows[1]["detail"].startswith("like a")
+        assert rows[1]["reason"].startswith("like a")

@@ -113,11 +113,11 @@ def test_every_ok_row_once_in_input_order(workspace, result):
     table = pd.read_parquet(workspace / "video_filter.parquet")
     assert table["video_id"].tolist() == inputs.loc[inputs["status"] == "ok", "video_id"].tolist()
     assert "failed_download" not in set(table["video_id"])
-    assert table["keep"].tolist() == (table["reason"] == "ok").tolist()
+    assert table["keep"].tolist() == (table["status"] == "ok").tolist()
 
 
 def test_short_and_long_sample_videos(result, videos_dir):
-    assert result["pedestrians"].reason == "too_short"
+    assert result["pedestrians"].status == "too_short"
     assert result["pedestrians"].n_frames == len(opencv_frames(videos_dir / "pedestrians.mp4")) == 96
     assert result["one-by-one-person-detection"].keep
     assert result["one-by-one-person-detection"].n_frames == 1394
@@ -130,19 +130,19 @@ def test_short_and_long_sample_videos(result, videos_dir):
 
 @pytest.mark.parametrize("gif", ["people-detection", "person-bicycle-car-detection"])
 def test_gifs_are_read(result, videos_dir, gif):
-    assert result[gif].reason == "too_short"
+    assert result[gif].status == "too_short"
     assert result[gif].n_frames == len(opencv_frames(videos_dir / f"{gif}.gif"))
 
 
 @pytest.mark.parametrize("clip", ["truncated", "truncated_tail", "notavideo"])
 def test_broken_files_are_unreadable(result, clip):
-    assert result[clip].reason == "unreadable" and not result[clip].keep
+    assert result[clip].status == "unreadable" and not result[clip].keep
     if clip == "truncated":
-        assert "truncated" in result[clip].detail
+        assert "truncated" in result[clip].reason
 
 
 def test_static_clip_from_one_real_frame(result, workspace, videos_dir):
-    assert result["static"].reason == "static"
+    assert result["static"].status == "static"
     # both sides of the tolerance, measured independently with OpenCV on the probe frames
     tolerance = FilterSettings().static_tolerance
     for name, path, below in [
@@ -154,21 +154,21 @@ def test_static_clip_from_one_real_frame(result, workspace, videos_dir):
         small = [cv2.resize(frames[i], (64, 36), interpolation=cv2.INTER_AREA).astype(int) for i in picks]
         diffs = [np.abs(s - small[0]).mean() for s in small[1:]]
         assert (max(diffs) <= tolerance) == below, (name, diffs)
-        assert f"{max(diffs):.3f}" in result[name].detail
+        assert f"{max(diffs):.3f}" in result[name].reason
 
 
 def test_reupload_is_near_duplicate(result):
     assert result["street120"].keep
-    assert result["street120_small"].reason == "near_duplicate"
-    assert result["street120_small"].detail.startswith("like street120 ")
+    assert result["street120_small"].status == "near_duplicate"
+    assert result["street120_small"].reason.startswith("like street120 ")
 
 
 def test_spherical_metadata_is_vr(result):
-    assert (result["street120_vr"].reason, result["street120_vr"].detail) == ("vr", "metadata:spherical")
+    assert (result["street120_vr"].status, result["street120_vr"].reason) == ("vr", "metadata:spherical")
 
 
 def test_same_id_is_duplicate(result):
-    assert result["dup"].reason == "duplicate" and result["dup"].video_id == "one-by-one-person-detection"
+    assert result["dup"].status == "duplicate" and result["dup"].video_id == "one-by-one-person-detection"
 
 
 def test_rerun_resumes_from_probe_cache(workspace, result):

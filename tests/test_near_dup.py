@@ -1,7 +1,7 @@
 """The near-duplicate check (``filter.near_dup``) against the quadratic loop it replaced.
 
 The reference is that loop verbatim (``bench.near_dup.old_mark_near_duplicates``, also the
-benchmark's baseline): every test asks for the same reason and detail on every row, on random
+benchmark's baseline): every test asks for the same status and reason on every row, on random
 signatures with planted near copies, on chains and ties made by hand, on one clip copied thousands
 of times, and on the real sample videos' pHashes.
 """
@@ -28,16 +28,16 @@ K = FilterSettings().static_frames
 
 
 def decisions(mark, signatures: np.ndarray, distance: float, mixed: bool = False) -> list[tuple[str, str]]:
-    """(reason, detail) of every row after ``mark``; ``mixed``: some rows already dropped by an
+    """(status, reason) of every row after ``mark``; ``mixed``: some rows already dropped by an
     earlier rule and some probes with too few hashes, which both versions must leave out."""
     rows, probes = stage_input(signatures)
     if mixed:
         for i in range(0, len(rows), 17):
-            rows[i].update(reason="static", detail="max frame difference 0.1")
+            rows[i].update(status="static", reason="max frame difference 0.1")
         for i in range(5, len(rows), 23):
             probes[i].hashes = probes[i].hashes[:-1]
     mark(rows, probes, FilterSettings(near_duplicate_distance=distance))
-    return [(r["reason"], r["detail"]) for r in rows]
+    return [(r["status"], r["reason"]) for r in rows]
 
 
 def as_decisions(matches: list) -> list[tuple[str, str]]:

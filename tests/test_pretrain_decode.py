@@ -21,8 +21,9 @@ import webdataset as wds
 from PIL import Image
 
 from common.errors import SettingsError, UsageError
-from common.shard_index import write_shard_index
-from pretrain.data import BatchStream, collate_images, collate_jpegs, decode_image, fit_image
+from common.manifests.shard_index import write_shard_index
+from common.media.images import decode_rgb
+from pretrain.data import BatchStream, collate_images, collate_jpegs, fit_image
 from pretrain.decode import decode_batch, decode_to_batch, split_jpegs
 from pretrain.launch import pretrain
 from pretrain.presets import Recipe
@@ -109,9 +110,9 @@ def test_decoders_give_pils_pixels(crops):
     decoded = decode_batch(split_jpegs(*collate_jpegs(data)), "cpu")
     for jpeg, chw in zip(data, decoded, strict=True):
         want = pil_rgb(jpeg).astype(int)
-        assert np.abs(decode_image(jpeg).astype(int) - want).max() <= 1  # OpenCV, in the workers
+        assert np.abs(decode_rgb(jpeg).astype(int) - want).max() <= 1  # OpenCV, in the workers
         assert np.abs(chw.permute(1, 2, 0).numpy().astype(int) - want).max() <= 1  # torchvision
-    assert decode_image(b"not a jpeg") is None and decode_image(b"") is None
+    assert decode_rgb(b"not a jpeg") is None and decode_rgb(b"") is None
 
 
 def test_device_decoded_batch_equals_the_workers_batch(shards):
@@ -133,7 +134,7 @@ def test_device_decoded_batch_equals_the_workers_batch(shards):
 
 def test_fit_batch_matches_opencv_on_one_image(crops):
     jpeg = crops[0].read_bytes()
-    image = decode_image(jpeg)
+    image = decode_rgb(jpeg)
     want, sizes = collate_images([(fit_image(image, 256, 128), image.shape[:2])])
     data, lengths = collate_jpegs([jpeg])
     got, got_sizes = decode_to_batch(data, lengths, "cpu", 256, 128)

@@ -18,7 +18,7 @@ import torchvision
 import webdataset as wds
 
 from common.errors import SettingsError, UsageError
-from common.shard_index import write_shard_index
+from common.manifests.shard_index import write_shard_index
 from pretrain.data import BatchStream, count_samples, resampled_shards, worker_plan
 from pretrain.launch import pretrain
 from pretrain.logs import read_metrics

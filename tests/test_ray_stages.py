@@ -75,7 +75,7 @@ def test_filter_manifests_identical(roots):
     assert table["video_id"].tolist() == videos["video_id"].tolist()
     # the sample footage: three clips >= 100 frames kept, the two GIFs and a 96-frame clip too short
     assert table["keep"].tolist() == (table["n_frames"] >= 100).tolist()
-    assert table["keep"].sum() == 3 and set(table["reason"]) == {"ok", "too_short"}
+    assert table["keep"].sum() == 3 and set(table["status"]) == {"ok", "too_short"}
 
 
 def test_detections_identical(roots):

@@ -49,7 +49,7 @@ def write_workspace(root: Path, video: Path) -> None:
         ("v4", str(root / "missing.mp4"), "Oxford", True, "ok"),  # kept, but the file is gone
         ("v5", str(video), "Paris", True, "ok"),  # kept, detect never ran
     ]
-    filt = pd.DataFrame(videos, columns=["video_id", "path", "city", "keep", "reason"])
+    filt = pd.DataFrame(videos, columns=["video_id", "path", "city", "keep", "status"])
     filt = filt.assign(n_frames=1394, fps=10.0, width=768, height=432)
     filt.to_parquet(root / "video_filter.parquet", index=False)
     (root / "detections").mkdir()

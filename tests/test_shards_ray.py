@@ -63,7 +63,7 @@ def footage(tmp_path_factory, videos_dir) -> tuple[Path, pd.DataFrame, dict[str,
     valid = write_detections(root, {vid: whole.get(vid, p) for vid, p in videos.items()})
     filt = pd.DataFrame(
         [(vid, str(p.resolve()), "Oxford", True, "ok") for vid, p in videos.items()],
-        columns=["video_id", "path", "city", "keep", "reason"],
+        columns=["video_id", "path", "city", "keep", "status"],
     )
     filt.to_parquet(root / "video_filter.parquet", index=False)
     readable = {vid: readable_frames(p) for vid, p in videos.items()}

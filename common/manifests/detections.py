@@ -11,14 +11,17 @@ from pathlib import Path
 
 from common.atomic import write_parquet
 from common.manifests.parquet import read_table
+from common.manifests.statuses import check_statuses
 
 FILE = "detections.parquet"
 COLUMNS = ["video_id", "frames_sampled", "boxes", "valid_boxes", "status", "reason"]
+STATUSES = ("ok", "error")  # error: the video could not be read; reason says why
 REMEDY = "run detect again to rewrite it"
 
 
 def write(root: Path, df) -> None:
     """Atomically write ``root/detections.parquet``: ``df``'s ``COLUMNS``, in order."""
+    check_statuses(FILE, df["status"], STATUSES)
     write_parquet(Path(root) / FILE, df.reindex(columns=COLUMNS))
 
 

@@ -1,8 +1,9 @@
 """``video_filter.parquet``: filter's decision on each downloaded video, one row per video.
 
 Columns: video_id, path (relative to the workspace root, as in ``videos.parquet``), city, keep
-(true/false), reason (``ok`` when kept, else why it was dropped), detail, n_frames, fps, width,
-height. filter writes it with ``write``; detect (kept videos) and build-shards / stats read it
+(true/false), status (one of ``STATUSES``: ``ok`` when kept, else the rule that dropped it), reason
+(one line saying why), n_frames, fps, width, height. Files written before the vocabulary was
+unified (``reason`` holding the code, ``detail`` the line) are read under today's names. filter writes it with ``write``; detect (kept videos) and build-shards / stats read it
 with ``read`` or ``kept``. A file that is not such a table (unreadable, a missing column, a
 ``keep`` that is not true/false, a kept video without an id, a path or a whole frame count) is a
 one-line ``UsageError`` naming it.
@@ -15,9 +16,12 @@ from pathlib import Path
 from common.atomic import write_parquet
 from common.errors import UsageError
 from common.manifests.parquet import read_table
+from common.manifests.statuses import check_statuses
 
 FILE = "video_filter.parquet"
-COLUMNS = ["video_id", "path", "city", "keep", "reason", "detail", "n_frames", "fps", "width", "height"]
+COLUMNS = ["video_id", "path", "city", "keep", "status", "reason", "n_frames", "fps", "width", "height"]
+STATUSES = ("ok", "duplicate", "unreadable", "too_short", "vr", "static", "near_duplicate")
+OLD_NAMES = {"reason": "status", "detail": "reason"}
 # The typed columns; the others hold text (or nothing) as written, kept as pandas objects.
 DTYPES: dict[str, str | type] = {
     "keep": bool,
@@ -33,6 +37,7 @@ ABSENT = "run filter first"
 
 def write(root: Path, df) -> None:
     """Atomically write ``root/video_filter.parquet``: ``df``'s ``COLUMNS``, in order, typed."""
+    check_statuses(FILE, df["status"], STATUSES)
     write_parquet(Path(root) / FILE, df.reindex(columns=COLUMNS).astype(DTYPES))
 
 
@@ -43,7 +48,7 @@ def read(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSE
     cannot be read, lacks one of ``required``, or holds a ``keep`` that is not true/false.
     """
     path = Path(root) / FILE
-    videos = read_table(path, required, absent, REMEDY)
+    videos = read_table(path, required, absent, REMEDY, renames=OLD_NAMES)
     if "keep" in videos.columns and videos["keep"].dtype != bool:
         raise UsageError(f"{path}: column keep holds {videos['keep'].dtype}, not true/false; {REMEDY}")
     return videos

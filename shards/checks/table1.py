@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common.errors import UsageError
-from common.manifests import video_filter
-from common.shard_index import INDEX_NAME, read_shard_index
+from common.manifests import boxes, video_filter
+from common.manifests import samples as samples_file
+from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from common.table import aligned
-from shards.write.items import RECORD_DEFAULTS
 
 # The paper's row of Table 1, printed next to ours.
 PAPER_ROW = {
@@ -28,27 +27,9 @@ PAPER_ROW = {
 }
 
 
-def read_table(path: Path, columns: list[str], fix: str):
-    """A Parquet file that has ``columns``; ``UsageError`` (ending in ``fix``) when unusable."""
-    import pandas as pd
-    import pyarrow as pa
-
-    try:
-        table = pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        raise UsageError(f"{path} is not a readable Parquet file ({type(e).__name__}): {fix}") from None
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)}: {fix}")
-    return table
-
-
 def load_samples(root: Path):
     """``shards/samples.parquet`` (``UsageError`` when missing or unusable)."""
-    path = root / "shards" / "samples.parquet"
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: run build-shards first")
-    return read_table(path, list(RECORD_DEFAULTS), "rerun build-shards")
+    return samples_file.read(Path(root) / "shards")
 
 
 def estimated_persons(samples) -> int | None:
@@ -73,9 +54,9 @@ def _counts(series) -> dict[str, int]:
 def video_filter_stats(root: Path) -> dict[str, Any] | None:
     if not (root / video_filter.FILE).is_file():
         return None
-    videos = video_filter.read(root, ("keep", "reason"))
+    videos = video_filter.read(root, ("keep", "status"))
     kept = videos[videos["keep"]]
-    stats: dict[str, Any] = {"videos": len(videos), "kept": len(kept), "reasons": _counts(videos["reason"])}
+    stats: dict[str, Any] = {"videos": len(videos), "kept": len(kept), "reasons": _counts(videos["status"])}
     if "city" in videos.columns:
         stats["kept_per_city"] = _counts(kept["city"].fillna(""))
     return stats
@@ -85,17 +66,17 @@ def detection_stats(root: Path) -> dict[str, Any] | None:
     """Boxes per reason and the detector names, over every ``detections/*.parquet``."""
     import pandas as pd
 
-    files = sorted((root / "detections").glob("*.parquet"))
+    files = sorted((root / boxes.DIR).glob("*.parquet"))
     if not files:
         return None
-    columns = ["valid", "reason", "detector"]
-    boxes = pd.concat([read_table(f, columns, "rerun detect")[columns] for f in files], ignore_index=True)
+    columns = ["valid", "status", "detector"]
+    rows = pd.concat([boxes.read(f, columns) for f in files], ignore_index=True)
     return {
         "videos": len(files),
-        "boxes": len(boxes),
-        "valid": int(boxes["valid"].astype(bool).sum()),
-        "reasons": _counts(boxes["reason"].fillna("")),
-        "detector": sorted(boxes["detector"].dropna().astype(str).unique().tolist()),
+        "boxes": len(rows),
+        "valid": int(rows["valid"].astype(bool).sum()),
+        "reasons": _counts(rows["status"].fillna("")),
+        "detector": sorted(rows["detector"].dropna().astype(str).unique().tolist()),
     }
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from common.atomic import write_json
 from common.errors import UsageError
-from common.shard_index import INDEX_NAME, read_shard_index, sha256_file
+from common.integrity import sha256_file
+from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from shards.settings import VerifySettings
 from shards.write.workers import ordered_map
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from common.atomic import atomic_path, write_json, write_parquet
 from common.errors import UsageError
-from common.shard_index import INDEX_NAME, read_shard_index
+from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from shards.release import tarindex
 from shards.release.lmdb_keys import Place, official_keys, parse_key, place
 from shards.settings import ExportLmdbSettings

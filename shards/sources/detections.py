@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from common.manifests import video_filter
+from common.manifests import boxes, video_filter
 from shards.write.cut import cut_video
 from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
 
@@ -62,11 +62,11 @@ def plan(root: Path) -> tuple[list[Task], dict[str, Any]]:
     without, duplicates = [], 0
     for v in kept.itertuples(index=False):
         vid = str(v.video_id)
-        det_file = root / "detections" / f"{vid}.parquet"
+        det_file = boxes.path_of(root, vid)
         if not det_file.is_file():
             without.append(vid)
             continue
-        rows = pd.read_parquet(det_file, columns=BOX_COLUMNS)
+        rows = boxes.read(det_file, BOX_COLUMNS)
         rows = rows[rows["valid"].astype(bool)]
         city = "" if pd.isna(getattr(v, "city", None)) else str(getattr(v, "city", ""))
         contexts[vid] = {"video_id": vid, "path": str(root / str(v.path)), "city": city}

@@ -8,34 +8,16 @@ ones to shards and records every one of them in ``shards/samples.parquet``.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from common.manifests import samples
+from common.media.images import decode_bgr, encode_jpeg, is_jpeg, to_bgr
 
 KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # no dots: WebDataset ends a key at the first dot
-JPEG_MAGIC = b"\xff\xd8\xff"
 
-# One row of shards/samples.parquet per planned item (the default is the value when unknown).
-RECORD_DEFAULTS: dict[str, Any] = {
-    "key": "",
-    "status": "ok",  # "ok" or a failure code
-    "reason": "",
-    "shard": "",  # the tar holding the sample ("" when it failed)
-    "source": "",  # detections, dets, images or lmdb
-    "source_id": "",  # image path, LMDB key, video path or (dets) the vnames.txt line
-    "video_id": "",
-    "country": "",
-    "city": "",
-    "frame": -1,
-    "box": -1,
-    "score": math.nan,
-    "width": 0,
-    "height": 0,
-    "bytes": 0,
-}
+RECORD_DEFAULTS = samples.DEFAULTS  # one row of shards/samples.parquet per planned item
 
 
 def safe_key(text: str) -> str:
@@ -90,40 +72,6 @@ def metadata_json(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
-    """BGR (or grayscale) pixels of an encoded image, ``None`` when OpenCV cannot decode it."""
-    import cv2
-
-    if not data:
-        return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-
-
-def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of BGR pixels (OpenCV, deterministic for the same pixels and quality)."""
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("OpenCV could not encode the image as JPEG")
-    return buf.tobytes()
-
-
-def to_bgr(pixels: np.ndarray) -> np.ndarray:
-    """Drop alpha / widen 16-bit and grayscale to 8-bit BGR so that any source can become a JPEG."""
-    import cv2
-
-    if pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
-    elif pixels.dtype != np.uint8:
-        pixels = cv2.convertScaleAbs(pixels, alpha=255.0 / max(float(pixels.max()), 1.0))
-    if pixels.ndim == 2:
-        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-    if pixels.shape[2] == 4:
-        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR)
-    return pixels
-
-
 def image_sample(key: str, data: bytes, quality: int, meta: dict[str, Any], **values: Any) -> Result:
     """A sample from encoded image bytes: JPEG kept byte-for-byte, other formats re-encoded.
 
@@ -134,19 +82,19 @@ def image_sample(key: str, data: bytes, quality: int, meta: dict[str, Any], **va
     if not data:
         return failed(key, "empty", "the file is empty", **values)
     try:
-        pixels = decode_image(data)
+        pixels = decode_bgr(data)
     except cv2.error as e:
         return failed(key, "corrupt", f"OpenCV: {e}".strip(), **values)
     if pixels is None or pixels.size == 0:
         why = "OpenCV cannot decode the image (corrupt, truncated or unknown)"
         return failed(key, "corrupt", why, **values)
     height, width = pixels.shape[:2]
-    is_jpeg = data.startswith(JPEG_MAGIC)
+    keep = is_jpeg(data)
     try:
-        jpg = data if is_jpeg else encode_jpeg(to_bgr(pixels), quality)
+        jpg = data if keep else encode_jpeg(to_bgr(pixels), quality)
     except (cv2.error, ValueError) as e:
         why = f"cannot re-encode {pixels.shape} {pixels.dtype} pixels as JPEG: {e}"
         return failed(key, "unencodable", why, **values)
-    meta = {**meta, "width": width, "height": height, "reencoded": not is_jpeg}
+    meta = {**meta, "width": width, "height": height, "reencoded": not keep}
     files = {"jpg": jpg, "json": metadata_json(meta)}
     return Result(key, files, record(key, width=width, height=height, bytes=len(jpg), **values))

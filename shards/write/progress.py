@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import atomic_path, write_json
+from common.manifests import samples
 from shards.write import plan_guard, replace
-from shards.write.items import RECORD_DEFAULTS, Task
+from shards.write.items import Task
 from shards.write.tarshard import shard_name
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,7 @@ def part_path(out: Path, number: int) -> Path:
 
 def records_frame(records: list[dict[str, Any]]):
     """samples.parquet rows with fixed column order and dtypes."""
-    import pandas as pd
-
-    df = pd.DataFrame(records, columns=list(RECORD_DEFAULTS))
-    for name, default in RECORD_DEFAULTS.items():
-        df[name] = df[name].astype(type(default))
-    return df
+    return samples.frame(records)
 
 
 def write_part(out: Path, number: int, records: list[dict[str, Any]], row: dict[str, Any]) -> None:

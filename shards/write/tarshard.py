@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from common.atomic import atomic_path
-from common.shard_index import sha256_file
+from common.integrity import sha256_file
 
 MTIME = 0  # fixed, so that a rebuild gives the same bytes
 MODE = 0o644

@@ -15,7 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_parquet
+from common.manifests import samples as samples_file
+from common.manifests import shard_index
 from shards.checks.verify import drop_stale_report
 from shards.write import progress
 from shards.write.items import Result, Task
@@ -117,12 +118,12 @@ def write_indexes(out: Path, done: list[Part], build: Build) -> tuple[Any, Any]:
     for extra in out.glob("lup-*.tar"):  # e.g. left by an interrupted build of a larger plan
         if extra.name >= shard_name(len(rows)):
             extra.unlink()
-    index = pd.DataFrame(rows, columns=["shard", "n_samples", "bytes", "sha256", "first_key", "last_key"])
-    write_parquet(out / "index.parquet", index)
+    index = pd.DataFrame(rows, columns=shard_index.COLUMNS)
+    shard_index.write(out, index)
     drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
     frames = [records for records, _ in done] + [progress.records_frame(build.closed_records + build.records)]
     samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
-    write_parquet(out / "samples.parquet", samples)
+    samples_file.write(out, samples)
     return index, samples
 
 

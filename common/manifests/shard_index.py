@@ -1,4 +1,4 @@
-"""``shards/index.parquet``, the one list of a build's shards: read it, check it, hash a tar.
+"""``shards/index.parquet``, the one list of a build's shards: write it, read it, check it.
 
 Every reader of the shards (verify-shards, stats, export-lmdb, pretrain) goes through
 ``read_shard_index`` so that a missing, garbage or half-foreign index ends in one line naming the
@@ -7,14 +7,17 @@ file, never a pyarrow traceback, and only listed shards are ever read.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from common.atomic import write_parquet
 from common.errors import UsageError
+from common.integrity import sha256_file
+from common.manifests.parquet import read_table
 
 INDEX_NAME = "index.parquet"
 INDEX_COLUMNS = ("shard", "n_samples", "bytes", "sha256")
+COLUMNS = [*INDEX_COLUMNS, "first_key", "last_key"]  # what build-shards writes
+REMEDY = "it is not a shard index; rerun build-shards"
 
 
 def read_shard_index(shards_dir: str | Path):
@@ -23,21 +26,8 @@ def read_shard_index(shards_dir: str | Path):
     Checks the columns, that every ``shard`` is a plain file name (no folder parts), and that
     sizes and counts are non-negative integers.
     """
-    import pandas as pd
-    import pyarrow as pa
-
     path = Path(shards_dir) / INDEX_NAME
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: run build-shards first")
-    try:
-        index = pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        raise UsageError(
-            f"{path} is not a readable Parquet file ({type(e).__name__}): rerun build-shards"
-        ) from None
-    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
-    if missing:
-        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a shard index")
+    index = read_table(path, INDEX_COLUMNS, "run build-shards first", REMEDY)
     for row in index.itertuples(index=False):
         name = str(row.shard)
         if Path(name).name != name or name in ("", ".", ".."):
@@ -52,15 +42,6 @@ def _count(value: object) -> bool:
         return int(value) == value and int(value) >= 0  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return False
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def index_row(path: str | Path) -> dict[str, object]:
@@ -82,3 +63,8 @@ def write_shard_index(shards_dir: str | Path) -> Path:
     rows = [index_row(p) for p in sorted(folder.glob("*.tar"))]
     write_parquet(folder / INDEX_NAME, pd.DataFrame(rows, columns=list(INDEX_COLUMNS)))
     return folder / INDEX_NAME
+
+
+def write(shards_dir: Path, index) -> None:
+    """Atomically write build-shards' ``index.parquet`` (``COLUMNS``, one row per shard in order)."""
+    write_parquet(Path(shards_dir) / INDEX_NAME, index.reindex(columns=COLUMNS))

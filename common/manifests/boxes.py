@@ -1,0 +1,83 @@
+"""``detections/<video_id>.parquet``: one row per detected box of one video, written once, atomically.
+
+Columns: video_id, frame, box (index within its frame, best score first), x1, y1, x2, y2 (source
+pixels), score, keypoints (17 x (x, y, conf) flattened to 51 floats; empty when not computed:
+``--keypoints none`` or a box that already failed a box rule), valid, status (one of
+``STATUSES``: ``ok`` or the first §3.1 rule the box failed), detector, keypoint_model. The
+file's schema metadata holds ``frames_sampled`` (a video may have no boxes), ``detector``,
+``keypoint_model`` and a ``note`` (the one-line reason) when some sampled frames could not be
+decoded. Files written before the vocabulary was unified (the code in ``reason``) are read under
+today's names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.atomic import atomic_path
+from common.manifests.parquet import read_table
+from common.manifests.statuses import check_statuses
+
+DIR = "detections"
+# §3.1's rules in the order they are checked; the first three need only the box.
+STATUSES = ("ok", "low_score", "too_narrow", "bad_aspect", "no_head", "no_upper_body", "no_lower_body")
+OLD_NAMES = {"reason": "status"}
+REMEDY = "delete it and run detect again"
+
+
+def schema(**metadata: str):
+    """The pyarrow schema of a per-video box file, with ``metadata`` attached."""
+    import pyarrow as pa
+
+    fields = [
+        ("video_id", pa.string()),
+        ("frame", pa.int64()),
+        ("box", pa.int32()),
+        ("x1", pa.float32()),
+        ("y1", pa.float32()),
+        ("x2", pa.float32()),
+        ("y2", pa.float32()),
+        ("score", pa.float32()),
+        ("keypoints", pa.list_(pa.float32())),
+        ("valid", pa.bool_()),
+        ("status", pa.string()),
+        ("detector", pa.string()),
+        ("keypoint_model", pa.string()),
+    ]
+    return pa.schema(fields, metadata=metadata or None)
+
+
+def path_of(root: Path, video_id: str) -> Path:
+    return Path(root) / DIR / f"{video_id}.parquet"
+
+
+def write(path: Path, columns: dict[str, list], **metadata: str) -> None:
+    """Atomically write one video's box ``columns`` (every ``schema()`` name) with ``metadata``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    check_statuses(str(path), columns["status"], STATUSES)
+    table = pa.table(columns, schema=schema(**metadata))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read(path: Path, columns: list[str] | None = None, required: tuple[str, ...] = ()):
+    """The boxes of one video file as a DataFrame (``columns`` only, today's names); a damaged or
+    foreign file is a one-line ``UsageError`` naming it."""
+    return read_table(
+        Path(path),
+        required or tuple(columns or ()),
+        "run detect first",
+        REMEDY,
+        renames=OLD_NAMES,
+        columns=columns,
+    )
+
+
+def metadata(path: Path) -> dict[str, str]:
+    """The file's schema metadata (``frames_sampled``, ``detector``, ``keypoint_model``, ``note``)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW:") and k != b"pandas"}

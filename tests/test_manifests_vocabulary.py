@@ -1,0 +1,82 @@
+"""One vocabulary in every workspace file: ``status`` (a closed set of codes) and ``reason`` (a line).
+
+Files written before the vocabulary was unified (video_filter's ``reason``/``detail``, the per-box
+files' ``reason``) are read under today's names, and writers refuse a code outside their set.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from common.manifests import boxes, video_filter
+from detect.boxes import BoxRows, read_video_summary, write_video_boxes
+from detect.person_rules import REASONS, PersonRules
+from filter.probe import Probe
+from filter.settings import FilterSettings
+from filter.videos import decide
+
+
+def test_an_older_video_filter_file_reads_under_todays_names(tmp_path):
+    old = pd.DataFrame(
+        {"video_id": ["a", "b"], "path": ["videos/a.mp4", "videos/b.mp4"], "keep": [True, False]}
+        | {"reason": ["ok", "static"], "detail": ["", "max frame difference 0.001"]}
+    )
+    old.to_parquet(tmp_path / video_filter.FILE)
+    table = video_filter.read(tmp_path, ("video_id", "keep", "status", "reason"))
+    assert table["status"].tolist() == ["ok", "static"]
+    assert table["reason"].tolist() == ["", "max frame difference 0.001"]
+    assert "detail" not in table.columns
+
+
+def test_todays_video_filter_file_round_trips(tmp_path):
+    rows = pd.DataFrame(
+        {"video_id": ["a"], "path": ["videos/a.mp4"], "city": ["Oslo"], "keep": [False]}
+        | {"status": ["vr"], "reason": ["metadata:spherical"], "n_frames": [300]}
+    )
+    video_filter.write(tmp_path, rows)
+    assert pq.read_schema(tmp_path / video_filter.FILE).names == video_filter.COLUMNS  # read by pyarrow
+    table = video_filter.read(tmp_path)
+    assert (table.loc[0, "status"], table.loc[0, "reason"]) == ("vr", "metadata:spherical")
+
+
+def test_writers_refuse_a_status_outside_their_set(tmp_path):
+    rows = pd.DataFrame({"video_id": ["a"], "path": ["a.mp4"], "keep": [False], "status": ["blurry"]})
+    with pytest.raises(ValueError, match="blurry"):
+        video_filter.write(tmp_path, rows)
+    assert not (tmp_path / video_filter.FILE).exists()
+    box_rows = BoxRows("hog", "none")
+    box_rows.add_frame(0, [[0, 0, 60, 150, 2.0]], [None], PersonRules(min_score=1.0))
+    box_rows.columns["status"][0] = "blurry"
+    with pytest.raises(ValueError, match="blurry"):
+        write_video_boxes(tmp_path / "v.parquet", "v", box_rows, 1)
+
+
+def test_an_older_box_file_reads_under_todays_names(tmp_path):
+    columns = {name: [] for name in boxes.schema().names}
+    box_rows = BoxRows("hog", "none")
+    box_rows.add_frame(
+        0, [[0, 0, 60, 150, 2.0], [0, 0, 30, 150, 2.0]], [None, None], PersonRules(min_score=1.0)
+    )
+    columns = dict(box_rows.columns, video_id=["v", "v"])
+    old = pa.table(columns).rename_columns(["reason" if n == "status" else n for n in columns])
+    pq.write_table(old.replace_schema_metadata({"frames_sampled": "3"}), tmp_path / "v.parquet")
+    assert boxes.read(tmp_path / "v.parquet", ["valid", "status"])["status"].tolist() == ["ok", "too_narrow"]
+    summary = read_video_summary(tmp_path / "v.parquet")
+    assert summary["reasons"] == {"ok": 1, "too_narrow": 1} and summary["frames_sampled"] == 3
+
+
+def test_each_code_a_stage_gives_is_in_its_files_set():
+    cfg = FilterSettings()
+    probes = {
+        "unreadable": Probe(error="cannot open"),
+        "too_short": Probe(n_frames=10),
+        "static": Probe(n_frames=500, width=640, height=360, static_diff=0.0),
+        "ok": Probe(n_frames=500, width=640, height=360, static_diff=cfg.static_tolerance + 1),
+    }
+    for want, probe in probes.items():
+        assert decide(probe, "street walk", cfg)[0] == want
+    assert {*probes, "vr", "duplicate", "near_duplicate"} == set(video_filter.STATUSES)
+    assert REASONS == boxes.STATUSES
