@@ -1,7 +1,9 @@
 """``python pipeline.py demo``: every built stage, in order, on the sample footage, CPU-sized.
 
 Settings of each stage come from ``configs/demo.yaml`` (or ``--config``); the demo only wires
-one stage's output into the next. A stage that is not built yet is reported as "not built".
+one stage's output into the next, and has detect check the §3.1 keypoint rules with the offline
+BlazePose model of ../shared/data (``--keypoints blazepose``, docs/detect.md). A stage that is
+not built yet is reported as "not built".
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ log = logging.getLogger("demo")
 class DemoSettings:
     videos: str = setting("../shared/data/videos", "folder of local videos to run the chain on")
     reid_data: str = setting("../shared/data/reid", "folder holding the VIPeR/PRID/GRID benchmarks")
+    pose_weights: str = setting(
+        "../shared/data/models/pose_landmark_full.tflite",
+        "BlazePose landmark model detect checks the keypoint rules with (--keypoints blazepose)",
+    )
 
 
 class NotBuilt(Exception):
@@ -53,6 +59,15 @@ def write_url_list(videos: Path, out: Path) -> Path:
     return out
 
 
+def detect_settings(cfg: Any, pose_weights: str) -> Any:
+    """The config's detect settings, with the demo's BlazePose model when the config asks for it."""
+    chosen = cfg("detect", pose_weights=pose_weights)
+    if chosen.keypoints != "blazepose":
+        return cfg("detect")
+    path = require_path(pose_weights, "pose weights", is_dir=False).resolve()
+    return dataclasses.replace(chosen, pose_weights=str(path))
+
+
 def demo(settings: DemoSettings, root: Path, config: str | None = None) -> dict[str, dict[str, Any]]:
     """Run crawl -> filter -> detect -> build-shards -> stats -> verify -> pretrain -> evaluate -> finetune."""
     videos = require_path(settings.videos, "videos", is_dir=True)
@@ -63,10 +78,12 @@ def demo(settings: DemoSettings, root: Path, config: str | None = None) -> dict[
     def cfg(command: str, **overrides: Any) -> Any:
         return stages.resolve(command, config, overrides)
 
+    detect_cfg = detect_settings(cfg, settings.pose_weights)  # a missing model stops here
+
     plan: list[tuple[str, Any]] = [
         ("crawl", lambda: cfg("crawl", urls=str(urls))),
         ("filter", lambda: cfg("filter")),
-        ("detect", lambda: cfg("detect")),
+        ("detect", lambda: detect_cfg),
         ("build-shards", lambda: cfg("build-shards")),
         ("stats", lambda: cfg("stats")),
         ("verify-shards", lambda: cfg("verify-shards")),

@@ -50,25 +50,28 @@ class BatchRunner:
         batch, self.pending = self.pending, []
         if batch:
             boxes = self.detector([image for _, _, image in batch])
-            keypoints = self.keypoints(batch, boxes)
-            for (vid, frame, _), frame_boxes, frame_kps in zip(batch, boxes, keypoints, strict=True):
-                self.rows[vid].add_frame(frame, frame_boxes, frame_kps, self.rules)
+            keypoints, present = self.keypoints(batch, boxes)
+            for (vid, frame, _), fb, kps, pp in zip(batch, boxes, keypoints, present, strict=True):
+                self.rows[vid].add_frame(frame, fb, kps, self.rules, pp)
         self.finish_ended()
         return len(batch)
 
-    def keypoints(self, batch, boxes: list[np.ndarray]) -> list[list[np.ndarray | None]]:
-        """Per frame, per box: keypoints for boxes passing the box rules, None for the others."""
+    def keypoints(self, batch, boxes: list[np.ndarray]) -> tuple[list[list], list[list]]:
+        """Per frame, per box: keypoints for boxes passing the box rules, None for the others; and
+        the model's pose-present score where it gives one (BlazePose), else None."""
         out: list[list[np.ndarray | None]] = [[None] * len(b) for b in boxes]
+        present: list[list[float | None]] = [[None] * len(b) for b in boxes]
         if self.pose is None:
-            return out
+            return out, present
         chosen = [[i for i, b in enumerate(fb) if box_reason(*b[:5], self.rules) == "ok"] for fb in boxes]
         results = self.pose(
             [(image, fb[idx]) for (_, _, image), fb, idx in zip(batch, boxes, chosen, strict=True)]
         )
-        for frame_out, idx, kps in zip(out, chosen, results, strict=True):
-            for i, kp in zip(idx, kps, strict=True):
-                frame_out[i] = kp
-        return out
+        scores = getattr(self.pose, "last_pose_present", None) or [[None] * len(idx) for idx in chosen]
+        for frame_out, frame_present, idx, kps, sc in zip(out, present, chosen, results, scores, strict=True):
+            for i, kp, p in zip(idx, kps, sc, strict=True):
+                frame_out[i], frame_present[i] = kp, None if p is None else float(p)
+        return out, present
 
     def finish_ended(self) -> None:
         waiting = {p[0] for p in self.pending}

@@ -22,10 +22,17 @@ class BoxRows:
         return len(self.columns["frame"])
 
     def add_frame(
-        self, frame: int, boxes: np.ndarray, keypoints: list[np.ndarray | None], rules: PersonRules
+        self,
+        frame: int,
+        boxes: np.ndarray,
+        keypoints: list[np.ndarray | None],
+        rules: PersonRules,
+        pose_present: list[float | None] | None = None,
     ) -> None:
-        """Boxes (N, 5: x1, y1, x2, y2, score) of one frame with their keypoints (or None)."""
-        for i, (box, kps) in enumerate(zip(boxes, keypoints, strict=True)):
+        """Boxes (N, 5: x1, y1, x2, y2, score) of one frame with their keypoints (or None) and the
+        keypoint model's pose-present score (or None)."""
+        present = pose_present if pose_present is not None else [None] * len(boxes)
+        for i, (box, kps, pp) in enumerate(zip(boxes, keypoints, present, strict=True)):
             x1, y1, x2, y2, score = (float(v) for v in box[:5])
             status = person_reason(x1, y1, x2, y2, score, kps, rules)
             row = {
@@ -41,6 +48,7 @@ class BoxRows:
                 "status": status,
                 "detector": self.detector,
                 "keypoint_model": self.keypoint_model,
+                "pose_present": pp,
             }
             for key, value in row.items():
                 self.columns[key].append(value)

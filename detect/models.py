@@ -10,6 +10,7 @@ import logging
 
 from common.detectors.build import build_detector as build
 from common.detectors.yolo import resolve_device
+from detect.blazepose import BlazePoseKeypoints
 from detect.person_rules import PersonRules
 from detect.pose import HRNetKeypoints, MMPoseKeypoints
 from detect.settings import DetectSettings
@@ -19,13 +20,16 @@ log = logging.getLogger(__name__)
 
 def rules_for(cfg: DetectSettings) -> PersonRules:
     """The validity thresholds; the score threshold depends on the detector (YOLO probability or
-    HOG SVM margin)."""
+    HOG SVM margin), the keypoint threshold on the keypoint model (HRNet heatmap peak or
+    BlazePose confidence)."""
     return PersonRules(
         min_score=cfg.min_score if cfg.detector == "yolo" else cfg.hog_min_score,
         min_width=cfg.min_width,
         min_aspect=cfg.min_aspect,
         max_aspect=cfg.max_aspect,
-        keypoint_threshold=cfg.keypoint_threshold,
+        keypoint_threshold=(
+            cfg.blazepose_keypoint_threshold if cfg.keypoints == "blazepose" else cfg.keypoint_threshold
+        ),
     )
 
 
@@ -38,6 +42,8 @@ def build_pose(cfg: DetectSettings):
     if cfg.keypoints == "none":
         log.warning("detect: --keypoints none: the head / upper-body / lower-body rules are skipped")
         return None
+    if cfg.keypoints == "blazepose":
+        return BlazePoseKeypoints(cfg.pose_weights)
     if cfg.keypoints == "mmpose":
         return MMPoseKeypoints(cfg.pose_weights, resolve_device(cfg.device))
     return HRNetKeypoints(

@@ -20,12 +20,15 @@ class DetectSettings(EngineSettings):
     frame_step: int = setting(100, "sample every N-th frame (the paper: 100)")
     detector: Literal["yolo", "hog"] = setting("yolo", "person detector")
     detector_weights: str = setting("yolov5xu.pt", "ultralytics weight name or local .pt file (YOLOv5 COCO)")
-    keypoints: Literal["hrnet", "mmpose", "none"] = setting(
-        "hrnet", "keypoint model; 'none' skips the head/body rules (recorded in the outputs)"
+    keypoints: Literal["hrnet", "mmpose", "blazepose", "none"] = setting(
+        "hrnet",
+        "keypoint model (hrnet: the paper's HRNet-W32; blazepose: offline BlazePose GHUM on LiteRT); "
+        "'none' skips the head/body rules (recorded in the outputs)",
     )
     pose_weights: str | None = setting(
         MMPOSE_HRNET_W32_COCO,
-        "mmpose HRNet-W32 COCO 256x192 checkpoint: a .pth path or URL (downloaded once)",
+        "mmpose HRNet-W32 COCO 256x192 checkpoint: a .pth path or URL (downloaded once); "
+        "with --keypoints blazepose: the pose_landmark_full.tflite path",
     )
     pose_batch_size: int = setting(64, "person crops per keypoint-model batch")
     pose_flip_test: bool = setting(True, "average heatmaps with the mirrored crop's (mmpose's test setting)")
@@ -39,7 +42,12 @@ class DetectSettings(EngineSettings):
     min_width: float = setting(48.0, "keep boxes wider than this many pixels (paper: 48)")
     min_aspect: float = setting(1.5, "keep boxes with height/width > this (paper: 1.5)")
     max_aspect: float = setting(5.0, "keep boxes with height/width < this (paper: 5)")
-    keypoint_threshold: float = setting(0.3, "a keypoint is visible when its heatmap peak > this")
+    keypoint_threshold: float = setting(
+        0.3, "HRNet / mmpose: a keypoint is visible when its heatmap peak > this"
+    )
+    blazepose_keypoint_threshold: float = setting(
+        0.8, "with --keypoints blazepose: a keypoint is visible when its confidence > this (docs/detect.md)"
+    )
     batch_size: int = setting(32, "frames per detector batch")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     workers: int = setting(
@@ -69,6 +77,12 @@ class DetectSettings(EngineSettings):
         check_range(self, "min_score", 0.0, 1.0)
         check_range(self, "record_score", 0.0, 1.0)
         check_range(self, "keypoint_threshold", 0.0, 1.0)
+        check_range(self, "blazepose_keypoint_threshold", 0.0, 1.0)
+        if self.keypoints == "blazepose" and not str(self.pose_weights or "").endswith(".tflite"):
+            raise SettingsError(
+                f"--keypoints blazepose needs --pose-weights PATH/pose_landmark_full.tflite, "
+                f"not {self.pose_weights} (docs/detect.md)"
+            )
         if self.max_aspect <= self.min_aspect:
             raise SettingsError(
                 f"max_aspect ({self.max_aspect}) must be greater than min_aspect ({self.min_aspect})"

@@ -3,7 +3,9 @@
 Columns: video_id, frame, box (index within its frame, best score first), x1, y1, x2, y2 (source
 pixels), score, keypoints (17 x (x, y, conf) flattened to 51 floats; empty when not computed:
 ``--keypoints none`` or a box that already failed a box rule), valid, status (one of
-``STATUSES``: ``ok`` or the first §3.1 rule the box failed), detector, keypoint_model. The
+``STATUSES``: ``ok`` or the first §3.1 rule the box failed), detector, keypoint_model,
+pose_present (the keypoint model's score that a person is in the crop: BlazePose gives one; null
+for HRNet, for ``--keypoints none`` and for boxes without keypoints; absent in older files). The
 file's schema metadata holds ``frames_sampled`` (a video may have no boxes), ``detector``,
 ``keypoint_model`` and a ``note`` (the one-line reason) when some sampled frames could not be
 decoded. Files written before the vocabulary was unified (the code in ``reason``) are read under
@@ -43,6 +45,7 @@ def schema(**metadata: str):
         ("status", pa.string()),
         ("detector", pa.string()),
         ("keypoint_model", pa.string()),
+        ("pose_present", pa.float32()),
     ]
     return pa.schema(fields, metadata=metadata or None)
 
