@@ -3,7 +3,7 @@
 
 Parts (``--parts``; default: those that fit the 10 minutes; see ``bench/gpu_parts/parts.py``):
 ``shards`` (build-shards on the unlabeled crops, which the others stream), ``pretrain``
-(bench/pretrain.py at batch 256 and 512, with peak memory), ``detect`` (bench/detect.py:
+(bench/pretrain_throughput.py at batch 256 and 512, with peak memory), ``detect`` (bench/detect_throughput.py:
 YOLOv5x + HRNet-W32), ``features`` (evaluate's feature extraction), ``decode`` (GPU JPEG decoding
 vs CPU workers), ``transfer`` (bench/transfer.py, GPU-sized); not by default: ``ablations``
 (Tables 2-4) and ``data-scale`` (Table 7). Each part starts only when its budget fits what is

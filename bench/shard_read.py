@@ -1,7 +1,7 @@
 """Read + decode throughput of pre-training's input, per core: loose files against the shards, and
 ``measure_decode`` (one loader worker against one batched decode on a device, ``gpu_decode``).
 
-Used by ``bench/shards.py`` (the table) and by other benchmarks (``bench/gpu.py`` calls
+Used by ``bench/shard_throughput.py`` (the table) and by other benchmarks (``bench/gpu.py`` calls
 ``measure_decode`` on the GPU). Every read decodes as pre-training does (``pretrain.data``:
 OpenCV straight to RGB, resize to 256x128) and makes batches of 64.
 """

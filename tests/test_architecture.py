@@ -3,6 +3,8 @@ import cycles, and a project module is imported inside a function only to defer 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from import_graph import (
     HEAVY,
     STAGES,
@@ -82,3 +84,22 @@ def test_function_level_imports_only_defer_heavy_libraries():
         if imp.local and not (heavy_libraries(imp.target) - heavy_libraries(imp.importer))
     ]
     assert not hidden, f"heavy: {', '.join(sorted(HEAVY))}\n" + "\n".join(hidden)
+
+
+def test_no_bench_script_hides_a_package():
+    """``python bench/x.py`` puts bench/ first on sys.path: a bench script named like a top-level
+    package of the project would be imported in its place."""
+    root = Path(__file__).resolve().parent.parent
+    packages = {p.parent.name for p in root.glob("*/__init__.py")} | {p.stem for p in root.glob("*.py")}
+    assert {"detect", "shards", "pretrain", "common"} <= packages
+    assert not {p.stem for p in (root / "bench").glob("*.py")} & (packages - {"bench"})
+
+
+def test_the_architecture_page_names_every_package():
+    """docs/architecture.md matches the tree: every stage, every package of common/ is named there."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "architecture.md").read_text()
+    for stage in STAGES:
+        assert f"`{stage}/`" in page, stage
+    for package in sorted(p.parent.name for p in (root / "common").glob("*/__init__.py")):
+        assert f"`{package}/`" in page, f"common/{package}/ is not described in docs/architecture.md"

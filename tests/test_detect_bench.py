@@ -42,7 +42,7 @@ def test_decode_bench_smoke(tmp_path, videos_dir, capsys):
 
 def test_detect_bench_smoke(tmp_path, videos_dir, capsys):
     out = tmp_path / "detect.json"
-    load("detect").main(["--smoke", "--out", str(out)])
+    load("detect_throughput").main(["--smoke", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["device"] == "cpu" and saved["frames"] == 2
     assert saved["batch"] == 2 and saved["timed_frames"] == 10  # 2 real frames fill 5 full batches

@@ -265,7 +265,7 @@ def test_corrupt_images_are_skipped(crop_shards, tmp_path, caplog):
 
 
 def test_bench_smoke(tmp_path, unlabeled_dir):
-    from bench.pretrain import main
+    from bench.pretrain_throughput import main
 
     out = tmp_path / "bench.json"
     report = main(["--smoke", "--out", str(out), "--unlabeled", str(unlabeled_dir)])

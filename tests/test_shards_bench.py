@@ -1,4 +1,4 @@
-"""bench/shards.py --smoke: every method handles every sample and the result file is complete."""
+"""bench/shard_throughput.py --smoke: every method handles every sample and the result file is complete."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_bench_smoke(unlabeled_dir, tmp_path):
     run = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "shards.py"),
+            str(REPO / "bench" / "shard_throughput.py"),
             "--smoke",
             "--images",
             str(unlabeled_dir),
@@ -45,7 +45,7 @@ def test_bench_smoke(unlabeled_dir, tmp_path):
 
 def test_measure_decode_signature(unlabeled_dir, tmp_path):
     """What bench/gpu.py calls: crops/s of one worker and of the batched decode, here on the CPU."""
-    from bench.shards import measure_decode
+    from bench.shard_throughput import measure_decode
     from shards.build import build_shards
     from shards.settings import ShardSettings
 

@@ -160,8 +160,8 @@ def test_address_needs_the_ray_engine(tmp_path, capsys):
 
 
 def test_bench_engine_rows(footage, crops, tmp_path, local_ray):
-    """bench/shards.py --engines on this module's Ray: both sources, both engines, costs per item."""
-    from bench.shards import engine_rows
+    """bench/shard_throughput.py --engines on this module's Ray: both sources, both engines, costs per item."""
+    from bench.shard_throughput import engine_rows
 
     source, valid, readable = footage
     ok = sum(1 for r in valid.itertuples() if r.frame < readable[r.video_id])

@@ -1,6 +1,6 @@
 """Part ``decode``: JPEG decoding on the GPU against CPU loader workers.
 
-Two figures: ``measure_decode`` (``bench/shards.py``: one loader worker's decode + resize against
+Two figures: ``measure_decode`` (``bench/shard_throughput.py``: one loader worker's decode + resize against
 one batched ``decode_jpeg`` call on the device), and the whole trainer streaming the shards with
 ``gpu_decode`` on, to set beside the ``pretrain`` part's (c) at batch 256. Either is "not
 available" while the code it needs is missing.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bench import pretrain as bench_pretrain
+from bench import pretrain_throughput as bench_pretrain
 from bench.gpu_parts.context import Context
-from bench.shards import measure_decode
+from bench.shard_throughput import measure_decode
 from pretrain.settings import PretrainSettings
 
 NAMES = {  # measure_decode's keys -> what they are
@@ -40,7 +40,7 @@ def measure_rows(ctx: Context, record: dict[str, Any]) -> None:
 
 
 def trainer_row(ctx: Context, record: dict[str, Any]) -> None:
-    """``bench/pretrain.py``'s (c), the trainer streaming the shards, with ``gpu_decode=True``."""
+    """``bench/pretrain_throughput.py``'s (c), the trainer streaming the shards, with ``gpu_decode=True``."""
     if "gpu_decode" not in {f.name for f in dataclasses.fields(PretrainSettings)}:
         record["status_override"] = "not available"
         record["notes"].append("the trainer has no gpu_decode setting yet")

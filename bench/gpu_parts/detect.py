@@ -1,4 +1,4 @@
-"""Part ``detect``: ``bench/detect.py`` on real sampled frames: YOLOv5x (from its yaml) + HRNet-W32.
+"""Part ``detect``: ``bench/detect_throughput.py`` on real sampled frames: YOLOv5x (from its yaml) + HRNet-W32.
 
 YOLO runs as the stage runs it (fp16 on the GPU); HRNet both as the stage runs it (fp32) and
 under fp16 autocast. Weights are random: the compute is the real models', nobody is detected.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import detect as bench_detect
+from bench import detect_throughput as bench_detect
 from bench.gpu_parts.context import Context
 
 

@@ -60,7 +60,7 @@ PARTS: dict[str, Part] = {
     "decode": Part(
         "decode:run", 40, True, True, False,
         "JPEG decoding of the shards: one CPU loader worker against one batched decode_jpeg call on the GPU "
-        "(bench/shards.py measure_decode, batch 256), and (c) of the pretrain part with gpu_decode at batch 256",
+        "(bench/shard_throughput.py measure_decode, batch 256), and (c) of the pretrain part with gpu_decode at batch 256",
         "two 5-second measurements, then (c): 60 steps at ~3,000-4,000 pairs/s, ~5 s, plus ~10 s of loader "
         "start and model build: ~30 s",
     ),

@@ -1,4 +1,4 @@
-"""Part ``pretrain``: ``bench/pretrain.py``'s (a), (b), (c) at batch 256 and 512, with peak memory.
+"""Part ``pretrain``: ``bench/pretrain_throughput.py``'s (a), (b), (c) at batch 256 and 512, with peak memory.
 
 (c) streams the shards that build-shards wrote (the ``shards`` part), not a writer of its own.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import pretrain as bench_pretrain
+from bench import pretrain_throughput as bench_pretrain
 from bench.gpu_parts.context import Context
 
 LABELS = {
@@ -22,7 +22,7 @@ def batches(ctx: Context) -> tuple[int, ...]:
 
 
 def run(ctx: Context, record: dict[str, Any]) -> None:
-    """Each batch size in turn: the three runs of ``bench/pretrain.py``, one row each."""
+    """Each batch size in turn: the three runs of ``bench/pretrain_throughput.py``, one row each."""
     shards = ctx.shards() / "shards"
     record["raw"] = {}
     for batch in batches(ctx):

@@ -12,9 +12,9 @@ many decoding cores one detector process keeps busy.
 Each row is timed on ``--min-batches`` (5) full batches or more after a warm-up batch: the
 sampled frames, repeated in order when there are fewer. Boxes/s counts the boxes given to HRNet.
 
-    python bench/detect.py                      # GPU when present: YOLOv5x + HRNet-W32, batch 32
-    python bench/detect.py --pose-fp16 --no-hog # also HRNet under fp16 autocast; no CPU HOG row
-    python bench/detect.py --smoke              # CPU, 2 frames x 5 batches of 2, YOLOv5n (seconds)
+    python bench/detect_throughput.py                      # GPU when present: YOLOv5x + HRNet-W32, batch 32
+    python bench/detect_throughput.py --pose-fp16 --no-hog # also HRNet under fp16 autocast; no CPU HOG row
+    python bench/detect_throughput.py --smoke              # CPU, 2 frames x 5 batches of 2, YOLOv5n (seconds)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
     from bench import run_as_module
 
-    run_as_module("bench.detect")
+    run_as_module("bench.detect_throughput")
 
 from common.atomic import write_json
 from common.detectors.hog import HogDetector

@@ -12,8 +12,8 @@ Each run also reports its peak GPU memory (``torch.cuda.max_memory_allocated``).
 (issue 6, one H100): (c) >= 90 % of (b) and (c) >= 3.5x (a). ``bench/gpu.py`` runs (a)-(c) at
 batch 256 and 512 on shards that build-shards wrote (``settings`` + ``measure``).
 
-    python bench/pretrain.py                   # ResNet-50, 256x128, batch 256, on the GPU
-    python bench/pretrain.py --smoke           # seconds on CPU: resnet18, 64x32, batch 16
+    python bench/pretrain_throughput.py                   # ResNet-50, 256x128, batch 256, on the GPU
+    python bench/pretrain_throughput.py --smoke           # seconds on CPU: resnet18, 64x32, batch 16
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
     from bench import run_as_module
 
-    run_as_module("bench.pretrain")
+    run_as_module("bench.pretrain_throughput")
 
 from common.atomic import write_json
 from common.manifests.shard_index import write_shard_index

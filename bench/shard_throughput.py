@@ -19,10 +19,10 @@ with ``--workspace WS`` (video_filter.parquet + detections/ from filter and dete
 cost per image / per video is wall seconds x workers / items.
 Every baseline runs in the same process, right before the measured method.
 
-    python bench/shards.py                       # the 14,834 crops of ../shared/data/unlabeled
-    python bench/shards.py --smoke               # 300 crops, 2 rounds, decode on the CPU (seconds)
-    python bench/shards.py --workers 0 2 --rounds 5 --decode-device cuda
-    python bench/shards.py --engines --workspace WS --limit 3000   # local pool vs Ray
+    python bench/shard_throughput.py                       # the 14,834 crops of ../shared/data/unlabeled
+    python bench/shard_throughput.py --smoke               # 300 crops, 2 rounds, decode on the CPU (seconds)
+    python bench/shard_throughput.py --workers 0 2 --rounds 5 --decode-device cuda
+    python bench/shard_throughput.py --engines --workspace WS --limit 3000   # local pool vs Ray
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module (see bench/__init__.py)
     from bench import run_as_module
 
-    run_as_module("bench.shards")
+    run_as_module("bench.shard_throughput")
 
 from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed
 from common.atomic import write_json
