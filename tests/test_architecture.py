@@ -103,3 +103,24 @@ def test_the_architecture_page_names_every_package():
         assert f"`{stage}/`" in page, stage
     for package in sorted(p.parent.name for p in (root / "common").glob("*/__init__.py")):
         assert f"`{package}/`" in page, f"common/{package}/ is not described in docs/architecture.md"
+
+
+def test_files_and_functions_stay_small():
+    """Issue 14's size limits: no Python file over 300 lines, no function over 60."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    files = [p for p in root.rglob("*.py") if not {".venv", "build", ".git"} & set(p.relative_to(root).parts)]
+    assert len(files) > 100
+    too_long = []
+    for path in files:
+        source = path.read_text()
+        if source.count("\n") > 300:
+            too_long.append(f"{path.relative_to(root)}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.end_lineno - node.lineno >= 60
+            ):
+                too_long.append(f"{path.relative_to(root)}:{node.lineno} {node.name}()")
+    assert not too_long, too_long
