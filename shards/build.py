@@ -18,6 +18,7 @@ them and swaps it in only when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ def plan_record(cfg: ShardSettings, root: Path, settings: dict[str, Any], tasks:
     shaping = {k: v for k, v in settings.items() if k != "source"}
     if cfg.dets_size:
         shaping["dets_size"] = cfg.dets_size
+    if cfg.from_dets:
+        shaping |= {
+            k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("calibrate", "cut_unverified"))
+        }
     return {
         "fingerprint": progress.fingerprint(settings, tasks),
         "source": settings["source"],

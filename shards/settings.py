@@ -31,6 +31,37 @@ class ShardSettings(EngineSettings):
         None,
         "WIDTHxHEIGHT the released boxes were found at (when a pickle states none): rescale to the video",
     )
+    calibrate: Literal["detector", "none"] = setting(
+        "detector",
+        "--from-dets: check each video against a person detector before cutting it and cut with the scale "
+        "and frame offset that agree (none: cut the boxes as they are)",
+    )
+    calibrate_detector: Literal["hog", "yolo"] = setting(
+        "hog", "calibration's person detector (hog: CPU, no weights, deterministic; yolo: the release's kind)"
+    )
+    calibrate_weights: str = setting(
+        "yolov5xu.pt", "with --calibrate-detector yolo: weight name or local .pt"
+    )
+    calibrate_device: str = setting("auto", "with --calibrate-detector yolo: auto, cpu, cuda or cuda:N")
+    calibrate_frames: int = setting(
+        4, "released frames per video calibration decodes (each at offsets -2..+2)"
+    )
+    calibrate_height: int = setting(
+        720,
+        "frames are resized to this height for the detector (HOG finds people >= 128 px tall; 0: as decoded)",
+    )
+    calibrate_min_agreement: float = setting(
+        0.4, "mean best IoU of released boxes with detections a video needs to be verified"
+    )
+    calibrate_min_margin: float = setting(
+        0.1, "lead over the runner-up scale (and over offset 0 for a shift) a video needs to be verified"
+    )
+    calibrate_rescale: bool = setting(
+        True, "let calibration rescale the boxes (no: a video another scale fits clearly is a mismatch)"
+    )
+    cut_unverified: bool = setting(
+        False, "also cut videos calibration did not verify, as --calibrate none would"
+    )
     jpeg_quality: int = setting(95, "JPEG quality of re-encoded crops")
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
@@ -46,6 +77,10 @@ class ShardSettings(EngineSettings):
         super().__post_init__()
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
+        check_positive(self, "calibrate_frames")
+        check_nonnegative(self, "calibrate_height")
+        check_range(self, "calibrate_min_agreement", 0, 1)
+        check_range(self, "calibrate_min_margin", 0, 1)
         if self.dets_size is not None:
             parse_size(self.dets_size)
 
@@ -66,9 +101,11 @@ class ExportLmdbSettings:
 class StatsSettings:
     grid_size: int = setting(8, "example crops per side of the figure grid (paper's Figure 2)")
     seed: int = setting(0, "which crops the example grid shows")
+    report_examples: int = setting(8, "example boxes per detection status in report.html")
 
     def __post_init__(self) -> None:
         check_positive(self, "grid_size")
+        check_nonnegative(self, "report_examples")
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,17 @@ def build_chain(base: Path, videos_dir: Path) -> dict:
     finally:
         srv.shutdown()
         srv.server_close()
-    build = run("build-shards", "--from-dets", str(base / "dets"), "--root", str(root), "--max-samples", "3")
+    build = run(
+        "build-shards",
+        "--from-dets",
+        str(base / "dets"),
+        "--root",
+        str(root),
+        "--max-samples",
+        "3",
+        "--calibrate",
+        "none",
+    )
     run("export-lmdb", "--root", str(root))
     index = pd.read_parquet(root / "shards" / "index.parquet")
     samples = list(wds.WebDataset([str(root / "shards" / s) for s in index["shard"]], shardshuffle=False))

@@ -86,7 +86,9 @@ def test_bundle_with_stated_sizes_and_malformed_entries(tmp_path, videos_dir):
     }
     with open(tmp_path / "dets.pkl", "wb") as f:
         pickle.dump(bundle, f)
-    cfg = ShardSettings(from_dets=str(tmp_path / "dets.pkl"), dets_size="1280x720", workers=1)
+    cfg = ShardSettings(
+        from_dets=str(tmp_path / "dets.pkl"), dets_size="1280x720", workers=1, calibrate="none"
+    )
     summary = build_shards(cfg, root)
 
     records = pd.read_parquet(root / "shards" / "samples.parquet").set_index("key")
@@ -132,14 +134,14 @@ def test_unsafe_pickles_are_refused(tmp_path, videos_dir):
     with open(tmp_path / "dets.pkl", "wb") as f:
         pickle.dump({"usa+boston+street-crossing": RunsCode(marker)}, f)
     with pytest.raises(UsageError, match="refusing to load"):
-        build_shards(ShardSettings(from_dets=str(tmp_path / "dets.pkl"), workers=1), root)
+        build_shards(ShardSettings(from_dets=str(tmp_path / "dets.pkl"), workers=1, calibrate="none"), root)
     folder = tmp_path / "dets"
     folder.mkdir()
     with open(folder / "usa+newyork+one-by-one-person-detection.pkl", "wb") as f:
         pickle.dump({1: [(0, {"bbox": RunsCode(marker)})]}, f)
     with open(folder / "usa+boston+street-crossing.pkl", "wb") as f:
         pickle.dump({3: [(0, det(20.0, 30.0, 80.0, 200.0))]}, f)
-    summary = build_shards(ShardSettings(from_dets=str(folder), workers=1), root)
+    summary = build_shards(ShardSettings(from_dets=str(folder), workers=1, calibrate="none"), root)
     assert not marker.exists()
     assert summary["samples"] == 1
     report = json.loads((root / "dets_report.json").read_text())

@@ -111,7 +111,7 @@ def test_rerun_reuses_every_shard(chain):
     root = chain["root"]
     index = (root / "shards" / "index.parquet").read_bytes()
     report = json.loads((root / "dets_report.json").read_text())
-    cfg = ShardSettings(from_dets=str(chain["base"] / "dets"), max_samples=3, workers=1)
+    cfg = ShardSettings(from_dets=str(chain["base"] / "dets"), max_samples=3, workers=1, calibrate="none")
     summary = build_shards(cfg, root)
     assert summary["samples_written_now"] == 0 and summary["shards_reused"] == summary["shards"] == 4
     assert (root / "shards" / "index.parquet").read_bytes() == index

@@ -16,6 +16,7 @@ from typing import Any
 
 from common.atomic import write_parquet
 from common.errors import UsageError, one_line
+from common.manifests.parquet import read_table
 
 MANIFEST = "videos.parquet"
 # The status vocabulary of a video (the reason column says why in one line). Transient statuses
@@ -87,19 +88,9 @@ def read_frame(path: Path, required: tuple[str, ...] = REQUIRED):
     value in one of them (``path`` may be empty), a value of another type, or a video id outside
     ``[A-Za-z0-9_-]`` (ids name files under the root).
     """
-    import pandas as pd
-
     if path.is_dir():
         raise UsageError(f"{path} is a folder, not a Parquet manifest; {REMEDY}")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # a foreign or damaged file: say which and stop
-        raise UsageError(
-            f"{path} is not a readable Parquet manifest ({one_line(str(e), 200)}); {REMEDY}"
-        ) from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise UsageError(f"{path} lacks columns {missing}; {REMEDY}")
+    df = read_table(path, required, "run crawl first", REMEDY)
     try:
         df = df.astype({c: t for c, t in COLUMNS.items() if c in df.columns})
     except (TypeError, ValueError) as e:

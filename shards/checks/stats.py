@@ -3,7 +3,9 @@
 Figures go to ``<root>/figures/``: ``examples.png`` (a grid of random crops, like Figure 2),
 ``crop_height.png``, ``aspect_ratio.png``, ``score.png``, ``per_city.png``, ``drop_reasons.png``.
 Unreadable inputs end in one line naming the file; on a root it cannot write to, Table 1 is still
-printed and the command fails with one line naming what it could not write.
+printed and the command fails with one line naming what it could not write. ``stats`` also writes
+``<root>/report.html`` (:mod:`shards.checks.report`: Table 1, example boxes per detection status,
+the figures, per-video counts, ``dets_report.json``) with its images in ``<root>/report_files/``.
 
 ``write_stats`` is the one writer of ``stats.json``: ``build-shards`` calls it after a build (no
 figures), ``stats`` calls it with the figures it drew (the same content plus a ``figures`` key).
@@ -17,6 +19,7 @@ from typing import Any
 from common.atomic import write_json, write_text
 from common.errors import UsageError
 from shards.checks.figures import write_figures
+from shards.checks.report import write_report
 from shards.checks.table1 import dataset_stats, load_samples, table1
 from shards.settings import StatsSettings
 
@@ -43,9 +46,11 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     report = dataset_stats(root)
     table = table1(report)
     try:
-        figures = write_figures(report, load_samples(root), root, cfg.grid_size, cfg.seed)
+        samples = load_samples(root)
+        figures = write_figures(report, samples, root, cfg.grid_size, cfg.seed)
         write_stats(root, figures, report)
         write_text(root / "figures" / "table1.txt", table + "\n")
+        page = write_report(root, report, figures, samples, cfg.seed, cfg.report_examples)
     except OSError as e:  # a read-only or full root; reading errors are UsageErrors already
         print(table, flush=True)
         where = e.filename or root
@@ -68,4 +73,5 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     summary = {k: report[k] for k in keep}
     summary["failed"] = report["failed"]
     summary["figures"] = {k: v if v.startswith("skipped") else Path(v).name for k, v in figures.items()}
+    summary["report"] = str(page)
     return {k: ("-" if v is None else v) for k, v in summary.items()}

@@ -1,5 +1,12 @@
 """The regeneration report of ``build-shards --from-dets``: videos listed / downloaded / unavailable,
 videos cut, crops expected / written, each by reason. Written to ``<root>/dets_report.json``.
+
+Top-level keys: ``source``, ``videos`` and ``crops`` (the figures; ``videos.not_cut`` and
+``crops.not_written`` count by status, e.g. ``unverified`` and ``mismatch`` from calibration),
+``videos_not_cut`` and ``videos_with_failed_crops`` (per video: vname, status, reason, boxes,
+written, failed by status), ``malformed_entries``, and -- only when videos were calibrated --
+``calibration`` (per video: chosen scale and offset, agreement of the winner and the runner-ups,
+the frames used; totals by outcome), described in :mod:`shards.release.calibrate_report`.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
+from shards.release.calibrate_report import calibration_part
 from shards.write.items import Task
 
 REPORT = "dets_report.json"
@@ -83,14 +91,16 @@ def write_report(root: Path, source: str, tasks: list[Task], samples) -> dict[st
             "duplicate_boxes": sum(c["duplicates"] for c in contexts),
         },
     }
-    write_json(
-        root / REPORT,
-        {
-            "source": source,
-            **figures,
-            "videos_not_cut": [o for o in outcomes if o["status"] != "ok"],
-            "videos_with_failed_crops": [o for o in outcomes if o["status"] == "ok" and o["failed"]],
-            "malformed_entries": {c["vname"]: c["malformed"] for c in contexts if c["malformed"]},
-        },
-    )
+    report = {
+        "source": source,
+        **figures,
+        "videos_not_cut": [o for o in outcomes if o["status"] != "ok"],
+        "videos_with_failed_crops": [o for o in outcomes if o["status"] == "ok" and o["failed"]],
+        "malformed_entries": {c["vname"]: c["malformed"] for c in contexts if c["malformed"]},
+    }
+    calibration = calibration_part(contexts)
+    if calibration is not None:
+        report["calibration"] = calibration
+        figures["calibration"] = calibration["outcomes"]
+    write_json(root / REPORT, report)
     return figures

@@ -7,11 +7,11 @@ are cut as the release's ``LUP/extract.py`` does: the frame ``frame_id - 1`` (de
 ``common.media.frames.read_frames``), ``bbox.round()`` (NumPy, half to even) and
 ``frame[y1:y2, x1:x2]``, JPEG quality 95 (``cv2.imwrite``'s default).
 
-Resolution: the release does not store the frame size. When one is stated (a ``size`` entry in
-the pickle, else ``--dets-size WxH``) and differs from the decoded frame, boxes are scaled to the
-frame (same aspect ratio only). A video with any (scaled, rounded) box outside its frame is not
-at the resolution the boxes were found at: none of its crops is written, and every box is
-recorded as ``resolution_mismatch`` with the sizes in the reason.
+Geometry: the release does not store the frame size nor the frame rate. With calibration (the
+default, :mod:`shards.release.calibrate_video`) each video is checked against a person detector
+before any crop is cut: it is cut with the scale and frame offset that agree clearly, else its boxes
+are recorded as ``unverified`` (or ``mismatch``) and none is cut. Without it (``--calibrate none``):
+a stated size rescales, a box outside the frame refuses the video (:mod:`.calibrate_geometry`).
 
 Key: ``<video_id>_<frame_id:08d>_<obj_idx:03d>`` (the release's 1-based frame id and object
 index; the YouTube id has no dots and is unique in the list). The JSON keeps country, city,
@@ -30,17 +30,13 @@ import numpy as np
 
 from common.errors import UsageError
 from common.release.vnames import parse_vname
-from shards.release import dets_input
+from shards.release import calibrate_video, dets_input
+from shards.release.calibrate_geometry import Mismatch, calibrated_scale, extent, fit
 from shards.settings import parse_size
 from shards.write.cut import Cut, Refused, cut_video
 from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
-ASPECT_TOLERANCE = 0.01  # relative difference of the x and y scales still treated as one aspect ratio
-
-
-class Mismatch(Exception):
-    """The decoded frames do not have the size the released boxes were found at."""
 
 
 def sample_key(video_id: str, frame_id: int, obj_idx: int) -> str:
@@ -78,15 +74,6 @@ def match(vname: str, rows: dict[str, dict[str, Any]], root: Path) -> tuple[str,
     return "ok", "", str(path)
 
 
-def extent(boxes: list[dets_input.Box]) -> list[float] | None:
-    """``[min x1, min y1, max x2, max y2]`` over the usable boxes (checked against the frame)."""
-    usable = [b.bbox for b in boxes if b.frame_id >= 1 and b.bbox and all(map(math.isfinite, b.bbox))]
-    if not usable:
-        return None
-    a = np.array(usable)
-    return [float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max())]
-
-
 def owners(videos: list[dets_input.VideoDets], rows: dict[str, Any]) -> dict[str, str]:
     """``video_id -> vname`` that keeps it when several lines name one video: the line crawl listed, else the first."""
     chosen: dict[str, str] = {}
@@ -100,8 +87,15 @@ def owners(videos: list[dets_input.VideoDets], rows: dict[str, Any]) -> dict[str
     return chosen
 
 
-def video_plan(video: dets_input.VideoDets, rows, root: Path, size, owner: dict[str, str]):
-    """``(context, items)`` of one video of the detections."""
+def video_plan(
+    video: dets_input.VideoDets,
+    rows,
+    root: Path,
+    size,
+    owner: dict[str, str],
+    calibration: calibrate_video.Calibration | None = None,
+):
+    """``(context, items)`` of one video of the detections (``calibration``: a ``Calibration`` or None)."""
     context: dict[str, Any] = {"vname": video.vname, "origin": video.origin, "path": None, "boxes": 0}
     context |= {"country": "", "city": "", "video_id": "", "size": None, "size_from": None, "extent": None}
     context |= {"malformed": [], "duplicates": 0, "ignored_keys": []}
@@ -135,6 +129,8 @@ def video_plan(video: dets_input.VideoDets, rows, root: Path, size, owner: dict[
             len(parsed.malformed),
             parsed.malformed[0],
         )
+    if calibration is not None and status == "ok":
+        context["calibration"] = calibrate_video.plan_context(calibration, parsed.boxes, root)
     items = [
         Item(
             sample_key(video_id, b.frame_id, b.obj_idx),
@@ -145,15 +141,23 @@ def video_plan(video: dets_input.VideoDets, rows, root: Path, size, owner: dict[
     return context, items
 
 
-def plan(path: str, root: Path, dets_size: str | None) -> tuple[list[Task], dict[str, Any]]:
-    """One task per video (videos without boxes too: their context carries the report's figures)."""
+def plan(
+    path: str, root: Path, dets_size: str | None, calibration: calibrate_video.Calibration | None = None
+) -> tuple[list[Task], dict[str, Any]]:
+    """One task per video (videos without boxes too: their context carries the report's figures).
+
+    ``calibration`` (:func:`calibrate_video.from_settings`): check each video before cutting it;
+    ``None`` cuts as the boxes say (``--calibrate none``).
+    """
+    if calibration is not None:
+        calibrate_video.check_detector(calibration)
     videos = dets_input.load(path)
     rows = manifest_rows(root)
     size = parse_size(dets_size) if dets_size else None
     owner = owners(videos, rows)
     contexts, pairs = [], []
     for video in videos:
-        context, items = video_plan(video, rows, root, size, owner)
+        context, items = video_plan(video, rows, root, size, owner, calibration)
         video.dets = None  # the parsed items hold what is needed; a bundle of 46,260 videos is large
         contexts.append(context)
         pairs.extend((len(contexts) - 1, item) for item in items)
@@ -168,47 +172,23 @@ def plan(path: str, root: Path, dets_size: str | None) -> tuple[list[Task], dict
     return tasks, counts
 
 
-def fit(context: dict[str, Any], height: int, width: int) -> tuple[float, float, str]:
-    """``(x scale, y scale, note)`` mapping the released boxes onto a ``width`` x ``height`` frame.
-
-    Raises :class:`Mismatch` when they cannot be mapped or some box falls outside the frame.
-    """
-    sx = sy = 1.0
-    note = ""
-    if context["size"] and tuple(context["size"]) != (width, height):
-        w0, h0 = context["size"]
-        sx, sy = width / w0, height / h0
-        if abs(sx / sy - 1) > ASPECT_TOLERANCE:
-            raise Mismatch(
-                f"the video is {width}x{height} but the boxes were found at {w0}x{h0} "
-                f"(from the {context['size_from']}): another aspect ratio, cannot rescale"
-            )
-        note = f"boxes rescaled from {w0}x{h0} to {width}x{height}"
-    if context["extent"]:
-        x1, y1, x2, y2 = (int(v) for v in np.round(np.array(context["extent"]) * [sx, sy, sx, sy]))
-        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
-            hint = (
-                ""
-                if context["size"]
-                else "; if the original size is known, state it (--dets-size WxH) to rescale"
-            )
-            raise Mismatch(
-                f"boxes reach x {x1}..{x2}, y {y1}..{y2}, beyond the {width}x{height} frame: the video is "
-                f"not at the resolution the boxes were found at{hint}"
-            )
-    return sx, sy, note
-
-
 def cut(
-    item: Item, frame: np.ndarray, context: dict[str, Any], scale: tuple[float, float, str], quality: int
+    item: Item,
+    frame: np.ndarray,
+    context: dict[str, Any],
+    scale: tuple[float, float, str],
+    quality: int,
+    geometry: dict[str, Any] | None = None,
 ) -> Result:
-    """The released box of one item, cut the release's way (``round()``, no clipping needed)."""
+    """The released box of one item, cut the release's way (``round()``, no clipping needed);
+    ``geometry`` (calibrated videos only) goes into the crop's JSON."""
     p = item.payload
     sx, sy, note = scale
     height, width = frame.shape[:2]
     box = [v * s for v, s in zip(p["bbox"], (sx, sy, sx, sy), strict=True)]
     x1, y1, x2, y2 = (int(v) for v in np.round(np.array(box)))
-    values = _values(context, p)
+    offset = geometry["offset"] if geometry else 0
+    values = _values(context, p, offset)
     if x2 <= x1 or y2 <= y1:
         return failed(item.key, "empty_box", f"box {p['bbox']} rounds to an empty crop", **values)
     jpg = encode_jpeg(frame[y1:y2, x1:x2], quality)
@@ -219,7 +199,7 @@ def cut(
         "city": context["city"],
         "video_id": context["video_id"],
         "frame_id": p["frame_id"],
-        "frame": p["frame_id"] - 1,
+        "frame": p["frame_id"] - 1 + offset,
         "obj_idx": p["obj_idx"],
         "bbox": p["bbox"],
         "box_xyxy": box,
@@ -229,12 +209,14 @@ def cut(
         "dets_size": context["size"],
         "det": p["det"],
     }
+    if geometry is not None:
+        meta["geometry"] = geometry
     files = {"jpg": jpg, "json": metadata_json(meta)}
     rec = record(item.key, reason=note, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values)
     return Result(item.key, files, rec)
 
 
-def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+def _values(context: dict[str, Any], payload: dict[str, Any], offset: int = 0) -> dict[str, Any]:
     score = payload["det"].get("score")
     return {
         "source": "dets",
@@ -242,7 +224,7 @@ def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
         "video_id": context["video_id"],
         "country": context["country"],
         "city": context["city"],
-        "frame": payload["frame_id"] - 1,
+        "frame": payload["frame_id"] - 1 + offset,
         "box": payload["obj_idx"],
         "score": float(score) if isinstance(score, int | float) and not isinstance(score, bool) else math.nan,
     }
@@ -260,34 +242,47 @@ def unusable(context: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str
 
 
 def run(task: Task, quality: int) -> list[Result]:
-    """Decode the task's frames once each, in order, check the frame size, cut every usable box."""
+    """Calibrate the video (when asked), decode the task's frames once each, in order, cut every usable box."""
     ctx = task.context
-
-    def fail(item: Item, status: str, reason: str) -> Result:
-        return failed(item.key, status, reason, **_values(ctx, item.payload))
-
     early: dict[str, Result] = {}
-    by_frame: dict[int, list[Item]] = {}
+    usable: list[Item] = []
     for item in task.items:
         why = unusable(ctx, item.payload)
         if why:
-            early[item.key] = fail(item, *why)
+            early[item.key] = failed(item.key, *why, **_values(ctx, item.payload))
         else:
-            by_frame.setdefault(item.payload["frame_id"] - 1, []).append(item)
-    return cut_video(ctx["path"], task.items, by_frame, _cutter(ctx, quality), fail, early)
+            usable.append(item)
+    calibrated = "calibration" in ctx and usable  # nothing to cut, nothing to calibrate
+    calibration, refused = calibrate_video.for_cutting(ctx) if calibrated else (None, None)
+    offset = calibration["cut_with"]["offset"] if calibration else 0
+
+    def fail(item: Item, status: str, reason: str) -> Result:
+        return failed(item.key, status, reason, **_values(ctx, item.payload, offset))
+
+    if refused:
+        return [early[item.key] if item.key in early else fail(item, *refused) for item in task.items]
+    by_frame: dict[int, list[Item]] = {}
+    for item in usable:
+        by_frame.setdefault(item.payload["frame_id"] - 1 + offset, []).append(item)
+    return cut_video(ctx["path"], task.items, by_frame, _cutter(ctx, quality, calibration), fail, early)
 
 
-def _cutter(context: dict[str, Any], quality: int) -> Cut:
-    """:func:`cut` with the scale :func:`fit` finds on the video's first decoded frame."""
+def _cutter(context: dict[str, Any], quality: int, calibration: dict[str, Any] | None) -> Cut:
+    """:func:`cut` with the calibrated scale, else the one :func:`fit` finds on the first decoded frame."""
     scale: tuple[float, float, str] | None = None
+    geometry = None
 
     def cut_one(item: Item, frame: np.ndarray) -> Result:
-        nonlocal scale
+        nonlocal scale, geometry
         if scale is None:
+            chosen = calibration["cut_with"] if calibration else None
             try:
-                scale = fit(context, *frame.shape[:2])
+                scale = (
+                    calibrated_scale(chosen) if chosen and chosen["scale"] else fit(context, *frame.shape[:2])
+                )
             except Mismatch as e:
                 raise Refused("resolution_mismatch", str(e)) from e
-        return cut(item, frame, context, scale, quality)
+            geometry = calibrate_video.crop_geometry(calibration, scale[1]) if calibration else None
+        return cut(item, frame, context, scale, quality, geometry)
 
     return cut_one

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError
-from shards.release import import_dets, import_lmdb
+from shards.release import calibrate_video, import_dets, import_lmdb
 from shards.settings import ShardSettings
 from shards.sources import detections, images
 from shards.write.items import Result, Task
@@ -31,7 +31,8 @@ def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any
     if cfg.from_lmdb:
         return ("lmdb", *import_lmdb.plan(cfg.from_lmdb))
     if cfg.from_dets:
-        return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size))
+        calibration = calibrate_video.from_settings(cfg)
+        return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size, calibration))
     return ("detections", *detections.plan(root))
 
 

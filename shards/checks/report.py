@@ -1,0 +1,169 @@
+"""``<root>/report.html``: one page to judge a build, written by ``stats`` beside ``stats.json``.
+
+Sections: Table 1 (from the statistics ``stats.json`` holds), boxes per detection status with a
+seeded grid of examples for each status (drawn on their frames, see :mod:`.report_examples`,
+written to ``report_files/``), the figures of ``figures/`` (linked by relative path), the per-video counts
+(filter's decision, detect's outcome, boxes per status, crops written) and, when the root has
+one, ``dets_report.json`` rendered generically (:mod:`.report_tables`). Plain HTML with inline
+CSS and no script: it opens from disk. Rewriting replaces ``report.html`` and the example
+images of ``report_files/`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from common.atomic import write_text
+from common.errors import UsageError
+from shards.checks import report_examples as ex
+from shards.checks.report_counts import per_video, status_counts
+from shards.checks.report_tables import html_table, json_report_html, text_table_rows
+from shards.checks.table1 import table1
+
+PAGE = "report.html"
+DETS_REPORT = "dets_report.json"
+EXAMPLES = 8  # example boxes per detection status
+CSS = """
+body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1250px}
+h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.figs img{height:260px;margin:4px;border:1px solid #ddd}
+.grid{display:flex;flex-wrap:wrap;gap:6px}
+figure{margin:0;font-size:.7em;text-align:center;width:min-content;min-width:110px}figure img{display:block}
+.key{display:inline-block;width:1em;height:1em;vertical-align:middle;margin:0 .3em 0 1em}
+.note{color:#a40}
+"""
+
+
+def _rgb(bgr: tuple[int, int, int]) -> str:
+    return "rgb({},{},{})".format(*bgr[::-1])
+
+
+def table1_html(stats: dict[str, Any]) -> str:
+    """Table 1 as the ``stats`` command prints it, as an HTML table."""
+    rows = text_table_rows(table1(stats))
+    return html_table(rows[0], rows[1:], "table1")
+
+
+def figures_html(root: Path, figures: dict[str, str]) -> str:
+    """The figures ``stats`` drew (relative links) and the ones it skipped, with why."""
+    made = {k: v for k, v in figures.items() if not v.startswith("skipped")}
+    links = "".join(
+        f'<a href="{src}"><img src="{src}" alt="{escape(k)}"></a>'
+        for k, src in ((k, escape(Path(v).relative_to(root).as_posix())) for k, v in made.items())
+    )
+    skipped = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in figures.items() if k not in made)
+    return f'<div class="figs">{links}</div>' + (f"<ul>{skipped}</ul>" if skipped else "")
+
+
+def example_html(e: dict[str, Any]) -> str:
+    """One example: the image (``data-box``: where the outline lies in it) and its caption."""
+    box = ",".join(str(v) for v in e["outline"])
+    caption = f"{e['video_id']} frame {e['frame']} score {e['score']:.2f} {e['size'][0]}x{e['size'][1]}"
+    return (
+        f'<figure><img class="example" src="{escape(e["src"])}" data-status="{escape(e["status"])}" '
+        f'data-box="{box}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+    )
+
+
+def legend(thresholds: set[float]) -> str:
+    """What the colours of the examples mean."""
+    shown = ", ".join(f"{t:g}" for t in sorted(thresholds)) or "-"
+    keys = [
+        (ex.KEPT_BOX, "box kept (ok)"),
+        (ex.DROPPED_BOX, "box dropped"),
+        (ex.KEYPOINT_ABOVE, f"keypoint confidence > threshold ({shown})"),
+        (ex.KEYPOINT_BELOW, "keypoint confidence <= threshold"),
+    ]
+    return (
+        "<p>"
+        + "".join(f'<span class="key" style="background:{_rgb(c)}"></span>{t}' for c, t in keys)
+        + "</p>"
+    )
+
+
+def detections_html(root: Path, all_boxes, per_status: int, seed: int, thresholds: dict[str, float]) -> str:
+    """Boxes per status, then a grid of examples per status (``ok`` first, then §3.1's order)."""
+    if all_boxes.empty:
+        return "<p>No boxes: the root has no <code>detections/*.parquet</code> (or they are empty).</p>"
+    counts = status_counts(all_boxes)
+    parts = [html_table(["status", "boxes"], list(counts.items()), "status-counts")]
+    examples, notes = ex.write_examples(root, ex.choose(all_boxes, per_status, seed), thresholds)
+    parts.append(legend({e["threshold"] for e in examples}))
+    parts += [f'<p class="note">{escape(n)}</p>' for n in notes]
+    for status, n in counts.items():
+        shown = [e for e in examples if e["status"] == status]
+        parts.append(
+            f'<h3 id="examples-{escape(status)}">{escape(status)}: {n:,} boxes, {len(shown)} shown</h3>'
+        )
+        parts.append('<div class="grid">' + "".join(example_html(e) for e in shown) + "</div>")
+    return "\n".join(parts)
+
+
+def dets_report_html(root: Path) -> str:
+    """``dets_report.json`` (build-shards --from-dets) as tables, or nothing when there is none."""
+    path = root / DETS_REPORT
+    if not path.is_file():
+        return ""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not readable JSON ({e}); rerun build-shards --from-dets") from None
+    return f"<h2>{DETS_REPORT}</h2>\n" + json_report_html(doc, "dets")
+
+
+def page(root: Path, stats: dict[str, Any], figures: dict[str, str], body: list[str]) -> str:
+    """The whole page around the sections in ``body``."""
+    notes = "".join(f"<li>{escape(n)}</li>" for n in stats.get("notes", []))
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            f'<html lang="en"><head><meta charset="utf-8"><title>LUPerson build: {escape(root.name)}</title>',
+            f"<style>{CSS}</style></head><body>",
+            f"<h1>LUPerson build report: {escape(str(root))}</h1>",
+            f"<p>Source: {escape(stats['source'])}; {stats['shards']:,} shards, {stats['bytes']:,} bytes. "
+            "Figures from <code>stats.json</code> and the workspace files.</p>",
+            f"<ul>{notes}</ul>" if notes else "",
+            "<h2>Table 1</h2>",
+            table1_html(stats),
+            *body,
+            "</body></html>",
+        ]
+    )
+
+
+def write_report(
+    root: Path,
+    stats: dict[str, Any],
+    figures: dict[str, str],
+    samples,
+    seed: int,
+    examples: int = EXAMPLES,
+    thresholds: dict[str, float] | None = None,
+) -> Path:
+    """Write ``<root>/report.html`` and its example images; return the page's path.
+
+    ``stats`` is what ``stats.json`` holds, ``figures`` what ``write_figures`` drew, ``samples``
+    ``shards/samples.parquet`` (crops written per video), ``examples``
+    the boxes shown per status (chosen with ``seed``), ``thresholds`` the keypoint thresholds per
+    model family when the box files do not record theirs (default: ``report_examples.THRESHOLDS``).
+    """
+    root = Path(root)
+    all_boxes = ex.read_all_boxes(root)
+    header, rows = per_video(root, all_boxes, samples)
+    body = [
+        "<h2>Detections by status</h2>",
+        detections_html(root, all_boxes, examples, seed, thresholds or ex.THRESHOLDS),
+        "<h2>Figures</h2>",
+        figures_html(root, figures),
+        "<h2>Per video</h2>",
+        html_table(header, rows, "per-video") if rows else "<p>No videos.</p>",
+        dets_report_html(root),
+    ]
+    write_text(root / PAGE, page(root, stats, figures, body))
+    return root / PAGE

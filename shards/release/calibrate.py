@@ -1,0 +1,177 @@
+"""Score the geometries a re-downloaded video may have against the released boxes, and pick one.
+
+A geometry is ``(scale, offset)``: the released boxes times ``scale`` (the same for x and y) are
+the boxes in the downloaded frames, and the released frame id ``f`` is the decoded frame
+``f - 1 + offset``. The scales map the usual YouTube heights (:data:`HEIGHTS`, and a stated
+size) onto the downloaded height; the offsets are ``-2..+2``.
+
+Agreement of a geometry: over the released boxes of the calibration frames, the mean of each box's
+best IoU with a detection on the decoded frame (0 when there is none). A scale whose boxes reach
+beyond the frame is not scored (``None``).
+
+Decision (:func:`decide`): the winning scale is the one with the best agreement (over its offsets);
+the runner-up is the best other scale. Within the winning scale the offset is 0 unless another
+offset beats it by ``min_margin``, and does so on most of the scored frames, each by
+``min_margin`` (:func:`shift_votes`): a still scene cannot tell frames apart, and one frame's
+detector noise is not a shift -- no evidence, no shift.
+The outcome is ``verified`` when at least :data:`MIN_BOXES` boxes were scored, the winner reaches
+``min_agreement``, leads the runner-up by ``min_margin`` and is allowed (rescaling permitted, or
+the scale of the stated size); ``mismatch`` when such a clear winner is not allowed; else
+``unverified``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+HEIGHTS = (144, 240, 360, 480, 720, 1080, 1440, 2160)  # YouTube's usual heights
+OFFSETS = (-2, -1, 0, 1, 2)
+DIGITS = 4  # agreements are reported to this many decimals
+MIN_BOXES = 3  # fewer released boxes on the calibration frames prove nothing: unverified
+
+
+def scale_candidates(height: int, stated_height: int | None = None) -> list[float]:
+    """Scales mapping each usual height (and a stated one) onto ``height``, 1 always among them."""
+    heights = set(HEIGHTS) | {height} | ({stated_height} if stated_height else set())
+    return sorted({round(height / h, 6) for h in heights}, reverse=True)
+
+
+def best_iou(boxes: np.ndarray, dets: np.ndarray) -> np.ndarray:
+    """Each box's best IoU with any of ``dets`` (``(N, 4)`` and ``(M, >=4)`` x1, y1, x2, y2)."""
+    if len(boxes) == 0 or len(dets) == 0:
+        return np.zeros(len(boxes))
+    b, d = boxes[:, None, :4], dets[None, :, :4]
+    w = np.clip(np.minimum(b[..., 2], d[..., 2]) - np.maximum(b[..., 0], d[..., 0]), 0, None)
+    h = np.clip(np.minimum(b[..., 3], d[..., 3]) - np.maximum(b[..., 1], d[..., 1]), 0, None)
+    inter = w * h
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    area_d = (d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1])
+    union = area_b + area_d - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou.max(axis=1)
+
+
+def inside(boxes: np.ndarray, scale: float, width: int, height: int) -> bool:
+    """Whether every box times ``scale``, rounded as it would be cut, lies in the frame."""
+    a = np.round(boxes * scale)
+    return bool((a[:, :2] >= 0).all() and (a[:, 2] <= width).all() and (a[:, 3] <= height).all())
+
+
+def scored_frames(boxes: Mapping[int, np.ndarray], dets: Mapping[int, np.ndarray]) -> list[int]:
+    """The released frame ids whose decoded frames exist at every offset (the only ones scored)."""
+    return [f for f in sorted(boxes) if len(boxes[f]) and all(f - 1 + o in dets for o in OFFSETS)]
+
+
+def frame_table(
+    boxes: Mapping[int, np.ndarray],
+    dets: Mapping[int, np.ndarray],
+    scales: Sequence[float],
+    size: tuple[int, int],
+    extent: Sequence[float] | None = None,
+) -> dict[tuple[float, int], list[float] | None]:
+    """``(scale, offset) ->`` each scored frame's mean best IoU (``None``: boxes outside the frame).
+
+    ``boxes`` maps a released frame id to its ``(N, 4)`` boxes; ``dets`` a decoded 0-based frame
+    index to its detections; ``extent`` bounds every box of the video (default: these boxes).
+    """
+    frames = scored_frames(boxes, dets)
+    scored = np.concatenate([boxes[f] for f in frames]) if frames else np.zeros((0, 4))
+    bounds = np.array([extent]) if extent else scored
+    table: dict[tuple[float, int], list[float] | None] = {}
+    for scale in scales:
+        fits = len(scored) > 0 and inside(bounds, scale, *size)
+        for offset in OFFSETS:
+            table[scale, offset] = (
+                [float(best_iou(boxes[f] * scale, dets[f - 1 + offset]).mean()) for f in frames]
+                if fits
+                else None
+            )
+    return table
+
+
+def score_table(
+    boxes: Mapping[int, np.ndarray],
+    dets: Mapping[int, np.ndarray],
+    scales: Sequence[float],
+    size: tuple[int, int],
+    extent: Sequence[float] | None = None,
+    frames: Mapping[tuple[float, int], list[float] | None] | None = None,
+) -> dict[tuple[float, int], float | None]:
+    """``(scale, offset) -> agreement``, the mean best IoU over the boxes of the scored frames
+    (``None``: boxes outside the frame); ``frames``: their :func:`frame_table`, when computed."""
+    frames = frame_table(boxes, dets, scales, size, extent) if frames is None else frames
+    weights = [len(boxes[f]) for f in scored_frames(boxes, dets)]
+    return {
+        k: None if v is None else round(float(np.average(v, weights=weights)), DIGITS)
+        for k, v in frames.items()
+    }
+
+
+def shift_votes(
+    frames: Mapping[tuple[float, int], list[float] | None], scale: float, offset: int, min_margin: float
+) -> tuple[int, int]:
+    """``(frames where offset beats offset 0 by min_margin, frames scored)`` at ``scale``."""
+    shifted, plain = frames[scale, offset], frames[scale, 0]
+    if shifted is None or plain is None:
+        return 0, 0
+    return sum(a - b >= min_margin for a, b in zip(shifted, plain, strict=True)), len(plain)
+
+
+def _best(table: Mapping[tuple[float, int], float | None], keys) -> tuple[Any, float]:
+    """The key of ``keys`` with the best agreement (first on ties), and that agreement (-1: none)."""
+    scored = [(table[k], k) for k in keys if table[k] is not None]
+    if not scored:
+        return None, -1.0
+    value = max(v for v, _ in scored)
+    return next(k for v, k in scored if v == value), value
+
+
+def _candidate(key: tuple[float, int] | None, value: float) -> dict[str, Any]:
+    return {"scale": key[0] if key else None, "offset": key[1] if key else None, "agreement": max(value, 0.0)}
+
+
+def decide(
+    table: Mapping[tuple[float, int], float | None],
+    allowed: Sequence[float],
+    min_agreement: float,
+    min_margin: float,
+    boxes: int = MIN_BOXES,
+    frames: Mapping[tuple[float, int], list[float] | None] | None = None,
+) -> dict[str, Any]:
+    """The outcome, the chosen geometry and the runner-ups of a :func:`score_table` (see the docstring);
+    ``boxes``: how many released boxes were scored (fewer than :data:`MIN_BOXES`: ``unverified``);
+    ``frames``: the :func:`frame_table`, whose frames must mostly agree on a shift."""
+    scales = sorted({s for s, _ in table}, reverse=True)
+    per_scale = {s: _best(table, [(s, o) for o in OFFSETS]) for s in scales}
+    ranked = sorted(scales, key=lambda s: -per_scale[s][1])  # stable: the larger scale first on ties
+    if per_scale[ranked[0]][1] < 0:
+        return {"outcome": "unverified", "why": "no candidate scale keeps the boxes inside the frame"}
+    winner, agreement = ranked[0], per_scale[ranked[0]][1]
+    runner = per_scale[ranked[1]] if len(ranked) > 1 else (None, -1.0)
+    offset = per_scale[winner][0][1]
+    votes = shift_votes(frames, winner, offset, min_margin) if frames and offset else (0, 0)
+    if offset and (agreement - table[winner, 0] < min_margin or (frames and 2 * votes[0] <= votes[1])):
+        offset = 0  # no clear evidence of a shift
+    result = {
+        "scale": winner,
+        "offset": offset,
+        "agreement": table[winner, offset],
+        "runner_up": _candidate(*runner),
+        "offset_runner_up": _candidate(*_best(table, [(winner, o) for o in OFFSETS if o != offset])),
+        "shift_votes": list(votes),
+    }
+    margin = round(agreement - max(runner[1], 0.0), DIGITS)
+    if boxes < MIN_BOXES:
+        return {"outcome": "unverified", "why": f"{boxes} boxes scored, fewer than {MIN_BOXES}", **result}
+    if agreement < min_agreement:
+        return {"outcome": "unverified", "why": f"agreement {agreement:.3f} < {min_agreement}", **result}
+    if margin < min_margin:
+        why = f"scale {winner:g} leads scale {result['runner_up']['scale']} by {margin:.3f} < {min_margin}"
+        return {"outcome": "unverified", "why": why, **result}
+    if not any(abs(winner - a) < 1e-6 for a in allowed):
+        why = f"scale {winner:g} wins clearly but only {', '.join(f'{a:g}' for a in allowed)} is allowed"
+        return {"outcome": "mismatch", "why": why, **result}
+    return {"outcome": "verified", "why": "", **result}
