@@ -80,3 +80,14 @@ def test_each_code_a_stage_gives_is_in_its_files_set():
         assert decide(probe, "street walk", cfg)[0] == want
     assert {*probes, "vr", "duplicate", "near_duplicate"} == set(video_filter.STATUSES)
     assert REASONS == boxes.STATUSES
+
+
+def test_an_unlisted_sample_status_fails_under_the_tests_and_is_logged_for_users(tmp_path, monkeypatch, caplog):
+    from common.manifests import samples
+
+    rows = samples.frame([samples.DEFAULTS | {"key": "a", "status": "blurry"}])
+    with pytest.raises(ValueError, match="blurry"):
+        samples.write(tmp_path, rows)
+    monkeypatch.delenv(samples.STRICT_ENV)
+    samples.write(tmp_path, rows)
+    assert "blurry" in caplog.text and samples.read(tmp_path)["status"].tolist() == ["blurry"]
