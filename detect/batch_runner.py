@@ -18,6 +18,7 @@ import numpy as np
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
 from detect.person_rules import PersonRules, box_reason
 from detect.sampling import sampled_frames
+from detect.track_windows import TrackSettings, WindowBuffer, add_window, window_records
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,17 @@ log = logging.getLogger(__name__)
 class BatchRunner:
     """Collects sampled frames into batches across videos; runs detector, keypoints and rules."""
 
-    def __init__(self, detector, pose, rules: PersonRules, out_dir: Path, batch_size: int) -> None:
-        self.detector, self.pose, self.rules = detector, pose, rules
+    def __init__(
+        self,
+        detector,
+        pose,
+        rules: PersonRules,
+        out_dir: Path,
+        batch_size: int,
+        tracks: TrackSettings | None = None,
+    ) -> None:
+        self.detector, self.pose, self.rules, self.tracks = detector, pose, rules, tracks
+        self.windows: WindowBuffer | None = None  # with tracks: set by detect_videos
         self.out_dir, self.batch_size = out_dir, batch_size
         self.keypoint_model = pose.name if pose is not None else "none"
         self.pending: list[tuple[str, int, np.ndarray]] = []
@@ -50,9 +60,14 @@ class BatchRunner:
         batch, self.pending = self.pending, []
         if batch:
             boxes = self.detector([image for _, _, image in batch])
-            keypoints, present = self.keypoints(batch, boxes)
-            for (vid, frame, _), fb, kps, pp in zip(batch, boxes, keypoints, present, strict=True):
-                self.rows[vid].add_frame(frame, fb, kps, self.rules, pp)
+            if self.windows is not None and self.tracks is not None:  # --tracks: whole windows at a time
+                for (vid, frame, image), fb in zip(batch, boxes, strict=True):
+                    for win in self.windows.add(vid, frame, image, fb):
+                        add_window(self, vid, win, self.tracks)
+            else:
+                keypoints, present = self.keypoints(batch, boxes)
+                for (vid, frame, _), fb, kps, pp in zip(batch, boxes, keypoints, present, strict=True):
+                    self.rows[vid].add_frame(frame, fb, kps, self.rules, pp)
         self.finish_ended()
         return len(batch)
 
@@ -77,6 +92,9 @@ class BatchRunner:
         waiting = {p[0] for p in self.pending}
         for vid in [v for v in self.ended if v not in waiting]:
             frames, expected, error = self.ended.pop(vid)
+            last = self.windows.close(vid) if self.windows is not None else None
+            if last is not None and self.tracks is not None and not error:
+                add_window(self, vid, last, self.tracks)
             rows = self.rows.pop(vid, None) or BoxRows(self.detector.name, self.keypoint_model)
             if error:
                 log.warning("detect: %s failed: %s", vid, error)
@@ -96,7 +114,12 @@ def detect_videos(
     in ``workers`` processes and run them through ``runner``, whose batches span videos; each
     video's file is written as soon as its last frame is done. Returns the frames processed."""
     frames = 0
-    for record in sampled_frames(jobs, step, workers):
+    if runner.tracks is None:
+        records = sampled_frames(jobs, step, workers)
+    else:
+        runner.windows = WindowBuffer(step)
+        records = window_records(jobs, step, runner.tracks, workers)
+    for record in records:
         frames += (n := runner.add(record))
         if progress is not None:
             progress(n)

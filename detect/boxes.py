@@ -28,12 +28,17 @@ class BoxRows:
         keypoints: list[np.ndarray | None],
         rules: PersonRules,
         pose_present: list[float | None] | None = None,
+        tracklets: list[str | None] | None = None,
+        only: list[int] | None = None,
     ) -> None:
-        """Boxes (N, 5: x1, y1, x2, y2, score) of one frame with their keypoints (or None) and the
-        keypoint model's pose-present score (or None)."""
+        """Boxes (N, 5: x1, y1, x2, y2, score) of one frame with their keypoints (or None), the
+        keypoint model's pose-present score (or None) and tracklet id (or None); ``only``: the
+        indices of the boxes to write (all by default), each keeping its index in the frame."""
         present = pose_present if pose_present is not None else [None] * len(boxes)
-        for i, (box, kps, pp) in enumerate(zip(boxes, keypoints, present, strict=True)):
-            x1, y1, x2, y2, score = (float(v) for v in box[:5])
+        tracks = tracklets if tracklets is not None else [None] * len(boxes)
+        for i in range(len(boxes)) if only is None else only:
+            x1, y1, x2, y2, score = (float(v) for v in boxes[i][:5])
+            kps = keypoints[i]
             status = person_reason(x1, y1, x2, y2, score, kps, rules)
             row = {
                 "frame": int(frame),
@@ -48,7 +53,8 @@ class BoxRows:
                 "status": status,
                 "detector": self.detector,
                 "keypoint_model": self.keypoint_model,
-                "pose_present": pp,
+                "pose_present": present[i],
+                "tracklet": tracks[i],
             }
             for key, value in row.items():
                 self.columns[key].append(value)

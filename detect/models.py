@@ -14,6 +14,7 @@ from detect.blazepose import BlazePoseKeypoints
 from detect.person_rules import PersonRules
 from detect.pose import HRNetKeypoints, MMPoseKeypoints
 from detect.settings import DetectSettings
+from detect.track_windows import TrackSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,13 @@ def rules_for(cfg: DetectSettings) -> PersonRules:
             cfg.blazepose_keypoint_threshold if cfg.keypoints == "blazepose" else cfg.keypoint_threshold
         ),
     )
+
+
+def track_settings(cfg: DetectSettings) -> TrackSettings | None:
+    """What ``--tracks`` needs (None without it: plain sampling, the paper's default)."""
+    if not cfg.tracks:
+        return None
+    return TrackSettings(cfg.track_step, cfg.track_window, cfg.track_max_crops, cfg.track_min_gap)
 
 
 def build_detector(cfg: DetectSettings):

@@ -17,7 +17,7 @@ from typing import Any
 from common.actors import actor_shape, run_actors
 from common.ray_cluster import ray_init
 from detect.batch_runner import BatchRunner, detect_videos
-from detect.models import build_detector, build_pose, rules_for
+from detect.models import build_detector, build_pose, rules_for, track_settings
 from detect.sampling import VideoJob
 from detect.settings import DetectSettings
 
@@ -33,7 +33,8 @@ class VideoDetector:
 
     def __call__(self, jobs: list[VideoJob]) -> tuple[dict[str, dict[str, Any]], int]:
         """Detect persons in ``jobs``; per-video results (as ``BatchRunner.results``) and frames."""
-        runner = BatchRunner(self.detector, self.pose, self.rules, self.out_dir, self.cfg.batch_size)
+        tracks = track_settings(self.cfg)
+        runner = BatchRunner(self.detector, self.pose, self.rules, self.out_dir, self.cfg.batch_size, tracks)
         frames = detect_videos(runner, jobs, self.cfg.frame_step, self.decode_workers)
         return runner.results, frames
 

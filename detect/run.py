@@ -26,12 +26,30 @@ from common.manifests import boxes, detections
 from detect.batch_runner import BatchRunner, detect_videos
 from detect.boxes import read_video_summary
 from detect.inputs import finished_summary, kept_videos
-from detect.models import build_detector, build_pose, rules_for
+from detect.models import build_detector, build_pose, rules_for, track_settings
 from detect.on_ray import detect_on_ray
 from detect.sampling import VideoJob, sample_indices
 from detect.settings import DetectSettings
+from detect.track_windows import window_frames
 
 log = logging.getLogger(__name__)
+
+
+def detect_locally(
+    cfg: DetectSettings, jobs: list[VideoJob], out_dir: Path
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Detect ``jobs`` on this machine; per-video results and frames processed."""
+    tracks = track_settings(cfg)
+    runner = BatchRunner(
+        build_detector(cfg), build_pose(cfg), rules_for(cfg), out_dir, cfg.batch_size, tracks
+    )
+    if tracks is None:
+        total = sum(len(sample_indices(j.n_frames, cfg.frame_step)) for j in jobs)
+    else:
+        total = sum(len(window_frames(j.n_frames, cfg.frame_step, tracks)) for j in jobs)
+    with tqdm(total=total, desc="detect: frames", unit="frame", disable=None) as bar:
+        frames = detect_videos(runner, jobs, cfg.frame_step, cfg.workers, bar.update)
+    return runner.results, frames
 
 
 def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
@@ -58,11 +76,7 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     if jobs and cfg.engine == "ray":
         results_now, frames_now, ray_actors = detect_on_ray(cfg, jobs, out_dir)
     elif jobs:
-        runner = BatchRunner(build_detector(cfg), build_pose(cfg), rules_for(cfg), out_dir, cfg.batch_size)
-        total = sum(len(sample_indices(j.n_frames, cfg.frame_step)) for j in jobs)
-        with tqdm(total=total, desc="detect: frames", unit="frame", disable=None) as bar:
-            frames_now = detect_videos(runner, jobs, cfg.frame_step, cfg.workers, bar.update)
-        results_now = runner.results
+        results_now, frames_now = detect_locally(cfg, jobs, out_dir)
     seconds = time.perf_counter() - start
     summary_rows = []
     reasons: Counter[str] = Counter()

@@ -59,6 +59,17 @@ class DetectSettings(EngineSettings):
     ray_videos_per_call: int = setting(
         4, "with --engine ray: videos an actor takes at a time (their frames share detector batches)"
     )
+    tracks: bool = setting(
+        False, "also link each sampled frame's boxes into tracklets over nearby frames (docs/detect.md)"
+    )
+    track_step: int = setting(5, "with --tracks: detect every N-th frame around each sampled frame")
+    track_window: int = setting(
+        25, "with --tracks: frames before and after each sampled frame that are tracked (< frame_step / 2)"
+    )
+    track_max_crops: int = setting(
+        4, "with --tracks: crops a tracklet keeps at most (its sampled box included)"
+    )
+    track_min_gap: int = setting(10, "with --tracks: frames between two crops of a tracklet at least")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,8 +83,15 @@ class DetectSettings(EngineSettings):
             "pose_batch_size",
             "ray_actors",
             "ray_videos_per_call",
+            "track_step",
+            "track_max_crops",
         )
-        check_nonnegative(self, "workers")
+        check_nonnegative(self, "workers", "track_window", "track_min_gap")
+        if self.tracks and 2 * self.track_window >= self.frame_step:
+            raise SettingsError(
+                f"--track-window ({self.track_window}) must be below half of --frame-step ({self.frame_step}): "
+                "the windows of two sampled frames would overlap"
+            )
         check_range(self, "min_score", 0.0, 1.0)
         check_range(self, "record_score", 0.0, 1.0)
         check_range(self, "keypoint_threshold", 0.0, 1.0)

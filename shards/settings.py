@@ -20,9 +20,27 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def check_tracklet_pattern(text: str, from_images: str | None) -> None:
+    """``SettingsError`` unless ``text`` is a regex with a named group ``tracklet`` given with
+    ``--from-images``."""
+    if not from_images:
+        raise SettingsError("tracklet_pattern applies to --from-images only")
+    try:
+        groups = re.compile(text).groupindex
+    except re.error as e:
+        raise SettingsError(f"tracklet_pattern {text!r} is not a regular expression: {e}") from None
+    if "tracklet" not in groups:
+        raise SettingsError(f"tracklet_pattern {text!r} needs a named group (?P<tracklet>...)")
+
+
 @dataclass(frozen=True)
 class ShardSettings(EngineSettings):
     from_images: str | None = setting(None, "import a folder tree of person crops instead of detections")
+    tracklet_pattern: str | None = setting(
+        None,
+        "with --from-images: a regex with a named group 'tracklet' matched against each image's path "
+        "relative to the folder; crops of one tracklet share its text (docs/shards.md)",
+    )
     from_lmdb: str | None = setting(None, "import the official LUPerson LMDB release (with keys.pkl)")
     from_dets: str | None = setting(
         None, "cut the released LUPerson boxes: a bundled dets.pkl or a folder of <country>+<city>+<id>.pkl"
@@ -83,6 +101,8 @@ class ShardSettings(EngineSettings):
         check_range(self, "calibrate_min_margin", 0, 1)
         if self.dets_size is not None:
             parse_size(self.dets_size)
+        if self.tracklet_pattern is not None:
+            check_tracklet_pattern(self.tracklet_pattern, self.from_images)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """crawl, filter and detect write the same manifests on the local pool and on a local Ray instance.
 
-The demo chain (configs/demo.yaml: HOG, keypoints none, frame_step 25) runs once per engine on
+The demo chain (configs/demo.yaml: HOG, BlazePose keypoints, its frame_step) runs once per engine on
 the sample footage: crawl ``--urls`` of the local files, then filter, then detect. One Ray
 instance (2 CPUs) serves the whole module.
 """
@@ -20,6 +20,7 @@ import pipeline
 DEMO = Path(pipeline.__file__).resolve().parent / "configs" / "demo.yaml"
 ENGINES = ("local", "ray")
 STAGES = ("crawl", "filter", "detect")
+STEP = yaml.safe_load(DEMO.read_text())["detect"]["frame_step"]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,8 @@ def test_detections_identical(roots):
     boxes = [same_table(roots, f"detections/{name}") for name in names]
     summary = same_table(roots, "detections.parquet").set_index("video_id")
     for vid, n_frames, table in zip(kept["video_id"], kept["n_frames"], boxes, strict=True):
-        assert summary.loc[vid, "frames_sampled"] == len(range(0, n_frames, 25))
-        assert set(table["frame"]) <= set(range(0, n_frames, 25))
+        assert summary.loc[vid, "frames_sampled"] == len(range(0, n_frames, STEP))
+        assert set(table["frame"]) <= set(range(0, n_frames, STEP))
         assert (
             summary.loc[vid, "boxes"] == len(table)
             and summary.loc[vid, "valid_boxes"] == table["valid"].sum()

@@ -5,7 +5,9 @@ pixels), score, keypoints (17 x (x, y, conf) flattened to 51 floats; empty when 
 ``--keypoints none`` or a box that already failed a box rule), valid, status (one of
 ``STATUSES``: ``ok`` or the first §3.1 rule the box failed), detector, keypoint_model,
 pose_present (the keypoint model's score that a person is in the crop: BlazePose gives one; null
-for HRNet, for ``--keypoints none`` and for boxes without keypoints; absent in older files). The
+for HRNet, for ``--keypoints none`` and for boxes without keypoints; absent in older files),
+tracklet (``<video_id>_t<id>``, the tracklet the box belongs to with ``detect --tracks``; null
+without it and for boxes no track holds; absent in older files). The
 file's schema metadata holds ``frames_sampled`` (a video may have no boxes), ``detector``,
 ``keypoint_model`` and a ``note`` (the one-line reason) when some sampled frames could not be
 decoded. Files written before the vocabulary was unified (the code in ``reason``) are read under
@@ -46,6 +48,7 @@ def schema(**metadata: str):
         ("detector", pa.string()),
         ("keypoint_model", pa.string()),
         ("pose_present", pa.float32()),
+        ("tracklet", pa.string()),
     ]
     return pa.schema(fields, metadata=metadata or None)
 

@@ -4,7 +4,8 @@ Reads ``video_filter.parquet`` (kept videos: path, city; ``common.manifests.vide
 (rows with ``valid == True``), re-decodes each needed frame with ``common.media.frames.read_frames`` and
 cuts each box. Box edges are rounded outwards to whole pixels (``floor`` of x1/y1, ``ceil`` of
 x2/y2), so the crop contains the whole detected box, then clipped to the frame. Crops are
-encoded as JPEG (quality 95 by default) with OpenCV.
+encoded as JPEG (quality 95 by default) with OpenCV. A box ``detect --tracks`` put in a tracklet
+carries its id in the crop's JSON (``"tracklet"``); other crops have no such key.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]
+OPTIONAL_COLUMNS = ["tracklet"]  # detect --tracks; absent in files written before it
 
 
 def sample_key(video_id: str, frame: int, box: int) -> str:
@@ -47,6 +49,9 @@ def video_items(rows) -> list[Item]:
             "score": _finite(r.score),
             "keypoints": keypoints,
         }
+        tracklet = getattr(r, "tracklet", None)
+        if isinstance(tracklet, str):
+            payload["tracklet"] = tracklet  # only then: items (and the plan) without stay as they were
         items.append(Item(sample_key(str(r.video_id), int(r.frame), int(r.box)), payload))
     return items
 
@@ -66,7 +71,7 @@ def plan(root: Path) -> tuple[list[Task], dict[str, Any]]:
         if not det_file.is_file():
             without.append(vid)
             continue
-        rows = boxes.read(det_file, BOX_COLUMNS)
+        rows = boxes.read(det_file, BOX_COLUMNS + OPTIONAL_COLUMNS, required=tuple(BOX_COLUMNS))
         rows = rows[rows["valid"].astype(bool)]
         city = "" if pd.isna(getattr(v, "city", None)) else str(getattr(v, "city", ""))
         contexts[vid] = {"video_id": vid, "path": str(root / str(v.path)), "city": city}
@@ -129,6 +134,8 @@ def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) ->
         "source_width": w,
         "source_height": h,
     }
+    if "tracklet" in p:
+        meta["tracklet"] = p["tracklet"]
     files = {"jpg": jpg, "json": metadata_json(meta)}
     return Result(item.key, files, record(item.key, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values))
 

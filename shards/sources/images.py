@@ -5,11 +5,17 @@ letters, digits, ``_`` and ``-`` replaced by ``_`` (``TownCentre/37_796.jpg`` ->
 ``TownCentre_37_796``); a key already taken gets ``_dup1``, ``_dup2``, ... in sorted path order.
 JPEG files are stored byte-for-byte; other formats are decoded and re-encoded as JPEG. A FIFO,
 socket or device named like an image is recorded as ``not_a_file`` without being read.
+
+``--tracklet-pattern REGEX`` (a named group ``tracklet``, matched against the whole relative
+path) groups crops of one person into a tracklet: the group's text is the tracklet id the crop's
+JSON names (``"tracklet"``), e.g. ``(?P<tracklet>[0-9]+)_[0-9]+[.]jpg`` on TownCentre's
+``<person>_<frame>.jpg``. Images that do not match are single crops (no ``tracklet`` key).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path, PurePosixPath
 
@@ -57,16 +63,29 @@ def unique_keys(paths: list[str]) -> dict[str, str]:
     return keys
 
 
-def plan(folder: str) -> tuple[list[Task], dict[str, int]]:
+def tracklet_of(rel: str, pattern: re.Pattern[str] | None) -> dict[str, str]:
+    """``{"tracklet": id}`` when ``pattern`` matches the whole relative path, else ``{}``."""
+    match = pattern.fullmatch(rel) if pattern is not None else None
+    return {"tracklet": match.group("tracklet")} if match and match.group("tracklet") else {}
+
+
+def plan(folder: str, tracklet_pattern: str | None = None) -> tuple[list[Task], dict[str, int]]:
     """Tasks of up to ``CHUNK`` images in sorted key order, and counts for the summary."""
     root = require_path(folder, "--from-images", is_dir=True).resolve()
     paths, others = list_images(root)
     keys = unique_keys(paths)
-    items = sorted((Item(keys[rel], {"path": rel}) for rel in paths), key=lambda i: i.key)
+    pattern = re.compile(tracklet_pattern) if tracklet_pattern else None
+    items = sorted(
+        (Item(keys[rel], {"path": rel, **tracklet_of(rel, pattern)}) for rel in paths), key=lambda i: i.key
+    )
     tasks = [
         Task("images", {"root": str(root)}, tuple(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)
     ]
-    return tasks, {"image_files": len(paths), "other_files_ignored": others}
+    counts = {"image_files": len(paths), "other_files_ignored": others}
+    if pattern is not None:
+        counts["tracklets"] = len({i.payload["tracklet"] for i in items if "tracklet" in i.payload})
+        counts["images_without_tracklet"] = sum("tracklet" not in i.payload for i in items)
+    return tasks, counts
 
 
 class NotRegular(Exception):
@@ -84,6 +103,10 @@ def read_regular(path: Path) -> bytes:
         return f.read()
 
 
+def tracklet_of_item(item: Item) -> dict[str, str]:
+    return {"tracklet": item.payload["tracklet"]} if "tracklet" in item.payload else {}
+
+
 def run(task: Task, quality: int) -> list[Result]:
     """Read, check and (for non-JPEG) re-encode each image of the task."""
     root = Path(task.context["root"])
@@ -99,6 +122,6 @@ def run(task: Task, quality: int) -> list[Result]:
         except OSError as e:
             results.append(failed(item.key, "unreadable", f"{type(e).__name__}: {e}", **values))
             continue
-        meta = {"source": "images", "path": rel}
+        meta = {"source": "images", "path": rel, **tracklet_of_item(item)}
         results.append(image_sample(item.key, data, quality, meta, **values))
     return results

@@ -27,7 +27,7 @@ def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any
     if cfg.dets_size and not cfg.from_dets:
         raise UsageError("--dets-size applies to --from-dets only")
     if cfg.from_images:
-        return ("images", *images.plan(cfg.from_images))
+        return ("images", *images.plan(cfg.from_images, cfg.tracklet_pattern))
     if cfg.from_lmdb:
         return ("lmdb", *import_lmdb.plan(cfg.from_lmdb))
     if cfg.from_dets:

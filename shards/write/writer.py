@@ -17,6 +17,7 @@ from typing import Any
 
 from common.manifests import samples as samples_file
 from common.manifests import shard_index
+from common.manifests import tracklets as tracklets_file
 from shards.checks.verify import drop_stale_report
 from shards.write import progress
 from shards.write.items import Result, Task
@@ -127,6 +128,22 @@ def write_indexes(out: Path, done: list[Part], build: Build) -> tuple[Any, Any]:
     return index, samples
 
 
+def write_tracklets(out: Path, tasks: list[Task], samples: Any) -> int:
+    """Write ``tracklets.parquet`` (the written samples whose item names a tracklet); remove a
+    stale one when the build has none. Returns the number of tracklets."""
+    owner = {
+        item.key: item.payload["tracklet"] for t in tasks for item in t.items if "tracklet" in item.payload
+    }
+    path = out / tracklets_file.FILE
+    written = samples[(samples["status"] == "ok") & samples["key"].isin(owner)]
+    if written.empty:
+        path.unlink(missing_ok=True)
+        return 0
+    rows = written[["key", "shard", "video_id", "frame"]].assign(tracklet=written["key"].map(owner))
+    tracklets_file.write(out, rows)
+    return int(rows["tracklet"].nunique())
+
+
 def build_summary(
     n_items: int, index: Any, samples: Any, n_reused: int, build: Build, elapsed: float
 ) -> dict[str, Any]:
@@ -180,4 +197,6 @@ def write_shards(
     elapsed = time.perf_counter() - start
 
     index, samples = write_indexes(out, done, build)
-    return build_summary(n_items, index, samples, len(done), build, elapsed)
+    summary = build_summary(n_items, index, samples, len(done), build, elapsed)
+    n_tracklets = write_tracklets(out, tasks, samples)
+    return {**summary, "tracklets": n_tracklets} if n_tracklets else summary
