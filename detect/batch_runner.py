@@ -103,7 +103,8 @@ class BatchRunner:
             note = f"decoded {frames} of {expected} sampled frames" if frames < expected else ""
             if note:
                 log.warning("detect: %s: %s", vid, note)
-            write_video_boxes(self.out_dir / f"{vid}.parquet", vid, rows, frames, note)
+            threshold = self.rules.keypoint_threshold if self.pose is not None else None
+            write_video_boxes(self.out_dir / f"{vid}.parquet", vid, rows, frames, note, threshold)
             self.results[vid] = read_video_summary(self.out_dir / f"{vid}.parquet")
 
 

@@ -60,9 +60,17 @@ class BoxRows:
                 self.columns[key].append(value)
 
 
-def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: int, note: str = "") -> None:
+def write_video_boxes(
+    path: Path,
+    video_id: str,
+    rows: BoxRows,
+    frames_sampled: int,
+    note: str = "",
+    threshold: float | None = None,
+) -> None:
     """Write one video's boxes atomically (the file's existence means "this video is done");
-    ``note`` says what went wrong short of failing (e.g. frames that could not be decoded)."""
+    ``note`` says what went wrong short of failing (e.g. frames that could not be decoded);
+    ``threshold`` is the keypoint threshold the rules applied (recorded for the stats report)."""
     box_file.write(
         path,
         dict(rows.columns, video_id=[video_id] * len(rows)),
@@ -70,6 +78,7 @@ def write_video_boxes(path: Path, video_id: str, rows: BoxRows, frames_sampled: 
         detector=rows.detector,
         keypoint_model=rows.keypoint_model,
         note=note,
+        **({"keypoint_threshold": repr(float(threshold))} if threshold is not None else {}),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import pipeline
@@ -55,6 +56,8 @@ def test_pose_present_is_stored_where_keypoints_were_computed(summary):
     assert table.loc[~computed, "pose_present"].isna().all()
     # a kept box has keypoints scoring > 0.8 = pose-present x two sigmoids, so pose-present > 0.8
     assert (table.loc[table["status"] == "ok", "pose_present"] > 0.8).all()
+    meta = pq.read_schema(summary["root"] / "detections" / "one-by-one.parquet").metadata
+    assert meta[b"keypoint_threshold"] == b"0.8"  # what the rules applied, for the stats report
 
 
 def test_close_ups_dropped_walkers_kept(summary):
