@@ -4,7 +4,9 @@
 The stages are run as a user runs them (``pipeline.run_stage``, settings saved under the root):
 
 1. ``build-shards --from-images <unlabeled>`` (skipped when the shards exist);
-2. ``pretrain`` with the ``lup`` preset and with the ``mocov2`` preset, same budget;
+2. ``pretrain`` with the ``lup`` preset and with the ``mocov2`` preset, same budget; with
+   ``--positives instance,tracklet`` each preset once per kind of positive (rows ``lup instance``,
+   ``lup tracklet``, ...), on shards whose TownCentre crops are tracklets (``transfer_shards.py``);
 3. for each init (lup, mocov2, and the baselines random and imagenet: torchvision's
    ImageNet-supervised weights, Table 5's baseline, where they can be had) x dataset (VIPeR, PRID,
    GRID; CUHK03 on request) x seed: ``evaluate`` (frozen pooled features) and ``finetune`` (IDE +
@@ -18,6 +20,7 @@ run in the same process, and writes JSON (``--out``) and a markdown table (``--m
     python bench/transfer.py --device cpu --pretrain-epochs 5 --finetune-epochs 10   # CPU-sized
     python bench/transfer.py --smoke              # seconds on CPU; random init only until
                                                   # pretrain.launch exists
+    python bench/transfer.py --presets mocov2 --positives instance,tracklet   # issue 17's comparison
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.transfer")
 
 import pipeline
+from bench.transfer_shards import TOWNCENTRE, build_shards
 from bench.transfer_table import format_rows, table
 from common.atomic import write_json, write_text
 from common.errors import UsageError
@@ -58,6 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reid", default=str(SHARED / "reid"), help="folder with VIPeR/, PRID/, GRID/")
     p.add_argument("--datasets", nargs="+", default=["viper", "prid", "grid"])
     p.add_argument("--presets", nargs="*", default=["lup", "mocov2"])
+    p.add_argument(
+        "--positives", default="instance", type=lambda v: v.split(","),
+        help="comma-separated pretrain positives (instance, tracklet), each run per preset at the same budget",
+    )  # fmt: skip
+    p.add_argument(
+        "--tracklet-pattern", default=TOWNCENTRE,
+        help="regex matching a crop's whole path under --unlabeled; its group 'tracklet' names the tracklet",
+    )  # fmt: skip
     p.add_argument(
         "--baselines", nargs="*", default=["random", "imagenet"], choices=["random", "imagenet"],
         help="inits without pre-training here (imagenet is dropped, with a note, when its weights "
@@ -88,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--md", default=None, help="markdown table (default: --out with .md)")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run (seconds)")
     args = p.parse_args(argv)
+    if not args.positives or set(args.positives) - {"instance", "tracklet"}:
+        p.error(f"--positives: a comma-separated list of instance, tracklet, got {','.join(args.positives)}")
     if args.smoke:
         args.datasets, args.seeds, args.arch, args.height, args.width = ["viper"], [0], "resnet18", 32, 16
         args.pretrain_epochs, args.pretrain_batch, args.queue_size = 1, 8, 32
@@ -145,13 +159,25 @@ def smoke_images(unlabeled: Path, dest: Path, per_folder: int = 16) -> Path:
     return dest
 
 
-def pretrain_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """build-shards then one pre-training run per preset; ``{preset: summary}``."""
+def run_names(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """(init name, pretrain run name, preset, positives) per preset x positives; the init is
+    named by its preset alone when every run is ``instance``."""
+    plain = args.positives == ["instance"]
+    return [
+        (p, f"transfer_{p}", p, m) if plain else (f"{p} {m}", f"transfer_{p}_{m}", p, m)
+        for p in args.presets
+        for m in args.positives
+    ]
+
+
+def pretrain_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """build-shards then one pre-training run per preset x positives; ``{init name: summary}`` and
+    what the shards hold."""
     images = Path(args.unlabeled)
     if args.smoke:
         images = smoke_images(images, args.root / "smoke_unlabeled", per_folder=8)
-    if not (args.root / "shards" / "index.parquet").exists():
-        stage("build-shards", args.root, from_images=str(images))
+    pattern = args.tracklet_pattern if "tracklet" in args.positives else None
+    shards = build_shards(stage, args.root, images, pattern)
     common = dict(
         shards=str(args.root / "shards"),
         arch=args.arch,
@@ -166,9 +192,12 @@ def pretrain_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.smoke:
         common.update(max_steps=1, warmup_epochs=0, bn_groups=2, checkpoint_every=1, shuffle_buffer=32)
     common.update(key_values(args.pretrain_set))
-    return {
-        p: stage("pretrain", args.root, preset=p, run_name=f"transfer_{p}", **common) for p in args.presets
-    }
+    pretrained = {}
+    for name, run, preset, positives in run_names(args):
+        pretrained[name] = stage(
+            "pretrain", args.root, preset=preset, run_name=run, positives=positives, **common
+        )
+    return pretrained, shards
 
 
 def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[str, Any]]:
@@ -196,7 +225,7 @@ def transfer_runs(args: argparse.Namespace, inits: dict[str, str]) -> list[dict[
                 ft_flags.update(extra)
                 tuned = stage(
                     "finetune", args.root, dataset=dataset, data_dir=data_dir, init=weights, head="ide",
-                    run_name=f"transfer_{dataset}_{name}{run_suffix(args)}_s{seed}", split_seed=seed, seed=seed, **size, **ft_flags,
+                    run_name=f"transfer_{dataset}_{name.replace(' ', '_')}{run_suffix(args)}_s{seed}", split_seed=seed, seed=seed, **size, **ft_flags,
                 )  # fmt: skip
                 runs.append(
                     {"init": name, "dataset": dataset, "seed": seed, "frozen": frozen, "finetuned": tuned}
@@ -232,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     setup_logging()
     start = time.perf_counter()
-    pretrained = pretrain_all(args) if pretrain_available() else {}
+    pretrained, shards = pretrain_all(args) if pretrain_available() else ({}, {})
     inits = {p: str(s["backbone"]) for p, s in pretrained.items()}
     baselines, notes = available_baselines(args)
     inits.update(baselines)
@@ -241,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "argv": sys.argv[1:] if argv is None else argv,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "shards": shards,
         "pretrain": pretrained,
         "runs": runs,
         "table": rows,

@@ -146,3 +146,11 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2).float().div_(255).contiguous()  # B x 3 x H0 x W0
         return self.view(x, sizes), self.view(x, sizes)
+
+    @torch.no_grad()
+    def pairs(self, images: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``--positives tracklet``: 2B images (B queries, then their B partners) -> query views of
+        the first half, key views of the second, each drawn independently."""
+        b = images.shape[0] // 2
+        x = images.permute(0, 3, 1, 2).float().div_(255).contiguous()  # 2B x 3 x H0 x W0
+        return self.view(x[:b], sizes[:b]), self.view(x[b:], sizes[b:])

@@ -50,3 +50,9 @@ class PerSampleAugment:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.transform(image), self.transform(image)
+
+    def pair(self, query: torch.Tensor, key: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``--positives tracklet``: a view of the query crop and one of its partner crop."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(query), self.transform(key)

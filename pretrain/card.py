@@ -35,6 +35,8 @@ def backbone_card(
         "switches": {name: getattr(cfg, name) for name in SWITCHES},  # None: the preset's choice
         "recipe": dataclasses.asdict(recipe),
         "temperature": temperature,
+        "positives": cfg.positives,  # the key: another view of the crop, or a crop of its tracklet
+        "tracklet_window": cfg.tracklet_window if cfg.positives == "tracklet" else None,
         "queue_size": cfg.queue_size,
         "batch_size": cfg.batch_size,
         "epochs_planned": cfg.epochs,

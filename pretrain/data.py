@@ -234,9 +234,14 @@ def make_loader(
     augment=None,
     raw: bool = False,
     pin_memory: bool = False,
+    stream_type: type[BatchStream] | None = None,
+    **stream_options,
 ) -> wds.WebLoader:
-    """Global batches ``start`` .. ``stop`` - 1 of this rank (``batch`` images each; ``raw``: JPEG bytes)."""
-    stream = BatchStream(
+    """Global batches ``start`` .. ``stop`` - 1 of this rank (``batch`` images each; ``raw``: JPEG bytes).
+
+    ``stream_type`` (default ``BatchStream``) with its own ``stream_options``: ``pair_stream.PairStream``.
+    """
+    stream = (stream_type or BatchStream)(
         urls,
         recipe,
         seed=seed,
@@ -246,6 +251,7 @@ def make_loader(
         shuffle_buffer=shuffle_buffer,
         augment=augment,
         raw=raw,
+        **stream_options,
     )
     loader = wds.WebLoader(
         stream,

@@ -41,6 +41,15 @@ class PretrainSettings:
     blur: bool | None = setting(None, "Gaussian blur sigma 0.1-2 p 0.5 (Table 2 GB)")
     random_erasing: bool | None = setting(None, "RandomErasing p 0.5 (Table 2 RE)")
     erasing_max_area: float = setting(0.6, "largest erased area fraction (Table 3)")
+    positives: Literal["instance", "tracklet"] = setting(
+        "instance",
+        "the key of a query: instance = another view of the same crop (the paper); tracklet = a view "
+        "of another crop of its tracklet from the shard (the JSON's tracklet), own-tracklet queue "
+        "entries not counted as negatives",
+    )
+    tracklet_window: int = setting(
+        256, "with positives tracklet: a crop's partner is within this many samples of it in its shard"
+    )
     height: int = setting(256, "input height")
     width: int = setting(128, "input width")
     batch_size: int = setting(2560, "global batch size (§5.1: 2,560 on 8 GPUs)")
@@ -102,6 +111,7 @@ class PretrainSettings:
             "max_steps",
             "temperature",
             "shuffle_buffer",
+            "tracklet_window",
         )
         check_nonnegative(self, "weight_decay", "warmup_epochs", "workers", "node_rank", "cpu_threads")
         check_range(self, "momentum", 0.0, 1.0)
@@ -125,5 +135,7 @@ class PretrainSettings:
             )
         if self.queue_size < self.batch_size:
             raise SettingsError(f"queue_size {self.queue_size} must be >= batch_size {self.batch_size}")
+        if self.positives not in ("instance", "tracklet"):
+            raise SettingsError(f"positives must be instance or tracklet, got {self.positives!r}")
         if self.gpu_decode and not self.gpu_augment:
             raise SettingsError("gpu_decode needs gpu_augment (per-sample augmentation runs in the workers)")

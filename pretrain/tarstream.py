@@ -4,7 +4,8 @@ Python's ``tarfile`` parses every header field in pure Python (~25 us a member, 
 sample: half the time of a crop's decode). Training needs each member's name and bytes only,
 so this reads the 512-byte ustar headers itself (checksum checked; pax ``path`` records and GNU
 long names for names over 100 characters) in one sequential buffered pass, and reads only the
-members whose suffix is wanted (the ``.json`` beside each ``.jpg`` is skipped, not read).
+members whose suffix is wanted (the ``.json`` beside each ``.jpg`` is skipped, not read,
+unless ``--positives tracklet`` asks for it: ``tracklet_pairs.SUFFIXES``).
 
 Samples are grouped as webdataset groups them: the key is the member name up to the first dot of
 its basename, the suffix (lower-cased) the rest; consecutive members with one key make a sample

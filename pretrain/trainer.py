@@ -37,16 +37,17 @@ from pretrain.checkpoint import (
     set_rng_state,
 )
 from pretrain.data import make_loader
-from pretrain.decode import decode_to_batch
 from pretrain.finished import record_finished
 from pretrain.log_window import flush, new_window
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
+from pretrain.pair_stream import PairStream
 from pretrain.plan import make_plan
 from pretrain.presets import recipe_from_settings
 from pretrain.process import init_distributed, param_checksum, pick_device
 from pretrain.schedule import lr_at
 from pretrain.stream_guard import UnreadableShards, one_line
+from pretrain.views import batch_views
 
 log = logging.getLogger(__name__)
 RUN_FILES = re.compile(
@@ -71,7 +72,10 @@ class Trainer:
             torch.set_float32_matmul_precision("high")
         torch.manual_seed(cfg.seed + self.rank)
         self.recipe, temperature = recipe_from_settings(cfg)
-        self.model = MoCo(cfg.arch, cfg.dim, cfg.queue_size, cfg.momentum, temperature, self.plan.bn_groups)
+        self.tracklets = cfg.positives == "tracklet"
+        self.model = MoCo(
+            cfg.arch, cfg.dim, cfg.queue_size, cfg.momentum, temperature, self.plan.bn_groups, self.tracklets
+        )
         self.model.to(self.device)
         self.channels_last = self.cuda and cfg.channels_last
         if self.channels_last:
@@ -151,31 +155,27 @@ class Trainer:
             "step": self.step,
             "data": {"epoch": epoch, "batch": batch, "steps_per_epoch": self.plan.steps_per_epoch},
             "settings": settings_to_dict(self.cfg),
+            "positives": self.cfg.positives,
             "normalisation": recipe_normalisation(self.recipe, self.cfg.preset).as_dict(),
         }
         self.checkpoint = save_checkpoint(self.run_dir / "checkpoints", state, self.cfg.keep_checkpoints)
 
     # -- one step --------------------------------------------------------------------------------
 
-    def views(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.gpu_decode:  # JPEG bytes -> uint8 images and original sizes, decoded on the device
-            batch = decode_to_batch(*batch, self.device, self.recipe.height, self.recipe.width)
-        a, b = (t.to(self.device, non_blocking=True) for t in batch)
-        if self.augment is not None:
-            a, b = self.augment(a, b)  # uint8 images and original sizes -> two views
-        if self.channels_last:
-            a, b = (
-                a.contiguous(memory_format=torch.channels_last),
-                b.contiguous(memory_format=torch.channels_last),
-            )
-        return a, b
+    def views(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        return batch_views(
+            batch, self.device, self.recipe, self.augment, gpu_decode=self.cfg.gpu_decode,
+            channels_last=self.channels_last, tracklets=self.tracklets,
+        )  # fmt: skip
 
-    def train_step(self, im_q: torch.Tensor, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, im_q: torch.Tensor, im_k: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         lr = lr_at(self.step, self.plan.peak_lr, self.plan.total_steps, self.plan.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.cfg.bf16):
-            logits = self.net(im_q, im_k, generator=self.generator)
+            logits = self.net(im_q, im_k, generator=self.generator, ids=ids)
         loss = info_nce_loss(logits)  # Eq. 1
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,6 +188,7 @@ class Trainer:
 
     def loader(self, stop: int):
         augment = None if self.cfg.gpu_augment else PerSampleAugment(self.recipe)
+        pairs = dict(stream_type=PairStream, window=self.cfg.tracklet_window) if self.tracklets else {}
         return make_loader(
             self.plan.urls,
             self.recipe,
@@ -201,6 +202,7 @@ class Trainer:
             augment=augment,
             raw=self.cfg.gpu_decode,
             pin_memory=self.cuda,
+            **pairs,
         )
 
     def fit(self) -> dict[str, Any]:

@@ -59,3 +59,40 @@ def test_a_forced_normalisation_gets_its_own_run_folders(transfer):
     assert (args.normalisation, args.presets, args.baselines) == ("lup", ["mocov2"], [])
     assert transfer.run_suffix(args) == "_norm-lup"
     assert transfer.run_suffix(transfer.parse_args([])) == ""
+
+
+def test_instance_against_tracklet_positives_smoke(tmp_path, transfer, shared_data):
+    """``--positives instance,tracklet``: one pre-training per kind on the same tracklet shards
+    (TownCentre's people are tracklets), one row each."""
+    out = tmp_path / "transfer.json"
+    argv = ["--smoke", "--root", str(tmp_path / "ws"), "--out", str(out), "--presets", "mocov2"]
+    report = transfer.main([*argv, "--positives", "instance,tracklet", "--baselines", "random"])
+    saved = json.loads(out.read_text())
+    assert [row["init"] for row in saved["table"]] == ["mocov2 instance", "mocov2 tracklet", "random"]
+    shards = saved["shards"]  # 8 crops of each of the 4 folders: TownCentre's 8 are in tracklets
+    assert shards["crops"] == 32 and shards["crops_in_tracklets"] == 8 and 1 <= shards["tracklets"] < 8
+    for name, positives in (("mocov2 instance", "instance"), ("mocov2 tracklet", "tracklet")):
+        card = json.loads(Path(report["pretrain"][name]["backbone"]).with_suffix(".json").read_text())
+        assert card["positives"] == positives and card["preset"] == "mocov2"
+        assert card["steps"] == 1 and card["batch_size"] == 8  # the same budget
+    assert {r["finetuned"]["init"]["source"] for r in saved["runs"] if r["init"] != "random"} == {
+        "state_dict"
+    }
+    with pytest.raises(SystemExit):
+        transfer.parse_args(["--positives", "instance,bogus"])
+    # the bench's own writer (for a build-shards without --tracklet-pattern) makes the same samples
+    from bench.transfer_shards import TOWNCENTRE, write_tracklet_shards
+    from pretrain.tarstream import shard_samples
+    from pretrain.tracklet_pairs import tracklet_of
+
+    own = tmp_path / "own"
+    write_tracklet_shards(tmp_path / "ws" / "smoke_unlabeled", own, TOWNCENTRE)
+
+    def samples(folder):
+        return [
+            (s["__key__"], s["jpg"], tracklet_of(s["json"]))
+            for url in sorted(folder.glob("*.tar"))
+            for s in shard_samples(str(url), ("jpg", "json"))
+        ]
+
+    assert samples(own) == samples(tmp_path / "ws" / "shards")
