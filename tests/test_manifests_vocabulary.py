@@ -82,7 +82,9 @@ def test_each_code_a_stage_gives_is_in_its_files_set():
     assert REASONS == boxes.STATUSES
 
 
-def test_an_unlisted_sample_status_fails_under_the_tests_and_is_logged_for_users(tmp_path, monkeypatch, caplog):
+def test_an_unlisted_sample_status_fails_under_the_tests_and_is_logged_for_users(
+    tmp_path, monkeypatch, caplog
+):
     from common.manifests import samples
 
     rows = samples.frame([samples.DEFAULTS | {"key": "a", "status": "blurry"}])
