@@ -6,12 +6,14 @@ Parts (``--parts``; default: those that fit the 10 minutes; see ``bench/gpu_part
 (bench/pretrain_throughput.py at batch 256 and 512, with peak memory), ``detect`` (bench/detect_throughput.py:
 YOLOv5x + HRNet-W32), ``features`` (evaluate's feature extraction), ``decode`` (GPU JPEG decoding
 vs CPU workers), ``transfer`` (bench/transfer.py, GPU-sized); not by default: ``ablations``
-(Tables 2-4) and ``data-scale`` (Table 7). Each part starts only when its budget fits what is
+(Tables 2-4), ``data-scale`` (Table 7) and ``tracklets`` (issue 17: instance vs tracklet
+positives). Each part starts only when its budget fits what is
 left, and is stopped at it; it prints its elapsed time. The run prints one table and writes
 ``bench/results/gpu.json`` and ``docs/performance.md``.
 
     python bench/gpu.py                                  # the default parts on the GPU
     python bench/gpu.py --parts ablations data-scale     # the longer experiments
+    python bench/gpu.py --parts tracklets                # instance vs tracklet positives
     python bench/gpu.py --smoke --out /tmp/g.json --md /tmp/g.md   # every part on the CPU, seconds
 """
 

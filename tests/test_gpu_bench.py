@@ -42,6 +42,8 @@ def test_smoke_runs_every_part(tmp_path, unlabeled_dir, videos_dir, reid_dir, ca
     }  # fmt: skip
     assert all(0 < r["finetuned_mAP"][0] <= 100 for r in transfer["rows"])
     assert saved["parts"]["ablations"]["tables"][0]["title"] == "ablation lup -RE"
+    tracklets = saved["parts"]["tracklets"]["tables"][0]["rows"]
+    assert {r["init"] for r in tracklets} == {"mocov2 instance", "mocov2 tracklet", "random"}
     scale = saved["parts"]["data-scale"]
     assert (
         scale["raw"]["crops"]["0.5"] == 48 and scale["raw"]["epoch_size"] == 96

@@ -12,6 +12,9 @@
   are identical and only the data differ; a smaller share is seen more often. (The paper does not
   say how it kept its schedules comparable; a fixed number of epochs would also give the smaller
   shares less training.)
+- tracklets (issue 17): ``mocov2`` pre-trained with instance positives and with tracklet
+  positives at the same budget, on shards whose TownCentre crops are tracklets (built by
+  bench/transfer.py in a workspace of its own), then the transfer part's evaluation, random beside.
 """
 
 from __future__ import annotations
@@ -70,3 +73,9 @@ def run_data_scale(ctx: Context, record: dict[str, Any]) -> None:
         record["raw"]["crops"][fraction] = crops
         title = f"data scale {100 * fraction:g}% ({crops:,} crops)"
         run_table(ctx, record, title, transfer_argv(ctx, root, ["lup"], [], [f"epoch_size={ctx.crops}"]))
+
+
+def run_tracklets(ctx: Context, record: dict[str, Any]) -> None:
+    """Instance vs tracklet positives (``bench/transfer.py --positives instance,tracklet``)."""
+    argv = transfer_argv(ctx, ctx.work / "tracklets", ["mocov2"], ["random"], [])
+    run_table(ctx, record, "tracklet positives", [*argv, "--positives", "instance,tracklet"])

@@ -87,6 +87,13 @@ PARTS: dict[str, Part] = {
         "two more build-shards (~5 s each) and three pre-trainings with their 12 evaluate + finetune pairs "
         "(~115 s each): ~360 s",
     ),
+    "tracklets": Part(
+        "experiments:run_tracklets", 900, False, False, True,
+        "issue 17: mocov2 pre-trained with instance and with tracklet positives (TownCentre crops as "
+        "tracklets, the rest single crops), same budget, then the transfer part's evaluation beside random",
+        "its own build-shards (~10 s) and two pre-trainings with their 12 evaluate + finetune pairs each "
+        "(~115 s each), and random's 12 pairs (~70 s): ~320 s",
+    ),
 }  # fmt: skip
 
 DEFAULT_TOTAL_S = 600.0  # one lent session: ~15 minutes of device time, minus start-up and a rerun's margin

@@ -92,6 +92,7 @@ def markdown(report: dict[str, Any] | None) -> str:
         "H200 that a task may be lent:\n\n"
         f"```bash\n{cmd}                      # default parts, ~10 minutes\n"
         f"{cmd} --parts ablations data-scale   # the longer experiments\n"
+        f"{cmd} --parts tracklets            # instance vs tracklet positives (issue 17)\n"
         f"{cmd} --smoke              # every part on the CPU in seconds (no figures kept)\n```\n"
     )
     if report is None:
