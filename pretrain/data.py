@@ -196,6 +196,12 @@ class BatchStream(IterableDataset):
         collate = collate_jpegs if self.raw else collate_views
         return wds.batched(self.batch, collation_fn=collate, partial=False)(decoded)
 
+    def decode_one(self, data: bytes):
+        """RGB pixels of one JPEG, or (``raw``) its bytes when they start like a JPEG; None if not."""
+        if self.raw:  # decoded on the training device: only the marker is checked here
+            return data if is_jpeg(data) else None
+        return decode_rgb(data)
+
     def decode(
         self,
         samples: Iterator[dict],
@@ -204,11 +210,7 @@ class BatchStream(IterableDataset):
         guard: StreamGuard | None = None,
     ) -> Iterator[tuple]:
         for i, sample in enumerate(samples, start=first):
-            data = sample.get("jpg", b"")
-            if self.raw:  # decoded on the training device: only the marker is checked here
-                image = data if is_jpeg(data) else None
-            else:
-                image = decode_rgb(data)
+            image = self.decode_one(sample.get("jpg", b""))
             if guard is not None:
                 guard.image(image is not None)
             if image is None:

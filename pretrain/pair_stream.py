@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from common.media.images import decode_rgb, is_jpeg
 from pretrain.data import BatchStream, _seed, collate_jpegs, fit_image, resampled_shards, slot_shards
 from pretrain.stream_guard import StreamGuard
 from pretrain.tarstream import tar_samples
@@ -91,11 +90,6 @@ class PairStream(BatchStream):
             return pair_image_batches(decoded, self.batch, self.recipe.height, self.recipe.width)
         collate = collate_pair_jpegs if self.raw else collate_pair_views
         return wds.batched(self.batch, collation_fn=collate, partial=False)(decoded)
-
-    def decode_one(self, data: bytes):
-        if self.raw:  # decoded on the training device: only the marker is checked here
-            return data if is_jpeg(data) else None
-        return decode_rgb(data)
 
     def decode(self, samples, stream_id: tuple[int, ...], first: int, guard: StreamGuard | None = None):
         for i, sample in enumerate(samples, start=first):

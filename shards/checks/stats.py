@@ -18,9 +18,10 @@ from typing import Any
 
 from common.atomic import write_json, write_text
 from common.errors import UsageError
+from common.manifests import samples as samples_file
 from shards.checks.figures import write_figures
 from shards.checks.report import write_report
-from shards.checks.table1 import dataset_stats, load_samples, table1
+from shards.checks.table1 import dataset_stats, table1
 from shards.settings import StatsSettings
 
 
@@ -43,10 +44,10 @@ def write_stats(
 def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     """Compute the statistics, draw the figures, print Table 1; return the headline figures."""
     root = Path(root)
-    report = dataset_stats(root)
+    samples = samples_file.read(root / "shards")
+    report = dataset_stats(root, samples)
     table = table1(report)
     try:
-        samples = load_samples(root)
         figures = write_figures(report, samples, root, cfg.grid_size, cfg.seed)
         write_stats(root, figures, report)
         write_text(root / "figures" / "table1.txt", table + "\n")

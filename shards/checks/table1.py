@@ -27,11 +27,6 @@ PAPER_ROW = {
 }
 
 
-def load_samples(root: Path):
-    """``shards/samples.parquet`` (``UsageError`` when missing or unusable)."""
-    return samples_file.read(Path(root) / "shards")
-
-
 def estimated_persons(samples) -> int | None:
     """Sum over videos of the most valid persons (crops written) in one sampled frame (§3.1)."""
     framed = samples[(samples["status"] == "ok") & (samples["frame"] >= 0) & (samples["video_id"] != "")]
@@ -80,12 +75,13 @@ def detection_stats(root: Path) -> dict[str, Any] | None:
     }
 
 
-def dataset_stats(root: Path) -> dict[str, Any]:
-    """stats.json: Table 1 figures, crop sizes, failures, and per-city / per-reason counts."""
+def dataset_stats(root: Path, samples=None) -> dict[str, Any]:
+    """stats.json: Table 1 figures, crop sizes, failures, and per-city / per-reason counts;
+    ``samples``: ``shards/samples.parquet`` when the caller has read it already."""
     import pandas as pd
 
     root = Path(root)
-    samples = load_samples(root)
+    samples = samples_file.read(root / "shards") if samples is None else samples
     ok = samples[samples["status"] == "ok"]
     source = ",".join(sorted(samples["source"].unique())) or "none"
     videos = ok.loc[ok["video_id"] != "", "video_id"].nunique()

@@ -40,17 +40,12 @@ def part_path(out: Path, number: int) -> Path:
     return out / "parts" / shard_name(number).replace(".tar", ".parquet")
 
 
-def records_frame(records: list[dict[str, Any]]):
-    """samples.parquet rows with fixed column order and dtypes."""
-    return samples.frame(records)
-
-
 def write_part(out: Path, number: int, records: list[dict[str, Any]], row: dict[str, Any]) -> None:
     """Atomically write a shard's part file, its index row in the Parquet metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(records_frame(records), preserve_index=False)
+    table = pa.Table.from_pandas(samples.frame(records), preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[META_KEY] = json.dumps(row, sort_keys=True).encode()
     with atomic_path(part_path(out, number)) as tmp:

@@ -122,7 +122,7 @@ def write_indexes(out: Path, done: list[Part], build: Build) -> tuple[Any, Any]:
     index = pd.DataFrame(rows, columns=shard_index.COLUMNS)
     shard_index.write(out, index)
     drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
-    frames = [records for records, _ in done] + [progress.records_frame(build.closed_records + build.records)]
+    frames = [records for records, _ in done] + [samples_file.frame(build.closed_records + build.records)]
     samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
     samples_file.write(out, samples)
     return index, samples
