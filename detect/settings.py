@@ -19,7 +19,9 @@ MMPOSE_HRNET_W32_COCO = (
 class DetectSettings(EngineSettings):
     frame_step: int = setting(100, "sample every N-th frame (the paper: 100)")
     detector: Literal["yolo", "hog"] = setting("yolo", "person detector")
-    detector_weights: str = setting("yolov5xu.pt", "ultralytics weight name or local .pt file (YOLOv5 COCO)")
+    detector_weights: str = setting(
+        "yolov5xu.pt", "ultralytics weight name or local .pt file (YOLOv5 COCO), read without running code"
+    )
     keypoints: Literal["hrnet", "mmpose", "blazepose", "none"] = setting(
         "hrnet",
         "keypoint model (hrnet: the paper's HRNet-W32; blazepose: offline BlazePose GHUM on LiteRT); "

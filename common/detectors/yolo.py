@@ -1,9 +1,10 @@
 """Person detector adapter over ultralytics YOLO (the paper: YOLOv5 trained on COCO, §3.1).
 
 The default weights ``yolov5xu.pt`` are the largest YOLOv5 that ultralytics serves (downloaded
-on first use); ``--detector-weights PATH`` takes a local file. Frames go through in one batch,
-on the GPU when there is one; only the person class is kept; boxes come back in source pixels
-with their confidence, which is a probability: the paper keeps boxes scoring > 0.72.
+on first use); ``--detector-weights PATH`` takes a local file; either is read without running code
+from it (:mod:`common.detectors.yolo_weights`). Frames go through in one batch, on the GPU when
+there is one; only the person class is kept; boxes come back in source pixels with their
+confidence, which is a probability: the paper keeps boxes scoring > 0.72.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.detectors.yolo_weights import load_yolo
 from common.device import pick_device
-from common.errors import UsageError
 
 IMAGE_SIZE = 640  # ultralytics' letterbox size, the size COCO YOLOv5 models were trained at
 
@@ -27,25 +28,14 @@ class YoloDetector:
     """``detector(frames) -> [(N, 5) float32 x1, y1, x2, y2, score]``, persons only, best first."""
 
     def __init__(self, weights: str, device: str = "auto", record_score: float = 0.25) -> None:
-        from ultralytics import YOLO
-
-        local = Path(weights)
-        if (local.suffix != ".pt" or len(local.parts) > 1) and not local.is_file():
-            raise UsageError(f"detector weights {weights}: no such file (a .pt path or an ultralytics name)")
-        try:
-            self.model = YOLO(str(weights), task="detect")
-        except (ConnectionError, FileNotFoundError) as e:
-            raise UsageError(
-                f"detector weights {weights}: cannot load or download ({str(e).replace('❌', '').strip()}); "
-                "pass --detector-weights PATH to a local file, or use --detector hog"
-            ) from None
+        self.model = load_yolo(weights)  # read without running code from the file
         names = self.model.names or {}
         persons = [int(k) for k, v in names.items() if str(v) == "person"]
         self.person = persons[0] if persons else 0  # COCO order: class 0 is person
         self.device = resolve_device(device)
         self.precision = 16 if self.device.startswith("cuda") else 32  # fp16 on the GPU
         self.record_score = record_score
-        self.name = f"yolo:{local.name}"
+        self.name = f"yolo:{Path(weights).name}"
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Boxes of each frame. Frames are run in groups of one size: ultralytics letterboxes a
