@@ -38,11 +38,40 @@ def scene(scale: float, offset: int, n_frames: int = 4, step: float = 40.0):
 
 
 def test_scale_candidates_map_the_usual_heights_onto_the_video():
-    scales = calibrate.scale_candidates(360)
+    scales = calibrate.scale_candidates((640, 360))
     assert 1.0 in scales and 0.5 in scales and round(360 / 1080, 6) in scales and 2.5 in scales
+    # 16:9: the width ladder adds nothing (640/426 is 360/240's twin, kept as 1.5)
     assert scales == sorted(scales, reverse=True) and len(scales) == len(calibrate.HEIGHTS)
-    assert round(500 / 1000, 6) in calibrate.scale_candidates(500, stated_height=1000)
-    assert 1.0 in calibrate.scale_candidates(432)  # not a usual height: scale 1 is still a candidate
+    assert 1.5 in scales and round(640 / 426, 6) not in scales
+    assert round(500 / 1000, 6) in calibrate.scale_candidates((888, 500), stated=(1776, 1000))
+    assert 1.0 in calibrate.scale_candidates((768, 432))  # not a usual height: scale 1 is still a candidate
+
+
+@pytest.mark.parametrize(
+    "size, release",
+    [
+        ((1920, 804), (1280, 536)),
+        ((640, 268), (1920, 804)),
+        ((720, 1280), (1080, 1920)),
+        ((360, 640), (720, 1280)),
+    ],
+)
+def test_scale_candidates_know_wide_and_portrait_renditions(size, release):
+    """YouTube fits a video in a 16:9 box of its ladder: a film's long side is on the width ladder
+    (1280x536 is its "720p"), a portrait video's short side on the height ladder."""
+    scales = calibrate.scale_candidates(size)
+    assert round(size[0] / release[0], 6) in scales
+    assert all(not calibrate.twins(a, b) for a in scales for b in scales if a != b)
+
+
+def test_a_stated_size_gives_its_scale_and_is_the_only_one_allowed():
+    scales = calibrate.scale_candidates((1000, 419), stated=(1600, 670))  # neither side on a ladder
+    stated = round(419 / 670, 6)  # by height; 1000/1600 is its twin
+    assert stated in scales and round(1000 / 1600, 6) not in scales
+    assert calibrate.allowed_scales(scales, (1000, 419), (1600, 670), rescale=True) == [stated]
+    assert stated not in calibrate.scale_candidates((1000, 419))
+    assert calibrate.allowed_scales(scales, (1000, 419), None, rescale=False) == [1.0]
+    assert calibrate.allowed_scales(scales, (1000, 419), None, rescale=True) == scales
 
 
 def test_best_iou():
@@ -55,9 +84,9 @@ def test_best_iou():
 @pytest.mark.parametrize("scale, offset", [(1.0, 0), (0.5, 0), (0.5, -1), (1 / 3, 2), (1.5, 1)])
 def test_the_true_geometry_wins(scale, offset):
     boxes, dets = scene(scale, offset)
-    height = round(720 * scale)
-    scales = calibrate.scale_candidates(height)
-    table = calibrate.score_table(boxes, dets, scales, (round(1280 * scale), height))
+    size = (round(1280 * scale), round(720 * scale))
+    scales = calibrate.scale_candidates(size)
+    table = calibrate.score_table(boxes, dets, scales, size)
     decision = calibrate.decide(table, scales, 0.4, 0.1, boxes=12)
     assert decision["outcome"] == "verified", decision
     assert (decision["scale"], decision["offset"]) == (round(scale, 6), offset)

@@ -12,7 +12,9 @@ as the release's YOLO boxes and a re-downloaded video would. Videos of one build
   scale 1/3, crops matching the original's cut, resized;
 * ``swapped``: concourse-walkers under the ``moving`` boxes -> unverified, nothing cut.
 
-Then the build is killed part way in a new root and rerun: the same shards, byte for byte.
+Then the build is killed part way in a new root and rerun: the same shards, byte for byte. Apart
+from the build: a film's frame (pedestrians cropped to 2.39:1) released at 1280x536, a height on
+no ladder, and downloaded at 1920x804 -> scale 1.5, found from the widths.
 """
 
 from __future__ import annotations
@@ -47,19 +49,24 @@ MOVING_IDS = (16, 40, 64, 88, 112)  # released frame ids (1-based) of the 120-fr
 PEDESTRIAN_IDS = (25, 55, 85)  # of pedestrians.mp4 (96 frames)
 
 
-def reencode(src: Path, dst: Path, height: int, n_frames: int, step: int = 1) -> Path:
-    """Every ``step``-th frame of ``src`` (``n_frames`` of them) resized to ``height``, H.264 at 25 fps."""
+def reencode(
+    src: Path, dst: Path, height: int, n_frames: int, step: int = 1, rows: tuple[int, int] | None = None
+) -> Path:
+    """Every ``step``-th frame of ``src`` (``n_frames`` of them), cut to ``rows`` when given, resized
+    to ``height``, H.264 at 25 fps."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         stream = None
         for i, frame in enumerate(inp.decode(video=0)):
             if i % step or i // step >= n_frames:
                 continue
-            img = frame.to_ndarray(format="bgr24")
+            img = frame.to_ndarray(format="bgr24")[slice(*rows) if rows else slice(None)]
             width = round(img.shape[1] * height / img.shape[0] / 2) * 2
             if stream is None:
                 stream = out.add_stream("libx264", rate=25, options={"crf": "18", "preset": "ultrafast"})
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(
+                img, (width, height), interpolation=cv2.INTER_AREA
+            )  # no-op when the size is kept
             out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")))
         out.mux(stream.encode())
     return dst
@@ -173,11 +180,17 @@ def test_lower_resolution_copy_is_rescaled_and_cut_at_the_right_places(built, vi
     assert len(crops) == sum(len(v) for v in dets.values()) >= 10
     original = reference_frames(videos_dir / "pedestrians.mp4", {f - 1 for f in PEDESTRIAN_IDS})
     resized = {i: cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for i, f in original.items()}
+    assert_cut_at(crops.values(), resized, 1 / 3, small["scale"])
+
+
+def assert_cut_at(crops, frames: dict[int, np.ndarray], scale: float, recorded: float) -> None:
+    """Each crop is the released box times ``scale`` on its frame of ``frames`` (an independent cut
+    of the original, resized to the copy's size), not half a box beside it."""
     diffs, controls = [], []
-    for meta, crop in crops.values():
-        x1, y1, x2, y2 = np.round(np.array(meta["bbox"], np.float64) / 3).astype(int)
-        assert meta["crop_xyxy"] == [x1, y1, x2, y2] and meta["geometry"]["scale"] == small["scale"]
-        frame = resized[meta["frame"]]  # the original frame, resized to the copy's size: an independent cut
+    for meta, crop in crops:
+        x1, y1, x2, y2 = np.round(np.array(meta["bbox"], np.float64) * scale).astype(int)
+        assert meta["crop_xyxy"] == [x1, y1, x2, y2] and meta["geometry"]["scale"] == recorded
+        frame = frames[meta["frame"]]
         diffs.append(np.abs(crop.astype(int) - frame[y1:y2, x1:x2]).mean())
         dx = max((x2 - x1) // 2, 4)  # the comparison can fail: half a box to the side is another place
         beside = frame[y1:y2, x1 - dx : x2 - dx] if x1 >= dx else frame[y1:y2, x1 + dx : x2 + dx]
@@ -235,3 +248,36 @@ def test_forbidden_rescale_is_a_mismatch_and_cut_unverified_cuts_as_without_cali
         assert {r["status"] for r in records} == {status}, records[0]
     assert "scale 0.333333 wins clearly but only 1 is allowed" in calibrate_video.cached(small.context)["why"]
     assert "beyond the 640x360 frame" in records[0]["reason"]  # cut unscaled, as --calibrate none: refused
+
+
+def test_a_film_released_at_a_height_on_no_ladder_verifies_by_its_width(tmp_path, videos_dir):
+    """A 2.39:1 film's "720p" is 1280x536 and its "1080p" 1920x804: boxes found on the first, cut
+    from the second, are at scale 1.5 = 1920 / 1280, which no ladder height gives (804 / 536)."""
+    rows, src = (138, 942), videos_dir / "pedestrians.mp4"  # 1920x1080 cut to a film's 1920x804
+    video = reencode(src, tmp_path / "1080p.mp4", 804, 96, rows=rows)
+    dets = {"us+la+film": release(reencode(src, tmp_path / "720p.mp4", 536, 96, rows=rows), PEDESTRIAN_IDS)}
+    (root := tmp_path / "root").mkdir()
+    row = [("film", "us+la+film", str(video), "ok", "")]
+    pd.DataFrame(row, columns=["video_id", "vname", "path", "status", "reason"]).to_parquet(
+        root / "videos.parquet"
+    )
+    (tmp_path / "dets.pkl").write_bytes(pickle.dumps(dets))
+    tasks, _ = import_dets.plan(
+        str(tmp_path / "dets.pkl"), root, None, calibrate_video.Calibration(frames=3, height=540)
+    )
+    results = import_dets.run(tasks[0], 95)
+    film = calibrate_video.cached(tasks[0].context)
+    assert (film["outcome"], film["scale"], film["offset"], film["frame_size"]) == (
+        "verified",
+        1.5,
+        0,
+        [1920, 804],
+    )
+    assert film["agreement"] - film["runner_up"]["agreement"] >= 0.1
+    assert len(results) == sum(len(v) for v in dets["us+la+film"].values()) >= 10
+    crops = [
+        (json.loads(r.files["json"]), cv2.imdecode(np.frombuffer(r.files["jpg"], np.uint8), 1))
+        for r in results
+    ]
+    original = reference_frames(src, {f - 1 for f in PEDESTRIAN_IDS})
+    assert_cut_at(crops, {i: f[slice(*rows)] for i, f in original.items()}, 1.5, 1.5)

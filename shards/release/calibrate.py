@@ -2,8 +2,10 @@
 
 A geometry is ``(scale, offset)``: the released boxes times ``scale`` (the same for x and y) are
 the boxes in the downloaded frames, and the released frame id ``f`` is the decoded frame
-``f - 1 + offset``. The scales map the usual YouTube heights (:data:`HEIGHTS`, and a stated
-size) onto the downloaded height; the offsets are ``-2..+2``.
+``f - 1 + offset``. The scales (:func:`scale_candidates`) map every frame size the release may
+have been cut at onto the downloaded frame: YouTube's renditions fit a 16:9 box of its ladder, so
+the short side is one of :data:`HEIGHTS` or the long side one of :data:`WIDTHS` (a 1280x536
+"720p" film); and a stated size. The offsets are ``-2..+2``.
 
 Agreement of a geometry: over the released boxes of the calibration frames, the mean of each box's
 best IoU with a detection on the decoded frame (0 when there is none). A scale whose boxes reach
@@ -22,21 +24,62 @@ the scale of the stated size); ``mismatch`` when such a clear winner is not allo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-HEIGHTS = (144, 240, 360, 480, 720, 1080, 1440, 2160)  # YouTube's usual heights
+HEIGHTS = (144, 240, 360, 480, 720, 1080, 1440, 2160)  # YouTube's ladder: the short side of 16:9
+WIDTHS = (256, 426, 640, 854, 1280, 1920, 2560, 3840)  # and the long side (426, 854: rounded)
+LADDER_ASPECT = 16 / 9  # a frame wider than this has its long side on the ladder
+TWINS = 0.01  # scales closer than this (relative) are one candidate
 OFFSETS = (-2, -1, 0, 1, 2)
+OUTCOMES = ("verified", "unverified", "mismatch")
+MAX_SIDE = 1 << 16  # pixels: no video frame is larger
 DIGITS = 4  # agreements are reported to this many decimals
 MIN_BOXES = 3  # fewer released boxes on the calibration frames prove nothing: unverified
 
 
-def scale_candidates(height: int, stated_height: int | None = None) -> list[float]:
-    """Scales mapping each usual height (and a stated one) onto ``height``, 1 always among them."""
-    heights = set(HEIGHTS) | {height} | ({stated_height} if stated_height else set())
-    return sorted({round(height / h, 6) for h in heights}, reverse=True)
+def stated_scales(size: Sequence[int], stated: Sequence[int] | None) -> list[float]:
+    """The scales a stated ``(width, height)`` gives the ``size`` frame: by height, then by width."""
+    if not stated:
+        return []
+    return [round(size[1] / stated[1], 6), round(size[0] / stated[0], 6)]
+
+
+def scale_candidates(size: Sequence[int], stated: Sequence[int] | None = None) -> list[float]:
+    """Scales mapping each frame size the release may have had onto the ``(width, height)`` frame.
+
+    1 first, the stated size's, then the short side over :data:`HEIGHTS` and the long side over
+    :data:`WIDTHS` (the long side's first for a frame wider than 16:9: there it is the exact one).
+    Scales within :data:`TWINS` of an earlier one are dropped: 16:9 frames give such twins (640/426
+    beside 360/240), and two candidates that close score alike, so neither could lead the other by
+    the margin. Largest first.
+    """
+    short, long = sorted(size)
+    by_short = [short / h for h in HEIGHTS]
+    by_long = [long / w for w in WIDTHS]
+    wide = long / short > LADDER_ASPECT * (1 + TWINS)
+    kept: list[float] = []
+    for scale in [1.0, *stated_scales(size, stated), *(by_long + by_short if wide else by_short + by_long)]:
+        if all(not twins(scale, k) for k in kept):
+            kept.append(round(scale, 6))
+    return sorted(kept, reverse=True)
+
+
+def twins(a: float, b: float) -> bool:
+    """Whether two scales are one candidate (within :data:`TWINS` of each other)."""
+    return abs(a / b - 1) <= TWINS
+
+
+def allowed_scales(
+    scales: Sequence[float], size: Sequence[int], stated: Sequence[int] | None, rescale: bool
+) -> list[float]:
+    """The candidates a video may be cut at: the stated size's, else any (``rescale``) or 1."""
+    if stated:
+        return [s for s in scales if any(twins(s, t) for t in stated_scales(size, stated))]
+    return list(scales) if rescale else [1.0]
 
 
 def best_iou(boxes: np.ndarray, dets: np.ndarray) -> np.ndarray:
@@ -175,3 +218,38 @@ def decide(
         why = f"scale {winner:g} wins clearly but only {', '.join(f'{a:g}' for a in allowed)} is allowed"
         return {"outcome": "mismatch", "why": why, **result}
     return {"outcome": "verified", "why": "", **result}
+
+
+def _number(value: Any, low: float, high: float) -> bool:
+    """A JSON number (not a bool) in ``[low, high]``; NaN fails the comparison."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_decision(result: Any, stated: Sequence[int] | None, rescale: bool) -> bool:
+    """Whether ``result`` (read back from a file) is a decision :func:`decide` could have made on its
+    ``frame_size``: a known outcome, a candidate scale (an allowed one when verified), an offset of
+    :data:`OFFSETS`, agreements in [0, 1]. What it cannot know: whether the scores were measured."""
+    if not isinstance(result, dict) or result.get("outcome") not in OUTCOMES:
+        return False
+    if not isinstance(result.get("why"), str):
+        return False
+    if "scale" not in result:  # decided before any geometry was scored
+        return result["outcome"] == "unverified"
+    size = result.get("frame_size")
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(type(v) is int and 0 < v <= MAX_SIDE for v in size)
+    ):
+        return False
+    scales = scale_candidates(size, stated)
+    if result["outcome"] == "verified":
+        scales = allowed_scales(scales, size, stated, rescale)
+    runners = [result.get("runner_up"), result.get("offset_runner_up")]
+    return (
+        _number(result["scale"], 0, math.inf)
+        and result["scale"] in scales
+        and type(result.get("offset")) is int
+        and result["offset"] in OFFSETS
+        and _number(result.get("agreement"), 0, 1)
+        and all(isinstance(r, dict) and _number(r.get("agreement"), 0, 1) for r in runners)
+        and all(r.get("scale") is None or _number(r["scale"], 0, math.inf) for r in runners)
+    )

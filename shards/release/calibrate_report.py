@@ -20,7 +20,8 @@ Keys (for readers such as ``stats``)::
       }, ...]                                                  # one per downloaded video, in vname order
     }
 
-``not_run``: a downloaded video with no usable box (nothing to calibrate, nothing to cut).
+``not_run``: a downloaded video with no usable box (nothing to calibrate, nothing to cut), or
+whose stored calibration was damaged when its video can no longer be read.
 Agreement: mean over the scored boxes of the best IoU with a detection (:mod:`.calibrate`).
 """
 
@@ -37,8 +38,15 @@ KEYS += ("frames", "boxes", "frame_size", "detector")
 
 
 def video_entry(context: dict[str, Any]) -> dict[str, Any]:
-    """One downloaded video's calibration: the stored result (``not_run`` when there is none)."""
+    """One downloaded video's calibration: the stored result (``not_run`` when there is none), measured
+    again when the stored file was damaged or edited since (a rerun of a finished build)."""
     result = calibrate_video.cached(context)
+    if result is None and calibrate_video.cache_path(context).exists():
+        try:
+            result = calibrate_video.calibrate(context)
+        except OSError as e:
+            why = f"the stored calibration is damaged and the video cannot be read: {type(e).__name__}: {e}"
+            return {"vname": context["vname"], "outcome": "not_run", "why": why, "cut_with": None}
     if result is None:
         return {"vname": context["vname"], "outcome": "not_run", "why": "no usable box", "cut_with": None}
     entry = {"vname": context["vname"], **{k: result.get(k) for k in KEYS}}

@@ -9,9 +9,10 @@ for it: HOG finds only people at least 128 px tall; boxes mapped back), every ge
 and one chosen.
 
 Each result is kept in ``<root>/calibration/<video_id>.json`` with a key of its inputs (the
-settings, the frames and boxes, the video's size and mtime): a rerun reuses it, so a resumed
-build cuts with the geometry the first run chose even with a detector that is not bit-exact
-(YOLO on a GPU), and ``dets_report.json`` reads it.
+settings, the frames and boxes, the video's size and mtime) and a digest of the key and the result:
+a rerun reuses it, so a resumed build cuts with the geometry the first run chose even with a
+detector that is not bit-exact (YOLO on a GPU), and ``dets_report.json`` reads it. A file that is
+damaged, edited by hand, or not a decision calibration could have made is measured again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from shards.release import calibrate as scoring
 
 log = logging.getLogger(__name__)
 CACHE = "calibration"  # the folder under the root
+CACHE_LIMIT = 1 << 20  # bytes: a stored result is a few KB
 _DETECTORS: dict[tuple[str, str, str], Any] = {}  # one detector per process (YOLO loads once)
 
 
@@ -126,14 +128,37 @@ def cache_key(context: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
+def digest(key: str, result: Any) -> str:
+    """sha256 of the key and the result as canonical JSON (``ValueError`` on NaN or infinity).
+
+    Anyone can recompute it: it catches a damaged or hand-edited file, not a forger who writes
+    one with a new digest (who could edit the detections or the video as easily).
+    """
+    return hashlib.sha256(json.dumps([key, result], sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def cache_path(context: dict[str, Any]) -> Path:
+    """``<root>/calibration/<video_id>.json``."""
+    return Path(context["calibration"]["cache"]) / f"{context['video_id']}.json"
+
+
 def cached(context: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored result of this video's calibration, when its inputs have not changed."""
-    path = Path(context["calibration"]["cache"]) / f"{context['video_id']}.json"
+    """The stored result of this video's calibration when its inputs have not changed and the file
+    is whole: its digest matches and it holds a decision calibration could have made (else
+    ``None``: measure again). A file larger than :data:`CACHE_LIMIT` is not read."""
     try:
-        stored = json.loads(path.read_text())
-        return stored["result"] if stored.get("key") == cache_key(context) else None
-    except (OSError, ValueError, KeyError, TypeError):
+        with open(cache_path(context), "rb") as f:
+            data = f.read(CACHE_LIMIT + 1)
+        stored = json.loads(data)
+        key, result = stored["key"], stored["result"]
+        if len(data) > CACHE_LIMIT or key != cache_key(context) or stored["digest"] != digest(key, result):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None  # ValueError: not JSON, or NaN; KeyError, TypeError: not the dict calibrate stores
+    cal = context["calibration"]
+    if not scoring.is_decision(result, context["size"], cal["rescale"]):
         return None
+    return result if result.get("detector") == cal["detector"] else None
 
 
 def measure(context: dict[str, Any]) -> dict[str, Any]:
@@ -148,9 +173,8 @@ def measure(context: dict[str, Any]) -> dict[str, Any]:
     if not frames:
         return base | {"outcome": "unverified", "why": "no calibration frame could be decoded"}
     height, width = next(iter(frames.values())).shape[:2]
-    stated = context["size"][1] if context["size"] else None
-    scales = scoring.scale_candidates(height, stated)
-    allowed = [round(height / stated, 6)] if stated else scales if cal["rescale"] else [1.0]
+    scales = scoring.scale_candidates((width, height), context["size"])
+    allowed = scoring.allowed_scales(scales, (width, height), context["size"], cal["rescale"])
     dets = detect(cal, frames)
     per_frame = scoring.frame_table(boxes, dets, scales, (width, height), context["extent"])
     table = scoring.score_table(boxes, dets, scales, (width, height), frames=per_frame)
@@ -167,9 +191,10 @@ def calibrate(context: dict[str, Any]) -> dict[str, Any]:
     result = cached(context)
     if result is None:
         result = measure(context)
-        path = Path(context["calibration"]["cache"]) / f"{context['video_id']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"key": cache_key(context), "vname": context["vname"], "result": result})
+        key = cache_key(context)
+        stored = {"key": key, "vname": context["vname"], "result": result, "digest": digest(key, result)}
+        cache_path(context).parent.mkdir(parents=True, exist_ok=True)
+        write_json(cache_path(context), stored)
     return result | {"cut_with": cut_with(context, result)}
 
 
