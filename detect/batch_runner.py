@@ -2,14 +2,14 @@
 
 ``detect_videos`` is the per-video work of the local pool and of each Ray actor: frames are
 decoded in worker processes, batched across videos, and each video's file is written as soon
-as its last frame is done.
+as its last frame is done. A decoding process that dies costs only the video it was decoding.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,13 @@ import numpy as np
 
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
 from detect.person_rules import PersonRules, box_reason
-from detect.sampling import sampled_frames
+from detect.sampling import Decoders, VideoJob, sampled_frames, worker_death
 from detect.track_windows import TrackSettings, WindowBuffer, add_window, window_records
 
 log = logging.getLogger(__name__)
+# The error row of a video whose decoding process dies; DataLoader's words for how (a signal, or
+# only "exited unexpectedly", depending on which check saw it first) go to the log.
+CRASHED = "the process decoding it alone died (a decoder crash or a kill: see the log)"
 
 
 class BatchRunner:
@@ -36,7 +39,7 @@ class BatchRunner:
         tracks: TrackSettings | None = None,
     ) -> None:
         self.detector, self.pose, self.rules, self.tracks = detector, pose, rules, tracks
-        self.windows: WindowBuffer | None = None  # with tracks: set by detect_videos
+        self.windows: WindowBuffer | None = None  # with tracks: set by decoders()
         self.out_dir, self.batch_size = out_dir, batch_size
         self.keypoint_model = pose.name if pose is not None else "none"
         self.pending: list[tuple[str, int, np.ndarray]] = []
@@ -107,19 +110,79 @@ class BatchRunner:
             write_video_boxes(self.out_dir / f"{vid}.parquet", vid, rows, frames, note, threshold)
             self.results[vid] = read_video_summary(self.out_dir / f"{vid}.parquet")
 
+    def decoders(self, jobs: list[VideoJob], step: int, processes: int) -> Decoders:
+        """The records of ``jobs`` this runner takes: sampled frames, or whole windows with tracks."""
+        if self.tracks is None:
+            return sampled_frames(jobs, step, processes)
+        self.windows = WindowBuffer(step)
+        return window_records(jobs, step, self.tracks, processes)
+
+    def after_death(
+        self, part: list[VideoJob], in_flight: list[VideoJob], death: str, workers: int
+    ) -> list[tuple[list[VideoJob], int]]:
+        """After a decoding process of ``part`` died (``death``, DataLoader's words): drop what is
+        not written, and return what to decode again as (jobs, processes), the last first."""
+        self.pending, self.ended, self.windows = [], {}, None
+        self.rows.clear()
+        unfinished = []
+        for job in part:
+            path = self.out_dir / f"{job.video_id}.parquet"
+            if job.video_id in self.results:
+                continue
+            if path.is_file():  # written, but the error came before its result was noted
+                self.results[job.video_id] = read_video_summary(path)
+            else:
+                unfinished.append(job)
+        if len(part) == 1 and unfinished:  # decoded alone: this video kills its process
+            log.warning("detect: %s failed: %s (%s)", part[0].video_id, CRASHED, death)
+            self.results[part[0].video_id] = {"frames_sampled": 0, "status": "error", "reason": CRASHED}
+            return []
+        if not unfinished:
+            return []
+        suspects = [job for job in in_flight if job in unfinished] or unfinished
+        log.warning(
+            "detect: a decoding process died (%s); decoding %s again one at a time",
+            death,
+            ", ".join(job.video_id for job in suspects),
+        )
+        rest = [job for job in unfinished if job not in suspects]
+        return [(rest, workers)] * bool(rest) + [([job], 1) for job in reversed(suspects)]
+
 
 def detect_videos(
     runner: BatchRunner, jobs: list, step: int, workers: int, progress: Callable[[int], Any] | None = None
 ) -> int:
     """The per-video work of both engines: decode the sampled frames of ``jobs`` (``VideoJob``s)
     in ``workers`` processes and run them through ``runner``, whose batches span videos; each
-    video's file is written as soon as its last frame is done. Returns the frames processed."""
+    video's file is written as soon as its last frame is done. Returns the frames processed.
+
+    A decoding process that dies takes no other video with it: what was not written is dropped,
+    the videos the processes were decoding are decoded again one per process, the others again
+    together, and a video whose own process dies ends as its ``error`` row (``runner.results``).
+    """
     frames = 0
-    if runner.tracks is None:
-        records = sampled_frames(jobs, step, workers)
-    else:
-        runner.windows = WindowBuffer(step)
-        records = window_records(jobs, step, runner.tracks, workers)
+    todo: list[tuple[list, int]] = [(list(jobs), workers)]  # (jobs, decoding processes), last first
+    while todo:
+        part, processes = todo.pop()
+        decoders = runner.decoders(part, step, processes)
+        try:
+            frames += feed(runner, decoders, progress)
+            continue
+        except RuntimeError as e:
+            death = worker_death(e)
+            if death is None:
+                raise
+        # out of the except block the error and its frames are gone, and with them the loader's
+        # iterator, which stops the other processes: none is left to die while we clean up
+        todo.extend(runner.after_death(part, decoders.in_flight(), death, workers))
+    return frames
+
+
+def feed(
+    runner: BatchRunner, records: Iterable[dict[str, Any]], progress: Callable[[int], Any] | None
+) -> int:
+    """Every record through ``runner``, then its last batch; the frames processed."""
+    frames = 0
     for record in records:
         frames += (n := runner.add(record))
         if progress is not None:

@@ -2,7 +2,7 @@
 
 Each actor (one GPU each when the cluster has GPUs, else one CPU) builds its models once and
 takes up to ``ray_videos_per_call`` videos at a time (fewer when that would leave an actor idle); it decodes their sampled frames (with
-``workers`` processes on a GPU actor, inline on a CPU actor), batches them across those videos
+``workers`` processes on a GPU actor, one on a CPU actor), batches them across those videos
 and writes ``detections/<video_id>.parquet`` itself, exactly as ``detect.batch_runner.detect_videos`` does
 on one machine. ``root`` must therefore be on storage every node mounts at the same path.
 """
@@ -51,8 +51,9 @@ def detect_on_ray(
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) >= 1 and cfg.device != "cpu"
     # a GPU actor decodes with `workers` processes of its own (Ray reserves their CPUs); a CPU actor
-    # decodes inline, so the cluster's CPUs are shared out one per actor
-    num_cpus, decode = (workers, cfg.workers) if has_gpu else (1, 0)
+    # takes one CPU and decodes in one child process, so that a decoder that crashes takes only
+    # its video, never the actor and its other videos (detect.batch_runner.detect_videos)
+    num_cpus, decode = (workers, cfg.workers) if has_gpu else (1, 1)
     num_gpus, actors = actor_shape(resources, 1.0 if has_gpu else 0.0, num_cpus, cfg.ray_actors)
     if cfg.keypoints == "none":
         log.warning("detect: --keypoints none: the head / upper-body / lower-body rules are skipped")

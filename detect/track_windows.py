@@ -12,16 +12,12 @@ other frames (each passed every rule), with their tracklet. Boxes keep their ind
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from common.media.frames import read_frames
 from detect.person_rules import person_reason
-from detect.sampling import sample_indices
+from detect.sampling import Decoders, SampledFrames, sample_indices
 from detect.tracks import Window, link, pick_crops
 
 
@@ -47,50 +43,23 @@ def anchor_of(frame: int, frame_step: int) -> int:
     return (frame + frame_step // 2) // frame_step * frame_step
 
 
-class WindowFrames(IterableDataset):
-    """``detect.sampling.SampledFrames`` over :func:`window_frames`."""
+class WindowFrames(SampledFrames):
+    """``detect.sampling.SampledFrames`` over :func:`window_frames`; ``frames`` counts sampled ones."""
 
     def __init__(self, jobs: list, frame_step: int, track: TrackSettings) -> None:
-        self.jobs, self.frame_step, self.track = jobs, frame_step, track
+        super().__init__(jobs, frame_step)
+        self.track = track
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        jobs = self.jobs if info is None else self.jobs[info.id :: info.num_workers]
-        for job in jobs:
-            sent, error, wanted = 0, "", window_frames(job.n_frames, self.frame_step, self.track)
-            try:
-                for index, image in read_frames(job.path, wanted):
-                    yield {"video_id": job.video_id, "frame": index, "image": image}
-                    sent += index % self.frame_step == 0
-            except Exception as e:  # one bad video is recorded and skipped, never the whole run
-                error = f"{type(e).__name__}: {e}"
-            expected = len(sample_indices(job.n_frames, self.frame_step))
-            yield {
-                "video_id": job.video_id,
-                "end": True,
-                "frames": sent,
-                "expected": expected,
-                "error": error,
-            }
+    def wanted(self, job) -> list[int]:
+        return window_frames(job.n_frames, self.step, self.track)
+
+    def sampled(self, index: int) -> bool:
+        return index % self.step == 0
 
 
-def _as_is(item: dict[str, Any]) -> dict[str, Any]:
-    return item
-
-
-def window_records(
-    jobs: list, frame_step: int, track: TrackSettings, workers: int
-) -> Iterator[dict[str, Any]]:
-    """Records of :class:`WindowFrames`, decoded by ``workers`` processes (0 or 1: in this one)."""
-    workers = min(workers, len(jobs))
-    loader = DataLoader(
-        WindowFrames(jobs, frame_step, track),
-        batch_size=None,
-        num_workers=workers if workers > 1 else 0,
-        collate_fn=_as_is,
-        prefetch_factor=4 if workers > 1 else None,
-    )
-    yield from loader
+def window_records(jobs: list, frame_step: int, track: TrackSettings, workers: int) -> Decoders:
+    """Records of :class:`WindowFrames`, decoded by ``workers`` processes (0: in this one)."""
+    return Decoders(WindowFrames(jobs, frame_step, track), workers)
 
 
 @dataclass

@@ -6,6 +6,8 @@ per such video. Reasons, checked in this order (the first that applies wins):
 - ``duplicate``: the same video id as an earlier row;
 - ``unreadable``: cannot be opened or decoded, or the file holds fewer frames than it declares;
 - ``too_short``: fewer than ``min_frames`` frames (the paper: 100);
+- ``too_small``: frames narrower than ``min_frame_width`` or shorter than ``min_frame_height``
+  (default 64x128, the HOG detector's window: OpenCV's HOG crashes on smaller frames);
 - ``vr``: 360°/VR footage (``filter.vr``: spherical/stereo metadata, 2:1 frames, title words);
 - ``static``: ``static_frames`` evenly spaced frames identical: shrunk to ``static_width`` pixels
   wide, each differs from the first by a mean absolute difference <= ``static_tolerance`` (0-255);
@@ -75,6 +77,9 @@ def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, s
         return "unreadable", probe.error
     if probe.n_frames < cfg.min_frames:
         return "too_short", f"{probe.n_frames} frames < {cfg.min_frames}"
+    if probe.width < cfg.min_frame_width or probe.height < cfg.min_frame_height:
+        size, least = f"{probe.width}x{probe.height}", f"{cfg.min_frame_width}x{cfg.min_frame_height}"
+        return "too_small", f"{size} frames, smaller than {least}"
     signal = vr_signal(probe.vr_metadata or None, probe.width, probe.height, title, cfg.vr_title_keywords)
     if signal:
         return "vr", signal

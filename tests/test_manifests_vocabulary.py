@@ -73,6 +73,7 @@ def test_each_code_a_stage_gives_is_in_its_files_set():
     probes = {
         "unreadable": Probe(error="cannot open"),
         "too_short": Probe(n_frames=10),
+        "too_small": Probe(n_frames=500, width=2, height=2),
         "static": Probe(n_frames=500, width=640, height=360, static_diff=0.0),
         "ok": Probe(n_frames=500, width=640, height=360, static_diff=cfg.static_tolerance + 1),
     }

@@ -15,7 +15,9 @@ from common.manifests.statuses import check_statuses
 
 FILE = "detections.parquet"
 COLUMNS = ["video_id", "frames_sampled", "boxes", "valid_boxes", "status", "reason"]
-STATUSES = ("ok", "error")  # error: the video could not be read; reason says why
+# error: the video could not be read, or its decoding process died when it was decoded alone
+# (detect.batch_runner); reason says why
+STATUSES = ("ok", "error")
 REMEDY = "run detect again to rewrite it"
 
 

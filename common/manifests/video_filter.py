@@ -20,7 +20,7 @@ from common.manifests.statuses import check_statuses
 
 FILE = "video_filter.parquet"
 COLUMNS = ["video_id", "path", "city", "keep", "status", "reason", "n_frames", "fps", "width", "height"]
-STATUSES = ("ok", "duplicate", "unreadable", "too_short", "vr", "static", "near_duplicate")
+STATUSES = ("ok", "duplicate", "unreadable", "too_short", "too_small", "vr", "static", "near_duplicate")
 OLD_NAMES = {"reason": "status", "detail": "reason"}
 # The typed columns; the others hold text (or nothing) as written, kept as pandas objects.
 DTYPES: dict[str, str | type] = {
