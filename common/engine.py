@@ -21,19 +21,16 @@ instead, each building its object once: ``run_actors(factory, args, items, ...)`
 
 from __future__ import annotations
 
-import collections
-import itertools
 import logging
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import closing
 from typing import Literal, TypeVar
 
 from common.actors import actor_shape, run_actors  # noqa: F401  (one import place for stages)
-from common.errors import UsageError
+from common.local_pool import DIED_ALONE, completion_order, item_order
 from common.ray_cluster import project_packages, ray_init, user_errors_unwrapped  # noqa: F401
 
 T = TypeVar("T")
@@ -57,6 +54,7 @@ def run_tasks(
     desc: str = "tasks",
     stop: threading.Event | None = None,
     progress: bool = True,
+    isolate: Callable[[T, str], R] | None = None,
 ) -> Iterator[tuple[int, R]]:
     """Yield ``(i, fn(items[i]))`` for every item as tasks finish.
 
@@ -64,9 +62,14 @@ def run_tasks(
     ``workers == 1`` runs in this process, which keeps tracebacks and debuggers simple),
     ``"threads"`` of this process for I/O-bound work (any callable), or ``"ray"`` tasks.
 
-    Threads cannot be killed: when the run ends early (an error, Ctrl-C, the iterator closed),
-    tasks not started are cancelled, ``stop`` is set for the running ones to watch, and the
-    run waits for them. ``progress=False``: no bar (the caller shows its own).
+    When the run ends early (an error, Ctrl-C, SIGTERM, the iterator closed), tasks not started
+    are cancelled and local worker processes end at once; threads cannot be killed: ``stop`` is
+    set for the running ones to watch, and the run waits for them. ``progress=False``: no bar
+    (the caller shows its own).
+
+    A worker process that dies (a segfault, the OOM killer) ends the run with one line naming the
+    unfinished tasks; with ``isolate``, only its own task ends, as ``isolate(item, why)`` (on the
+    local pool: run again alone first; on Ray: after Ray's retries), and the others finish.
     """
     from tqdm import tqdm
 
@@ -75,38 +78,16 @@ def run_tasks(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if engine == "ray":
-        results = _ray(fn, items, workers, address, num_gpus)
+        results = _ray(fn, items, workers, address, num_gpus, isolate)
     elif engine == "threads":
         results = _threads(fn, items, workers, stop or threading.Event(), desc)
     else:
-        results = _local(fn, items, workers)
+        results = completion_order(fn, items, workers, isolate)
     bar = tqdm(total=len(items), desc=desc, unit="task", disable=None if progress else True)
     with closing(results), bar:  # closing: an early end stops the running tasks now
         for i, result in results:
             bar.update(1)
             yield i, result
-
-
-def _local(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tuple[int, R]]:
-    if workers == 1 or len(items) <= 1:
-        for i, item in enumerate(items):
-            yield i, fn(item)
-        return
-    # spawn, not fork: the parent may hold torch/OpenCV threads, which fork can deadlock.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx) as pool:
-        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-        try:
-            for fut in as_completed(futures):
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    raise _worker_died(fn, items, futures) from None
-                yield futures[fut], result
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
 
 
 def _threads(
@@ -126,27 +107,16 @@ def _threads(
     pool.shutdown()
 
 
-def _worker_died(fn: Callable, items: Sequence, futures: dict) -> Exception:
-    """One line naming the first unfinished item of a pool whose worker process vanished
-    (SIGKILL, the OOM killer): ``concurrent.futures`` fails every unfinished task at once."""
-    unfinished = sorted(i for fut, i in futures.items() if not _succeeded(fut))
-    first = repr(items[unfinished[0]]) if unfinished else "?"
-    first = first if len(first) <= 200 else first[:197] + "..."
-    name = getattr(fn, "__name__", "task")
-    return UsageError(
-        f"a worker process died (killed, e.g. out of memory) with {len(unfinished)} {name} task(s) "
-        f"unfinished, the first {first}: rerun the same command to resume (fewer --workers need less memory)"
-    )
-
-
-def _succeeded(fut: Future) -> bool:
-    return fut.done() and not fut.cancelled() and fut.exception() is None
-
-
 def _ray(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None, num_gpus: float
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    address: str | None,
+    num_gpus: float,
+    isolate: Callable[[T, str], R] | None,
 ) -> Iterator[tuple[int, R]]:
     import ray
+    from ray.exceptions import WorkerCrashedError
 
     ray_init(address, workers)
     remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=2)(fn)
@@ -156,8 +126,13 @@ def _ray(
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 i = pending.pop(ref)  # finished: never cancel it below (Ray 2.60 aborts the driver)
-                with user_errors_unwrapped():
-                    result = ray.get(ref)
+                try:
+                    with user_errors_unwrapped():
+                        result = ray.get(ref)
+                except WorkerCrashedError:
+                    if isolate is None:
+                        raise
+                    result = isolate(items[i], DIED_ALONE)
                 yield i, result
     except BaseException:
         for ref in pending:
@@ -174,14 +149,6 @@ def forkserver_context(preload: Sequence[str] = ()) -> multiprocessing.context.B
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload))
     return ctx
-
-
-def worker_died(label: str) -> UsageError:
-    """The one line for a pool whose worker process vanished (SIGKILL, the OOM killer)."""
-    return UsageError(
-        f"a worker process died (killed, e.g. out of memory) with {label} unfinished: "
-        "rerun the same command to resume (fewer --workers need less memory)"
-    )
 
 
 def ordered_map(
@@ -213,46 +180,7 @@ def ordered_map(
         ctx = multiprocessing.get_context("spawn")
     else:
         raise ValueError(f"context must be 'spawn' or 'forkserver', got {context!r}")
-    return _local_ordered(fn, items, workers, ctx, label)
-
-
-def _local_ordered(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    workers: int,
-    ctx: multiprocessing.context.BaseContext,
-    label: Callable[[T], str],
-) -> Iterator[R]:
-    if workers <= 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=ctx)
-    pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
-    remaining = iter(items)
-    try:
-        for item in itertools.islice(remaining, 2 * workers):
-            pending.append((item, pool.submit(fn, item)))
-        while pending:
-            item, future = pending.popleft()
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                raise worker_died(label(item)) from None
-            for following in itertools.islice(remaining, 1):
-                pending.append((following, pool.submit(fn, following)))
-            yield result
-    except BaseException:
-        _stop_pool(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _stop_pool(pool: Executor) -> None:
-    """Cancel what has not started and end the workers now (what ``Pool.__exit__`` did)."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
+    return item_order(fn, items, workers, ctx, label)
 
 
 def _ray_ordered(fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None) -> Iterator[R]:

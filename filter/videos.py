@@ -55,8 +55,15 @@ def _probe_task(task: tuple[str, str, int, int]) -> Probe:
     return cached_probe(path, count, width, Path(cache))
 
 
+def _probe_crashed(task: tuple[str, str, int, int], why: str) -> Probe:
+    """The probe of a video whose process died (a decoder crash): ``unreadable``, not cached, so
+    the next run tries it again."""
+    return Probe(error=f"probing crashed: {why}")
+
+
 def probe_all(tasks: list[tuple[str, str, int, int]], cfg: FilterSettings) -> list[Probe]:
-    """Probe every (path, cache, frames, width) task on ``cfg.engine``, in the order of ``tasks``."""
+    """Probe every (path, cache, frames, width) task on ``cfg.engine``, in the order of ``tasks``;
+    a video whose probe kills its process is its own ``unreadable`` row, the others finish."""
     probes: list[Probe | None] = [None] * len(tasks)
     results = run_tasks(
         _probe_task,
@@ -65,6 +72,7 @@ def probe_all(tasks: list[tuple[str, str, int, int]], cfg: FilterSettings) -> li
         workers=cfg.workers,
         address=cfg.address,
         desc="filter: probing",
+        isolate=_probe_crashed,
     )
     for i, probe in results:
         probes[i] = probe
