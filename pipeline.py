@@ -14,7 +14,11 @@ are imported by the stages, so ``python pipeline.py --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +40,29 @@ from stages import (  # noqa: F401  (re-exported: benchmarks and tests run stage
 )
 
 DEFAULT_ROOT = Path("luperson_data")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, systemd, Slurm, Kubernetes), raised in the main thread like Ctrl-C's
+    ``KeyboardInterrupt``, so the same clean-up runs (a stage's pool stops its workers)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM raises ``Terminated`` (only the main thread can take it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -71,19 +98,26 @@ def main(argv: list[str] | None = None) -> int:
     reserved = {"command", "root", "config", "verbose"}
     flags = {k: v for k, v in vars(args).items() if k not in reserved}
     try:
-        settings = resolve(args.command, args.config, flags)
-        root = Path(args.root) if args.root else DEFAULT_ROOT / ("demo" if args.command == "demo" else "")
-        with workspace(args.command, settings, root):
-            if args.command == "demo":
-                demo(settings, root, args.config)
-                return 0
-            if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
-                for before in CHAINED_BEFORE.get(args.command, ()):
-                    run_stage(before, chained_settings(before, settings, args.config, root), root)
-            summary = run_stage(args.command, settings, root)
+        with sigterm_as_interrupt():
+            settings = resolve(args.command, args.config, flags)
+            root = Path(args.root) if args.root else DEFAULT_ROOT / ("demo" if args.command == "demo" else "")
+            with workspace(args.command, settings, root):
+                if args.command == "demo":
+                    demo(settings, root, args.config)
+                    return 0
+                if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
+                    for before in CHAINED_BEFORE.get(args.command, ()):
+                        run_stage(before, chained_settings(before, settings, args.config, root), root)
+                summary = run_stage(args.command, settings, root)
     except UsageError as e:
         print(f"pipeline.py {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            f"pipeline.py {args.command}: terminated (SIGTERM); rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"pipeline.py {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -64,7 +64,7 @@ def subset(source: Path, n: int | None, dest: Path) -> Path:
     """``source`` itself, or a copy of its first ``n`` images (sorted) under ``dest``."""
     if n is None:
         return source
-    paths, _ = list_images(source)
+    paths = list_images(source).images
     for rel in paths[:n]:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source / rel, dest / rel)
@@ -73,7 +73,7 @@ def subset(source: Path, n: int | None, dest: Path) -> Path:
 
 def write_reencode(folder: Path, out: Path, max_samples: int) -> int:
     """Baseline writer: decode + re-encode (q95) every crop, same tar writer, one process."""
-    paths, _ = list_images(folder)
+    paths = list_images(folder).images
     out.mkdir(parents=True)
     writer, number = None, 0
     for rel in paths:
@@ -95,7 +95,7 @@ def convert_lmdb_loop(folder: Path, out: Path) -> int:
     """Baseline export, the release's way: every loose file read and put, one commit per folder."""
     import lmdb
 
-    paths, _ = list_images(folder)
+    paths = list_images(folder).images
     env = lmdb.open(str(out), map_size=1 << 34)
     txn, previous = env.begin(write=True), None
     for m, rel in enumerate(paths):

@@ -29,7 +29,7 @@ from shards.release.dets_report import write_report
 from shards.settings import ShardSettings
 from shards.sources import pick
 from shards.write import plan_guard, progress, replace
-from shards.write.writer import write_shards
+from shards.write.writer import write_shards, writing
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,23 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
         "jpeg_quality": cfg.jpeg_quality,
     }
     plan = plan_record(cfg, root, settings, tasks)
+    with writing(root / "shards"):  # a full disk: one line naming the file and the free space
+        summary = write_plan(cfg, root, tasks, settings, plan)
+    with writing(root / "stats.json"):
+        write_stats(root)
+    if source == "dets":
+        samples = samples_file.read(root / "shards")
+        with writing(root / "dets_report.json"):
+            report = write_report(root, cfg.from_dets, tasks, samples)
+        return {"source": source, "engine": cfg.engine, **counts, **summary, "regenerate": report}
+    return {"source": source, "engine": cfg.engine, **counts, **summary}
+
+
+def write_plan(
+    cfg: ShardSettings, root: Path, tasks: list, settings: dict[str, Any], plan: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the plan's shards in ``root/shards``; or, when the root holds another plan's and
+    ``replace_shards`` allows it, in ``shards.next``, swapped in when complete."""
     replace.recover(root)
     beside = plan_guard.check(root / "shards", plan, cfg.replace_shards, replace.staging(root))
     if not beside and replace.staging(root).is_dir():
@@ -89,9 +106,4 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     if beside:
         replace.swap_in(root)
         summary["replaced"] = True
-    write_stats(root)
-    if source == "dets":
-        samples = samples_file.read(root / "shards")
-        report = write_report(root, cfg.from_dets, tasks, samples)
-        return {"source": source, "engine": cfg.engine, **counts, **summary, "regenerate": report}
-    return {"source": source, "engine": cfg.engine, **counts, **summary}
+    return summary

@@ -3,11 +3,13 @@
 Workers prepare samples (decode, crop, encode) in parallel, on the local pool or as Ray tasks;
 this process appends them in key order, so the shards depend neither on the number of workers nor
 on the engine. A shard closes when the next sample would pass ``max_samples`` or ``max_bytes``; a
-sample larger than ``max_bytes`` alone gets a shard of its own.
+sample larger than ``max_bytes`` alone gets a shard of its own. A full disk ends the build with one
+line naming the file and the free space (``writing``); what was complete stays for the rerun.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -15,16 +17,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from common.integrity import DISK_FULL, write_failure
 from common.manifests import samples as samples_file
 from common.manifests import shard_index
 from common.manifests import tracklets as tracklets_file
 from shards.checks.verify import drop_stale_report
-from shards.write import progress
+from shards.write import plan_guard, progress
 from shards.write.items import Result, Task
 from shards.write.tarshard import ShardWriter, shard_name
 from shards.write.workers import engine_map
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A full disk (or file size limit) in the body is ``UsageError``: ``cannot write PATH (No space
+    left on device; N MiB free there)``. ``path``, not the error's file: that is a temporary name."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise write_failure(path, e) from None
 
 
 class Build:
@@ -44,10 +59,11 @@ class Build:
         if result.files is not None:
             if self.writer is not None and not self.writer.fits(result.key, result.files):
                 self.close()
-            if self.writer is None:
-                path = self.out / shard_name(self.number)
-                self.writer = ShardWriter(path, self.max_samples, self.max_bytes)
-            self.writer.add(result.key, result.files)
+            path = self.out / shard_name(self.number)
+            with writing(path):
+                if self.writer is None:
+                    self.writer = ShardWriter(path, self.max_samples, self.max_bytes)
+                self.writer.add(result.key, result.files)
             result.record["shard"] = self.writer.path.name
         self.records.append(result.record)
 
@@ -55,9 +71,11 @@ class Build:
         """Rename the open shard into place, then write its part file (the 'done' mark)."""
         if self.writer is None:
             return
-        row = self.writer.close()
+        with writing(self.writer.path):
+            row = self.writer.close()
         row["first_key"], row["last_key"] = self.writer.keys[0], self.writer.keys[-1]
-        progress.write_part(self.out, self.number, self.records, row)
+        with writing(progress.part_path(self.out, self.number)):
+            progress.write_part(self.out, self.number, self.records, row)
         log.debug("wrote %s: %d samples, %d bytes", row["shard"], row["n_samples"], row["bytes"])
         self.rows.append(row)
         self.closed_records.extend(self.records)
@@ -182,7 +200,8 @@ def write_shards(
     """
     from tqdm import tqdm
 
-    done, done_keys, todo = reusable_parts(tasks, out, settings, plan, discard_other)
+    with writing(out / plan_guard.PLAN_NAME):
+        done, done_keys, todo = reusable_parts(tasks, out, settings, plan, discard_other)
     n_items = sum(len(t.items) for t in tasks)
     if done:
         log.info("reusing %d complete shards (%d items)", len(done), len(done_keys))
@@ -196,7 +215,8 @@ def write_shards(
     append_results(build, results, bar)
     elapsed = time.perf_counter() - start
 
-    index, samples = write_indexes(out, done, build)
+    with writing(out):
+        index, samples = write_indexes(out, done, build)
+        n_tracklets = write_tracklets(out, tasks, samples)
     summary = build_summary(n_items, index, samples, len(done), build, elapsed)
-    n_tracklets = write_tracklets(out, tasks, samples)
     return {**summary, "tracklets": n_tracklets} if n_tracklets else summary
