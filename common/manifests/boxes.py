@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common.atomic import atomic_path
 from common.manifests.parquet import read_table
-from common.manifests.statuses import check_statuses
+from common.manifests.statuses import check_read_statuses, check_statuses
 
 DIR = "detections"
 # §3.1's rules in the order they are checked; the first three need only the box.
@@ -70,8 +70,9 @@ def write(path: Path, columns: dict[str, list], **metadata: str) -> None:
 
 def read(path: Path, columns: list[str] | None = None, required: tuple[str, ...] = ()):
     """The boxes of one video file as a DataFrame (``columns`` only, today's names); a damaged or
-    foreign file is a one-line ``UsageError`` naming it."""
-    return read_table(
+    foreign file, or a ``status`` outside ``STATUSES`` (the report names files by it), is a
+    one-line ``UsageError`` naming it."""
+    table = read_table(
         Path(path),
         required or tuple(columns or ()),
         "run detect first",
@@ -79,6 +80,9 @@ def read(path: Path, columns: list[str] | None = None, required: tuple[str, ...]
         renames=OLD_NAMES,
         columns=columns,
     )
+    if "status" in table.columns:
+        check_read_statuses(Path(path), table["status"].unique(), STATUSES, REMEDY)
+    return table
 
 
 def metadata(path: Path) -> dict[str, str]:

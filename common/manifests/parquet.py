@@ -46,3 +46,16 @@ def read_table(
     if missing:
         raise UsageError(f"{path} lacks columns {sorted(missing)}; {remedy}")
     return table
+
+
+def check_file_names(path: Path, names, remedy: str, *, empty_ok: bool = False) -> None:
+    """``UsageError`` naming ``path`` when one of ``names`` (a column read from it) is not one plain
+    file name of the folder it is joined to: no folder part, no ``..``, no NUL (``""`` only with
+    ``empty_ok``)."""
+    for name in map(str, names):
+        if name == "" and empty_ok:
+            continue
+        if Path(name).name != name or name in ("", ".", "..") or "\x00" in name:
+            raise UsageError(
+                f"{path} lists {one_line(repr(name), 80)}, which is not a file name in {path.parent}; {remedy}"
+            )

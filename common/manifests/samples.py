@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_parquet
-from common.manifests.parquet import read_table
+from common.manifests.parquet import check_file_names, read_table
 from common.manifests.statuses import check_statuses
 
 log = logging.getLogger(__name__)
 
 FILE = "samples.parquet"
 # Why an item was not written (``ok``: it was). Images: empty, corrupt, unencodable, not_a_file,
-# unreadable; LMDB: missing; own detections: bad_box, empty_box; videos: video_missing,
+# unreadable, hidden; LMDB: missing; own detections: bad_box, empty_box; videos: video_missing,
 # video_unreadable, frame_unreadable; --from-dets: bad_vname, bad_dets, bad_frame,
 # duplicate_video, no_boxes, not_downloaded, not_listed, resolution_mismatch and calibration's
 # unverified and mismatch.
@@ -35,6 +35,7 @@ STATUSES = (
     "unencodable",
     "not_a_file",
     "unreadable",
+    "hidden",
     "missing",
     "bad_box",
     "empty_box",
@@ -52,6 +53,7 @@ STATUSES = (
     "unverified",
     "mismatch",
 )
+REMEDY = "rerun build-shards"
 STRICT_ENV = "LUPERSON_STRICT_STATUSES"  # set by the tests: an unlisted code fails the build
 # The default is the value when unknown.
 DEFAULTS: dict[str, Any] = {
@@ -100,7 +102,9 @@ def write(shards_dir: Path, samples) -> None:
 
 
 def read(shards_dir: Path):
-    """``<shards_dir>/samples.parquet``; a missing, damaged or foreign file is one ``UsageError`` line."""
-    return read_table(
-        Path(shards_dir) / FILE, tuple(DEFAULTS), "run build-shards first", "rerun build-shards"
-    )
+    """``<shards_dir>/samples.parquet``; a missing, damaged or foreign file is one ``UsageError``
+    line, and so is a ``shard`` that is not a file name in ``shards_dir`` (readers open it there)."""
+    path = Path(shards_dir) / FILE
+    samples = read_table(path, tuple(DEFAULTS), "run build-shards first", REMEDY)
+    check_file_names(path, samples["shard"].unique(), REMEDY, empty_ok=True)
+    return samples

@@ -12,7 +12,7 @@ from pathlib import Path
 from common.atomic import write_parquet
 from common.errors import UsageError
 from common.integrity import sha256_file
-from common.manifests.parquet import read_table
+from common.manifests.parquet import check_file_names, read_table
 
 INDEX_NAME = "index.parquet"
 INDEX_COLUMNS = ("shard", "n_samples", "bytes", "sha256")
@@ -28,10 +28,9 @@ def read_shard_index(shards_dir: str | Path):
     """
     path = Path(shards_dir) / INDEX_NAME
     index = read_table(path, INDEX_COLUMNS, "run build-shards first", REMEDY)
+    check_file_names(path, index["shard"], REMEDY)
     for row in index.itertuples(index=False):
         name = str(row.shard)
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise UsageError(f"{path} lists {name!r}, which is not a file name in {path.parent}")
         if not (_count(row.n_samples) and _count(row.bytes)):
             raise UsageError(f"{path}: shard {name} has an impossible size or sample count")
     return index

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.atomic import write_parquet
-from common.manifests.parquet import read_table
+from common.manifests.parquet import check_file_names, read_table
 
 FILE = "tracklets.parquet"
 COLUMNS = ["tracklet", "key", "shard", "video_id", "frame"]
@@ -40,8 +40,11 @@ def write(shards_dir: Path, rows) -> Path:
 
 def read(shards_dir: Path):
     """The rows of ``<shards_dir>/tracklets.parquet`` (empty when the build has no tracklets);
-    a damaged or foreign file is a one-line ``UsageError`` naming it."""
+    a damaged or foreign file, or a ``shard`` that is not a file name there, is a one-line
+    ``UsageError`` naming it."""
     path = Path(shards_dir) / FILE
     if not path.is_file():
         return frame([])
-    return read_table(path, tuple(COLUMNS), "run build-shards first", REMEDY)
+    table = read_table(path, tuple(COLUMNS), "run build-shards first", REMEDY)
+    check_file_names(path, table["shard"].unique(), REMEDY)
+    return table

@@ -1,4 +1,9 @@
-"""PNG figures of a build (matplotlib, Agg): example crops (the paper's Figure 2), histograms, counts."""
+"""PNG figures of a build (matplotlib, Agg): example crops (the paper's Figure 2), histograms, counts.
+
+Labels come from the workspace files (city names, status codes), so text is drawn literally:
+mathtext and TeX are off (``LITERAL_TEXT``), and a city named ``$\\undefined{x}^{$`` is shown as
+written instead of failing the figure.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from common.atomic import atomic_path
 from common.errors import UsageError
 
 CELL = (128, 64)  # height, width of one example crop in the grid (the usual Re-ID input shape)
+LITERAL_TEXT = {"text.usetex": False, "text.parse_math": False}
 
 
 def _pyplot():
@@ -34,6 +40,8 @@ def read_crops(shards_dir: Path, keys_by_shard: dict[str, list[str]]) -> dict[st
     found: dict[str, bytes] = {}
     for shard, keys in keys_by_shard.items():
         wanted = {f"{k}.jpg": k for k in keys}
+        if not (shards_dir / shard).is_file():  # missing, or a FIFO whose open would block
+            raise UsageError(f"{shards_dir / shard} is not a shard file: run verify-shards")
         try:
             with tarfile.open(shards_dir / shard) as tar:
                 for member in tar:
@@ -100,7 +108,12 @@ def bar_counts(panels: dict[str, dict[str, int]], path: Path, title: str) -> Non
 
 
 def write_figures(stats: dict[str, Any], samples, root: Path, side: int, seed: int) -> dict[str, str]:
-    """Every figure the data allows; ``{figure: path or 'skipped: why'}``."""
+    """Every figure the data allows; ``{figure: path or 'skipped: why'}``; text drawn literally."""
+    with _pyplot().rc_context(LITERAL_TEXT):
+        return _draw_figures(stats, samples, root, side, seed)
+
+
+def _draw_figures(stats: dict[str, Any], samples, root: Path, side: int, seed: int) -> dict[str, str]:
     out = root / "figures"
     ok = samples[samples["status"] == "ok"]
     made: dict[str, str] = {}

@@ -9,7 +9,8 @@ of the frames the boxes were found on; a per-video entry ``"size": (width, heigh
 
 :mod:`shards.release.import_dets` parses the names with :func:`common.release.vnames.parse_vname`,
 crawl ``--from-vnames``'s parser: a name crawl would not list is ``bad_vname``, never ``not_listed``.
-Pickles are loaded with :mod:`shards.release.safe_pickle` (builtins and numpy arrays only).
+Pickles are loaded with :mod:`shards.release.safe_pickle` (builtins and numpy arrays only, sizes
+checked against the file, at most ``safe_pickle.MAX_DEPTH`` deep, no container inside itself).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import UsageError, require_path
+from common.errors import UsageError, one_line, require_path
 from shards.release import safe_pickle
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,15 @@ def load(path: str) -> list[VideoDets]:
             try:
                 videos.append(VideoDets(_name(f.name), str(f), safe_pickle.load(f)))
             except (OSError, *safe_pickle.LOAD_ERRORS) as e:
-                videos.append(VideoDets(_name(f.name), str(f), error=f"cannot load {f.name}: {e}"))
+                error = f"cannot load {f.name}: {one_line(str(e), 200)}"
+                videos.append(VideoDets(_name(f.name), str(f), error=error))
         return videos
     try:
         bundle = safe_pickle.load(p)
     except (OSError, *safe_pickle.LOAD_ERRORS) as e:
-        raise UsageError(f"--from-dets: {p} cannot be loaded as a detections pickle ({e})") from None
+        raise UsageError(
+            f"--from-dets: {p} cannot be loaded as a detections pickle ({one_line(str(e), 200)})"
+        ) from None
     if not isinstance(bundle, dict) or not bundle:
         raise UsageError(f"--from-dets: {p} must hold a non-empty dict keyed by <country>+<city>+<id>")
     return sorted((VideoDets(_name(k), f"{p}[{k!r}]", v) for k, v in bundle.items()), key=lambda v: v.vname)

@@ -8,11 +8,15 @@ Layout (what LUPerson's ``lup_moco`` reads as ``--data_path <out>/lmdb --info_pa
   (``--keys-format dict``, what ``lup_moco/libs/dataset.py`` reads: ``data['keys']``) or a plain
   list (``--keys-format list``, what ``LUP/convert_lmdb.py`` writes);
 - ``<out>/keys.parquet``: each LMDB key with its shard sample key, shard, country, city, video;
-- ``<out>/export.json``: the figures and a fingerprint of the shards, written last.
+- ``<out>/export.json``: the figures and a fingerprint of the shards, written last;
+- ``<out>/.luperson-export``: written before anything else, it marks the folder as export-lmdb's.
 
-The database is written under ``<out>/.lmdb.tmp`` and renamed into place when complete; a killed
-export leaves the previous one untouched and the next run starts the database over. A rerun on
-unchanged shards with the same settings does nothing.
+``<out>`` must be new, empty or marked: a folder holding anything export-lmdb did not write (the
+official release, say) is refused before a byte changes, and so is a marked one holding a foreign
+file. The database is written under ``<out>/.lmdb.tmp`` and renamed into place when complete; a
+killed export leaves the previous one untouched and its own leftovers (``.lmdb.tmp``, the
+``.<name>.<pid>.tmp`` of an atomic write) behind the marker, and the next run starts the database
+over. A rerun on unchanged shards with the same settings does nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import json
 import logging
 import pickle
+import re
 import shutil
 import sys
 import time
@@ -36,6 +41,59 @@ from shards.settings import ExportLmdbSettings
 
 log = logging.getLogger(__name__)
 PICKLE_PROTOCOL = 4  # readable by every Python 3 the release's code runs on
+MARKER = ".luperson-export"
+OWN_FILES = (MARKER, "keys.pkl", "keys.parquet", "export.json")
+OWN_DIRS = ("lmdb", ".lmdb.tmp")
+DATABASE_FILES = ("data.mdb", "lock.mdb")
+TEMPORARY = re.compile(r"\.(keys\.pkl|keys\.parquet|export\.json)\.[0-9]+\.tmp")  # common.atomic's
+
+
+def _plain_file(path: Path, own_name: bool) -> bool:
+    return own_name and path.is_file() and not path.is_symlink()
+
+
+def foreign(out: Path) -> list[str]:
+    """What in ``out`` export-lmdb did not write: any name but its own files, folders, database
+    files and temporaries, and any of those that is a link or of the wrong kind."""
+    found = []
+    for entry in sorted(out.iterdir()):
+        if entry.name in OWN_DIRS and entry.is_dir() and not entry.is_symlink():
+            inside = sorted(entry.iterdir())
+            found += [
+                f"{entry.name}/{p.name}" for p in inside if not _plain_file(p, p.name in DATABASE_FILES)
+            ]
+        elif not _plain_file(entry, entry.name in OWN_FILES or bool(TEMPORARY.fullmatch(entry.name))):
+            found.append(entry.name)
+    return found
+
+
+def claim(out: Path) -> None:
+    """Make ``out`` export-lmdb's (the marker first), or refuse it with one line, changing nothing.
+
+    A new or empty folder is claimed; a marked one is taken when it holds nothing else than what
+    an export writes, and the temporaries of a killed export are removed.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {out} is a file, not a folder")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held:
+        other = foreign(out) if MARKER in held else held
+        if MARKER not in held or other:
+            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            raise UsageError(
+                f"{out} holds what export-lmdb did not write ({shown}); nothing was changed: "
+                "name a new or empty folder with --output, or move them away"
+            )
+        for name in held:
+            if TEMPORARY.fullmatch(name):
+                (out / name).unlink()
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / MARKER, "x") as f:  # a kill after this leaves a folder the next run takes
+            f.write("made by `python pipeline.py export-lmdb`, which replaces what it wrote here\n")
+    except OSError as e:
+        raise UsageError(f"--output {out} cannot be written ({e.strerror})") from None
 
 
 def shard_list(root: Path):
@@ -205,6 +263,7 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     root = Path(root)
     out = Path(cfg.output) if cfg.output else root / "lup_lmdb"
     index = shard_list(root)
+    claim(out)
     stamp = fingerprint(index, cfg)
     previous = up_to_date(out, stamp)
     if previous is not None:

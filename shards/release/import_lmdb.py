@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from common.errors import UsageError, require_path
+from common.errors import UsageError, one_line, require_path
 from shards.release import safe_pickle
 from shards.release.lmdb_keys import parse_key
 from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
@@ -45,15 +45,29 @@ def read_keys_pkl(path: Path) -> list[str]:
     """Keys listed in keys.pkl (a list, or a dict with ``keys``)."""
     try:
         data = safe_pickle.load(path)
-    except safe_pickle.LOAD_ERRORS as e:
-        raise UsageError(f"--from-lmdb: {path} is not a LUPerson keys.pkl ({e})") from None
+    except (OSError, *safe_pickle.LOAD_ERRORS) as e:
+        raise UsageError(
+            f"--from-lmdb: {path} is not a LUPerson keys.pkl ({one_line(str(e), 200)})"
+        ) from None
     if isinstance(data, dict):
         data = data.get("keys")
     if hasattr(data, "tolist"):
         data = data.tolist()
     if not isinstance(data, list | tuple) or not all(isinstance(k, str | bytes) for k in data):
         raise UsageError(f"--from-lmdb: {path} must hold a list of keys or a dict with 'keys'")
-    return [k.decode() if isinstance(k, bytes) else k for k in data]
+    return [text_key(k, path) for k in data]
+
+
+def text_key(key: str | bytes, where: Path) -> str:
+    """A key as text; ``UsageError`` naming ``where`` for bytes that are not UTF-8."""
+    if isinstance(key, str):
+        return key
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"--from-lmdb: {where} holds the key {key[:60]!r}, which is not UTF-8 text"
+        ) from None
 
 
 def open_env(env_dir: str) -> Any:
@@ -64,16 +78,37 @@ def open_env(env_dir: str) -> Any:
     return _ENVS[env_dir]
 
 
-def database_keys(env_dir: Path) -> list[str]:
+def open_checked(env_dir: Path) -> Any:
+    """The database, opened once per process (:func:`open_env`); ``UsageError`` naming ``data.mdb``
+    when it is not an LMDB database or is cut short (LMDB maps the file: reading a page past its
+    end would kill the process with SIGBUS)."""
+    import lmdb
+
+    data, name = env_dir / "data.mdb", str(env_dir.resolve())
+    try:
+        env = open_env(name)
+    except lmdb.Error as e:
+        raise UsageError(f"--from-lmdb: {data} is not a readable LMDB database ({e})") from None
+    pages, psize, size = env.info()["last_pgno"] + 1, env.stat()["psize"], data.stat().st_size
+    if pages * psize > size:
+        _ENVS.pop(name).close()
+        raise UsageError(
+            f"--from-lmdb: {data} is cut short: it records {pages:,} pages of {psize} bytes, "
+            f"the file holds {size:,} bytes"
+        )
+    return env
+
+
+def database_keys(env: Any, data: Path) -> list[str]:
     """Every key of the database (used when keys.pkl is missing)."""
     import lmdb
 
-    env = lmdb.open(str(env_dir), readonly=True, lock=False, readahead=False, meminit=False)
     try:
         with env.begin() as txn:
-            return [bytes(k).decode() for k in txn.cursor().iternext(values=False)]
-    finally:
-        env.close()
+            keys = [bytes(k) for k in txn.cursor().iternext(values=False)]
+    except lmdb.Error as e:
+        raise UsageError(f"--from-lmdb: {data} cannot be read ({e})") from None
+    return [text_key(k, data) for k in keys]
 
 
 def key_fields(key: str) -> dict[str, Any]:
@@ -85,9 +120,10 @@ def key_fields(key: str) -> dict[str, Any]:
 def plan(path: str) -> tuple[list[Task], dict[str, Any]]:
     """Tasks of up to ``CHUNK`` keys in sorted key order, and counts for the summary."""
     env_dir, keys_file = locate(path)
+    env = open_checked(env_dir)
     if keys_file is None:
         log.warning("no keys.pkl next to %s: reading the keys from the database", env_dir)
-        keys = database_keys(env_dir)
+        keys = database_keys(env, env_dir / "data.mdb")
     else:
         keys = read_keys_pkl(keys_file)
     unique = sorted(set(keys))
@@ -110,6 +146,8 @@ def plan(path: str) -> tuple[list[Task], dict[str, Any]]:
 
 def run(task: Task, quality: int) -> list[Result]:
     """Fetch, check and wrap the JPEG bytes of each key of the task."""
+    import lmdb
+
     env = open_env(task.context["env"])
     results = []
     with env.begin() as txn:
@@ -120,7 +158,11 @@ def run(task: Task, quality: int) -> list[Result]:
             if fields:  # the key's own digits: "01_02_0003_00000004" -> city "01_02", video "01_02_0003"
                 values["city"] = key.rsplit("_", 2)[0]
                 values["video_id"] = key.rsplit("_", 1)[0]
-            data = txn.get(key.encode())
+            try:
+                data = txn.get(key.encode())
+            except lmdb.Error as e:  # a key longer than LMDB allows, a damaged page
+                results.append(failed(item.key, "unreadable", f"LMDB cannot read it ({e})", **values))
+                continue
             if data is None:
                 results.append(
                     failed(item.key, "missing", "key listed in keys.pkl but not in the LMDB", **values)
