@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,12 @@ class Command:
     # shared for readers of it, None when it does not touch the dataset
     root_lock: Literal["exclusive", "shared"] | None = "exclusive"
     run_lock: bool = False  # also holds <root>/runs/<run_name> exclusively
+    # "module:function" of (settings, root) -> the other roots whose files the command reads,
+    # held shared like root_lock "shared" (pretrain --shards in another root)
+    reads: str | None = None
+    # on a root it cannot write, run unlocked as a reader instead of refusing (no one here can
+    # change such a root): stats still prints Table 1, then names what it could not write
+    read_only_root_ok: bool = False
 
 
 COMMANDS: dict[str, Command] = {
@@ -66,6 +73,7 @@ COMMANDS: dict[str, Command] = {
         "stats",
         "shards.checks.stats:stats",
         "dataset statistics (the paper's Table 1) and figures",
+        read_only_root_ok=True,
     ),
     "verify-shards": Command(
         "shards.settings:VerifySettings",
@@ -87,6 +95,7 @@ COMMANDS: dict[str, Command] = {
         "Re-ID MoCo v2 pre-training on the shards, one GPU to many",
         root_lock="shared",
         run_lock=True,
+        reads="pretrain.shardlist:shard_roots",
     ),
     "finetune": Command(
         "finetune.settings:FinetuneSettings",
@@ -179,4 +188,8 @@ def workspace(command: str, settings: Any, root: Path):
     if not is_lock_holder() or getattr(settings, "node_rank", 0) != 0:
         return contextlib.nullcontext()
     run_dir = root / "runs" / settings.run_name if cmd.run_lock else None
-    return hold_workspace(root, command, cmd.root_lock, run_dir)
+    reads = load_attr(cmd.reads)(settings, root) if cmd.reads else []
+    mode = cmd.root_lock
+    if cmd.read_only_root_ok and root.is_dir() and not os.access(root, os.W_OK):
+        mode = "shared"
+    return hold_workspace(root, command, mode, run_dir, reads)

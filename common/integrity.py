@@ -3,10 +3,12 @@
 * ``write_checked(path, save)``: ``save(tmp)`` writes a temporary sibling; its sha256 goes to
   ``<path>.sha256`` (``sha256sum -c`` format) *before* the temporary is renamed onto ``path``, so
   a file that exists always has its checksum beside it. A failed write (a full disk: ``OSError``
-  or the ``RuntimeError`` of torch's C++ writer) ends in one ``UsageError`` line.
+  or the ``RuntimeError`` of torch's C++ writer) ends in one ``UsageError`` line; a write cut
+  short before the rename (Ctrl-C included) puts the sidecar back as it was.
 * ``checked_digest(path)``: the sha256 of ``path`` when it equals its sidecar, else ``Damaged``.
 * ``remove_stale_temporaries``: the ``.NAME.PID.tmp`` files (``common.atomic``) a killed
-  process left behind, only for names this stage writes and pids that are gone.
+  process left behind, only for names this stage writes and pids that are gone, and the
+  sidecars whose file is gone (a ``kill -9`` between the sidecar and the rename).
 """
 
 from __future__ import annotations
@@ -63,14 +65,38 @@ def write_failure(path: Path, e: BaseException) -> UsageError:
 
 def write_checked(path: Path, save: Callable[[Path], None]) -> str:
     """Write ``path`` atomically through ``save(tmp)`` with its sha256 sidecar; the hex digest."""
+    side = sidecar(path)
     try:
-        with atomic_path(path) as tmp:
-            save(tmp)
-            digest = sha256_file(tmp)
-            write_text(sidecar(path), f"{digest}  {path.name}\n")
-    except (OSError, RuntimeError) as e:  # RuntimeError: torch.save's C++ writer on a full disk
-        raise write_failure(path, e) from None
+        before = side.read_bytes()
+    except FileNotFoundError:
+        before = None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # common.atomic's temporary name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save(tmp)
+        digest = sha256_file(tmp)
+        with open(tmp, "rb") as f:  # data reaches the disk before the name does
+            os.fsync(f.fileno())
+        write_text(side, f"{digest}  {path.name}\n")
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp.exists():  # not renamed: the sidecar goes back to describing what ``path`` holds
+            _put_back(side, before)
+        if isinstance(e, (OSError, RuntimeError)):  # RuntimeError: torch's C++ writer, disk full
+            raise write_failure(path, e) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
     return digest
+
+
+def _put_back(side: Path, before: bytes | None) -> None:
+    """Restore a sidecar to ``before`` (None: it did not exist)."""
+    if before is None:
+        side.unlink(missing_ok=True)
+        return
+    with atomic_path(side) as tmp:
+        tmp.write_bytes(before)
 
 
 def recorded_digest(path: Path) -> str | None:
@@ -111,13 +137,16 @@ def _gone(pid: int) -> bool:
 
 def remove_stale_temporaries(folder: Path, names: re.Pattern[str]) -> list[Path]:
     """Delete ``.NAME.PID.tmp`` files in ``folder`` whose NAME matches ``names`` and whose
-    writer is gone; call before this process writes there. The removed paths."""
+    writer is gone, and ``NAME.sha256`` sidecars whose file NAME is gone; call before this
+    process writes there. The removed paths."""
     if not folder.is_dir():
         return []
     removed = []
     for p in folder.iterdir():
         m = TEMPORARY.match(p.name)
-        if m and names.fullmatch(m["name"]) and _gone(int(m["pid"])) and p.is_file():
+        stale = m and names.fullmatch(m["name"]) and _gone(int(m["pid"]))
+        orphan = p.name.endswith(SUFFIX) and names.fullmatch(p.name) and not p.with_suffix("").exists()
+        if (stale or orphan) and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
     if removed:

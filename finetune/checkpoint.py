@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from common.atomic import atomic_path
 from common.errors import UsageError
 from common.resume import check_resume_settings
+from common.safe_load import save_torch
 from finetune.backbone import build_resnet, read_checkpoint
 from finetune.heads import build_model
 
@@ -25,7 +25,7 @@ RESUME_FREE = {"device", "workers", "eval_batch_size", "rerank", "run_name"}
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        save_torch(payload, tmp)
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:

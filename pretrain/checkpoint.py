@@ -21,7 +21,7 @@ import torch
 from common.errors import UsageError
 from common.integrity import Damaged, checked_digest, sidecar, write_checked
 from common.resume import check_resume_settings
-from common.safe_load import NotATorchFile, load_tensors_only
+from common.safe_load import NotATorchFile, load_tensors_only, save_torch
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"step_(\d{8})\.pt$")
@@ -86,10 +86,12 @@ def save_checkpoint(folder: Path, state: dict[str, Any], keep: int) -> tuple[Pat
     """Write ``step_<step>.pt`` (and its sidecar) atomically, then delete all but the newest
     ``keep``; the path and its sha256."""
     path = folder / f"step_{state['step']:08d}.pt"
-    digest = write_checked(path, lambda tmp: torch.save(state, tmp))
+    digest = write_checked(path, lambda tmp: save_torch(state, tmp))
     for old in checkpoints(folder)[:-keep]:
-        old.unlink(missing_ok=True)
-        sidecar(old).unlink(missing_ok=True)
+        try:
+            old.unlink(missing_ok=True)
+        finally:  # a Ctrl-C between the two leaves no sidecar without its file
+            sidecar(old).unlink(missing_ok=True)
     return path, digest
 
 
@@ -148,5 +150,5 @@ def export_backbone(backbone: torch.nn.Module, path: Path) -> Path:
     ``fc.weight`` and ``fc.bias`` (pre-training has no classifier).
     """
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
-    write_checked(path, lambda tmp: torch.save(state, tmp))
+    write_checked(path, lambda tmp: save_torch(state, tmp))  # equal weights, equal bytes
     return path

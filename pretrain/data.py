@@ -35,7 +35,7 @@ from torch.utils.data import IterableDataset
 from common.media.images import decode_rgb, is_jpeg
 from pretrain.presets import Recipe
 from pretrain.stream_guard import StreamGuard
-from pretrain.tarstream import tar_samples
+from pretrain.tarstream import Opener, open_tar, tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,8 @@ class BatchStream(IterableDataset):
     batch is uint8 images + original sizes); else a ``PerSampleAugment`` runs here (a batch is
     two float views). ``raw``: not decoded here (a batch is ``collate_jpegs``' JPEG bytes and
     lengths). A sample without a decodable image (``raw``: without a JPEG marker) is logged and skipped.
+    ``open_shard`` opens each drawn tar (``shardlist.ShardList.open``: only while it is the file
+    that was checked).
     """
 
     def __init__(
@@ -167,13 +169,14 @@ class BatchStream(IterableDataset):
         shuffle_buffer,
         augment=None,
         raw: bool = False,
+        open_shard: Opener = open_tar,
     ):
         super().__init__()
         if raw and augment is not None:
             raise ValueError("raw JPEG batches cannot be augmented per sample in the workers")
         self.urls, self.recipe, self.seed, self.n0 = urls, recipe, seed, n0
         self.steps_per_epoch, self.batch, self.shuffle_buffer = steps_per_epoch, batch, shuffle_buffer
-        self.augment, self.raw = augment, raw
+        self.augment, self.raw, self.open_shard = augment, raw, open_shard
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rank, world, worker, workers = wds.utils.pytorch_worker_info()
@@ -186,7 +189,7 @@ class BatchStream(IterableDataset):
     def slot_batches(self, epoch: int, rank: int, world: int, slot: int, slots: int, skip: int):
         guard = StreamGuard(slot_shards(self.urls, rank, world, slot, slots))
         shards = guard.urls_of(resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots))
-        samples = guard.samples_of(tar_samples(shards, guard.handler, ("jpg",)))
+        samples = guard.samples_of(tar_samples(shards, guard.handler, ("jpg",), self.open_shard))
         seed = _seed(self.seed, epoch, rank, slot, 1)
         samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(samples)
         samples = islice(samples, skip * self.batch, None)  # already trained on: not decoded
@@ -236,6 +239,7 @@ def make_loader(
     augment=None,
     raw: bool = False,
     pin_memory: bool = False,
+    open_shard: Opener = open_tar,
     stream_type: type[BatchStream] | None = None,
     **stream_options,
 ) -> wds.WebLoader:
@@ -253,6 +257,7 @@ def make_loader(
         shuffle_buffer=shuffle_buffer,
         augment=augment,
         raw=raw,
+        open_shard=open_shard,
         **stream_options,
     )
     loader = wds.WebLoader(

@@ -7,7 +7,8 @@ Started by an external ``torchrun`` (``RANK`` set), it runs the training loop di
 
 Before any process starts: the shard list is made and checked against ``index.parquet``
 (``pretrain.shardlist``), a run that is already finished returns its recorded summary without
-writing anything (``pretrain.finished``), and every shard's sha256 is checked.
+writing anything (``pretrain.finished``), and every shard's sha256 is checked. The training
+processes read only the files so checked (``ShardList.open``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def pretrain(cfg, root: Path) -> dict[str, Any]:
         return {**done, "already_finished": True}
     verify_shards(shards)
     if "RANK" in os.environ or cfg.gpus * cfg.nnodes == 1:
-        return train_worker(cfg, root)
+        return train_worker(cfg, root, shards)
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
@@ -73,7 +74,7 @@ def pretrain(cfg, root: Path) -> dict[str, Any]:
         start_method="spawn",
     )
     log.info("launching %d processes on node %d of %d", cfg.gpus, cfg.node_rank, cfg.nnodes)
-    results = elastic_launch(config, train_worker)(cfg, root)
+    results = elastic_launch(config, train_worker)(cfg, root, shards)
     ranks = sorted(results)
     summary = dict(results[ranks[0]])
     summary["ranks_agree"] = len({tuple(r["checksums"].values()) for r in results.values()}) == 1

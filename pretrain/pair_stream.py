@@ -79,7 +79,7 @@ class PairStream(BatchStream):
         shards = guard.urls_of(resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots))
 
         def read(item):
-            return guard.samples_of(tar_samples([item], guard.handler, SUFFIXES))
+            return guard.samples_of(tar_samples([item], guard.handler, SUFFIXES, self.open_shard))
 
         samples = tracklet_samples(shards, read, self.window, _seed(self.seed, epoch, rank, slot, 2))
         seed = _seed(self.seed, epoch, rank, slot, 1)

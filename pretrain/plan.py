@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.errors import UsageError
 from pretrain.schedule import peak_lr
-from pretrain.shardlist import shard_list
+from pretrain.shardlist import ShardList, shard_list
 
 
 @dataclasses.dataclass
@@ -21,19 +21,19 @@ class Plan:
     total_steps: int
     warmup_steps: int
     peak_lr: float
-    urls: list[str]
-    shards_fingerprint: str
+    shards: ShardList
 
 
-def make_plan(cfg, root: Path, world: int) -> Plan:
-    """Check the settings against the shards and the world size; raise UsageError on a mismatch."""
+def make_plan(cfg, root: Path, world: int, shards: ShardList | None = None) -> Plan:
+    """Check the settings against the shards (``shards``, the list ``launch`` checked; else
+    made here) and the world size; raise UsageError on a mismatch."""
     if cfg.batch_size % world:
         raise UsageError(f"batch_size {cfg.batch_size} is not a multiple of the {world} processes")
     per_rank = cfg.batch_size // world
     groups = max(1, cfg.bn_groups // world)
     if per_rank % groups:
         raise UsageError(f"batch per process {per_rank} is not a multiple of its {groups} Shuffle-BN groups")
-    shards = shard_list(cfg.shards, root)
+    shards = shards if shards is not None else shard_list(cfg.shards, root)
     epoch_size = cfg.epoch_size or shards.samples
     steps = epoch_size // cfg.batch_size
     if steps < 1:
@@ -46,6 +46,5 @@ def make_plan(cfg, root: Path, world: int) -> Plan:
         total_steps=cfg.epochs * steps,
         warmup_steps=cfg.warmup_epochs * steps,
         peak_lr=peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch),
-        urls=shards.urls,
-        shards_fingerprint=shards.fingerprint(),
+        shards=shards,
     )

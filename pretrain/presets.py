@@ -39,6 +39,13 @@ class Recipe:
         """Odd kernel covering +-3 sigma of the largest sigma (13 for sigma 2), for any image size."""
         return 2 * int(-(-3 * self.blur_sigma[1] // 1)) + 1
 
+    @property
+    def smallest_side(self) -> int:
+        """The least height and width (7): the blur pads each side by half its kernel, reflecting,
+        which needs a longer side; the batched path blurs every image (an identity kernel when
+        the blur is not drawn), so this holds with ``--no-blur`` too."""
+        return self.blur_kernel // 2 + 1
+
 
 def recipe_from_settings(cfg) -> tuple[Recipe, float]:
     """(Recipe, temperature) of ``cfg.preset`` with the per-factor switches applied."""

@@ -1,9 +1,11 @@
-"""One training process's device and place in the process group (the torchrun environment)."""
+"""One training process's device, place in the process group (the torchrun environment) and seeds."""
 
 from __future__ import annotations
 
 import os
+import random
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -30,3 +32,11 @@ def init_distributed(device: torch.device) -> tuple[int, int, int]:
 def param_checksum(module: torch.nn.Module) -> float:
     """Sum of every parameter in float64: equal on every rank when the replicas agree."""
     return float(sum(p.detach().double().sum().item() for p in module.parameters()))
+
+
+def seed_process(seed: int) -> None:
+    """Seed torch's, Python's and NumPy's global generators: a checkpoint records all three, so two
+    equal runs write equal checkpoints (and ``finished.json`` hashes)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)

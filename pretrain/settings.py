@@ -7,6 +7,7 @@ from typing import Literal
 
 from common.errors import SettingsError
 from common.settings import check_folder_name, check_nonnegative, check_positive, check_range, setting
+from pretrain.presets import Recipe
 
 # torchvision builders whose backbones end in ``fc`` after global pooling.
 RESNETS = (
@@ -113,6 +114,13 @@ class PretrainSettings:
             "shuffle_buffer",
             "tracklet_window",
         )
+        least = Recipe(self.height, self.width).smallest_side
+        for name in ("height", "width"):
+            if getattr(self, name) < least:
+                raise SettingsError(
+                    f"{name} must be >= {least} pixels (the Gaussian blur pads by {least - 1}), "
+                    f"got {getattr(self, name)}"
+                )
         check_nonnegative(self, "weight_decay", "warmup_epochs", "workers", "node_rank", "cpu_threads")
         check_range(self, "momentum", 0.0, 1.0)
         check_range(self, "erasing_max_area", 0.02, 1.0)

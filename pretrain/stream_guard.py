@@ -9,6 +9,9 @@ it with ``UnreadableShards`` (one line) when
   row had no decodable ``.jpg`` (tars of something else).
 
 A slot with at least one good shard (or image) never trips it.
+
+A shard that is removed or replaced while the run reads it is not skipped like an unreadable
+one: ``ShardChanged`` (raised where the tar is opened, ``shardlist.ShardList.open``) ends the run.
 """
 
 from __future__ import annotations
@@ -23,17 +26,25 @@ log = logging.getLogger(__name__)
 UNDECODABLE_LIMIT = 100
 
 
-class UnreadableShards(UsageError):
+class StreamStopped(UsageError):
+    """The shard stream cannot go on: one line for the user, from a loader worker or not."""
+
+
+class UnreadableShards(StreamStopped):
     """No shard of a loader slot yields anything to train on."""
 
 
+class ShardChanged(StreamStopped):
+    """A shard is gone or is no longer the file that was checked before training."""
+
+
 def one_line(e: BaseException) -> str:
-    """The guard's own message, also when a DataLoader worker re-raised it with a traceback."""
+    """The stream's own message, also when a DataLoader worker re-raised it with a traceback."""
     text = str(e)
-    marker = f"{UnreadableShards.__name__}: "
+    marker = f"{type(e).__name__}: "
     if marker in text:
         text = text.rsplit(marker, 1)[1]
-    return text.strip().splitlines()[0] if text.strip() else UnreadableShards.__name__
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
 
 def _url_of(exn: BaseException) -> str:

@@ -13,7 +13,9 @@ its basename, the suffix (lower-cased) the rest; consecutive members with one ke
 are skipped. A sample none of whose members is wanted is still yielded (without data), so a
 caller can count it. A read error (a cut or garbled archive, a missing file, a duplicate member)
 goes to ``handler`` with the shard's url appended to its arguments, as webdataset does:
-``handler`` returning True skips the rest of that shard, False ends the stream.
+``handler`` returning True skips the rest of that shard, False ends the stream. A ``UsageError``
+(``open_shard`` refusing a tar that changed since it was checked) is no read error: it ends the
+stream whatever ``handler`` says.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any, BinaryIO
 
+from common.errors import UsageError
 from common.tar_header import header_number, pax_path
 
 BLOCK = 512
@@ -100,10 +103,20 @@ def key_and_suffix(name: str) -> tuple[str, str] | None:
     return (folder + slash + stem if slash else stem), suffix.lower()
 
 
-def shard_samples(url: str, suffixes: Collection[str]) -> Iterator[dict[str, Any]]:
+Opener = Callable[[str], BinaryIO]
+
+
+def open_tar(url: str) -> BinaryIO:
+    """The default ``open_shard``: the file, buffered for one sequential pass."""
+    return open(url, "rb", buffering=BUFFER)
+
+
+def shard_samples(
+    url: str, suffixes: Collection[str], open_shard: Opener = open_tar
+) -> Iterator[dict[str, Any]]:
     """The samples of one tar, with the bytes of the members whose suffix is in ``suffixes``."""
     sample: dict[str, Any] | None = None
-    with open(url, "rb", buffering=BUFFER) as f:
+    with open_shard(url) as f:
         for key, suffix, data in tar_members(f, suffixes):
             if sample is None or sample["__key__"] != key:
                 if sample is not None:
@@ -118,13 +131,18 @@ def shard_samples(url: str, suffixes: Collection[str]) -> Iterator[dict[str, Any
 
 
 def tar_samples(
-    shards: Iterable[dict[str, Any]], handler: Callable[[BaseException], bool], suffixes: Collection[str]
+    shards: Iterable[dict[str, Any]],
+    handler: Callable[[BaseException], bool],
+    suffixes: Collection[str],
+    open_shard: Opener = open_tar,
 ) -> Iterator[dict[str, Any]]:
     """The samples of each ``{"url": path}`` in turn (a drop-in for ``wds.tarfile_to_samples``)."""
     for item in shards:
         url = item["url"]
         try:
-            yield from shard_samples(url, suffixes)
+            yield from shard_samples(url, suffixes, open_shard)
+        except UsageError:
+            raise
         except Exception as exn:  # the handler decides, as in webdataset
             exn.args = (*exn.args, url)
             if not handler(exn):

@@ -44,9 +44,10 @@ from pretrain.moco import MoCo, info_nce_loss
 from pretrain.pair_stream import PairStream
 from pretrain.plan import make_plan
 from pretrain.presets import recipe_from_settings
-from pretrain.process import init_distributed, param_checksum, pick_device
+from pretrain.process import init_distributed, param_checksum, pick_device, seed_process
 from pretrain.schedule import lr_at
-from pretrain.stream_guard import UnreadableShards, one_line
+from pretrain.shardlist import ShardList
+from pretrain.stream_guard import StreamStopped, one_line
 from pretrain.views import batch_views
 
 log = logging.getLogger(__name__)
@@ -58,19 +59,19 @@ RUN_FILES = re.compile(
 class Trainer:
     """Model, optimiser, augmentation, data and logs of one rank."""
 
-    def __init__(self, cfg, root: Path):
+    def __init__(self, cfg, root: Path, shards: ShardList | None = None):
         self.cfg, self.root = cfg, root
         local = int(os.environ.get("LOCAL_RANK", 0))
         self.device = pick_device(cfg, local)
         self.rank, self.world, _ = init_distributed(self.device)
-        self.plan = make_plan(cfg, root, self.world)
+        self.plan = make_plan(cfg, root, self.world, shards)
         self.main = self.rank == 0
         self.run_dir = root / "runs" / cfg.run_name
         self.cuda = self.device.type == "cuda"
         if self.cuda:
             torch.backends.cudnn.benchmark = True
             torch.set_float32_matmul_precision("high")
-        torch.manual_seed(cfg.seed + self.rank)
+        seed_process(cfg.seed + self.rank)
         self.recipe, temperature = recipe_from_settings(cfg)
         self.tracklets = cfg.positives == "tracklet"
         self.model = MoCo(
@@ -190,7 +191,7 @@ class Trainer:
         augment = None if self.cfg.gpu_augment else PerSampleAugment(self.recipe)
         pairs = dict(stream_type=PairStream, window=self.cfg.tracklet_window) if self.tracklets else {}
         return make_loader(
-            self.plan.urls,
+            self.plan.shards.urls,
             self.recipe,
             seed=self.cfg.seed,
             start=self.step,
@@ -202,6 +203,7 @@ class Trainer:
             augment=augment,
             raw=self.cfg.gpu_decode,
             pin_memory=self.cuda,
+            open_shard=self.plan.shards.open,
             **pairs,
         )
 
@@ -220,8 +222,7 @@ class Trainer:
             total=stop, initial=start, desc="pretrain", unit="step", disable=not self.main, mininterval=1
         )
         window = new_window()
-        t0 = window["t0"]
-        total_wait, pending, rows = 0.0, [], []
+        t0, total_wait, pending, rows = window["t0"], 0.0, [], []
         self.model.train()
         try:  # the bar ends its line whatever happens: an error message starts on its own
             batches = iter(self.loader(stop)) if self.step < stop else iter(())
@@ -229,7 +230,7 @@ class Trainer:
                 tw = time.perf_counter()
                 try:
                     batch = next(batches)
-                except UnreadableShards as e:  # from a loader worker: its message without the traceback
+                except StreamStopped as e:  # from a loader worker: its message without the traceback
                     raise UsageError(one_line(e)) from None
                 waited = time.perf_counter() - tw
                 window["wait"] += waited
@@ -237,7 +238,9 @@ class Trainer:
                 lr = lr_at(self.step, plan.peak_lr, plan.total_steps, plan.warmup_steps)
                 loss, acc = self.train_step(*self.views(batch))
                 pending.append((self.step, lr, loss, acc))
-                if self.step % cfg.log_every == 0 or self.step == stop:
+                checkpoint = self.step % cfg.checkpoint_every == 0 or self.step == stop
+                # rows reach metrics.csv before their checkpoint: a resume keeps them (logs.py)
+                if self.step % cfg.log_every == 0 or checkpoint:
                     rows = (
                         flush(pending, metrics, window, self.world, cfg.batch_size, plan.steps_per_epoch)
                         or rows
@@ -247,7 +250,7 @@ class Trainer:
                         pairs_s=f"{rows[-1]['pairs_per_s']:.0f}", wait=f"{rows[-1]['data_wait_share']:.0%}"
                     )
                 bar.update(1)
-                if self.step % cfg.checkpoint_every == 0 or self.step == stop:
+                if checkpoint:
                     self.save()
             del batches  # stops the loader's workers
         finally:
@@ -284,7 +287,7 @@ class Trainer:
                 self.model.temperature,
                 self.step,
                 self.plan.steps_per_epoch,
-                self.plan.shards_fingerprint,
+                self.plan.shards.fingerprint(),
             )
             summary["backbone"] = str(backbone)
             summary["backbone_card"] = str(write_card(backbone, card))

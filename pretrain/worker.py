@@ -12,6 +12,7 @@ import torch.distributed as dist
 from common.errors import UsageError
 from common.integrity import DISK_FULL
 from common.log import setup_logging
+from pretrain.shardlist import ShardList
 from pretrain.trainer import Trainer
 
 
@@ -28,8 +29,9 @@ def out_of_memory(cfg) -> str:
     )
 
 
-def train_worker(cfg, root: Path) -> dict[str, Any]:
-    """Entry of one process (launched by ``launch.pretrain`` or by an external torchrun)."""
+def train_worker(cfg, root: Path, shards: ShardList | None = None) -> dict[str, Any]:
+    """Entry of one process (launched by ``launch.pretrain`` or by an external torchrun);
+    ``shards``: the list ``launch`` checked against the index (each tar's identity with it)."""
     setup_logging()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if cfg.cpu_threads:
@@ -38,7 +40,7 @@ def train_worker(cfg, root: Path) -> dict[str, Any]:
         # As torchrun does: processes sharing a node must not oversubscribe its cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     try:
-        return Trainer(cfg, Path(root)).fit()
+        return Trainer(cfg, Path(root), shards).fit()
     except torch.cuda.OutOfMemoryError:
         raise UsageError(out_of_memory(cfg)) from None
     except OSError as e:  # a full disk while writing logs or plots (checkpoints say so themselves)

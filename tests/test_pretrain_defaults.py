@@ -33,7 +33,7 @@ def test_a_batch_too_large_for_the_gpu_is_one_line(tmp_path, capsys, monkeypatch
     def out_of_memory(self):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
 
-    monkeypatch.setattr(trainer.Trainer, "__init__", lambda self, cfg, root: None)
+    monkeypatch.setattr(trainer.Trainer, "__init__", lambda self, cfg, root, shards=None: None)
     monkeypatch.setattr(trainer.Trainer, "fit", out_of_memory)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(
