@@ -1,7 +1,9 @@
-"""Fetch one video into ``<root>/videos/<id>.<ext>``: yt-dlp for URLs, a copy for local paths.
+"""Fetch one video into ``<root>/videos/<bucket>/<id>.<ext>``: yt-dlp for URLs, a copy for local paths.
 
 A file appears under its final name only complete: yt-dlp writes ``<name>.part`` and renames it
-when the download finishes; a local copy goes through ``common.atomic.atomic_path``.
+when the download finishes; a local copy goes through ``common.atomic.atomic_path``. Files are
+fanned out over 256 bucket folders (``common.fanout``): a full crawl leaves ~73,000 files, and
+finding a video's file by pattern in one such folder read every entry, once per video.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from collect.failures import OK, classify, classify_message, one_line
 from collect.settings import CrawlSettings
 from collect.video_info import info_path, info_saver, load_info, meta_of
-from collect.ytdl import KeepLogger, backoff, download_options
+from collect.ytdl import KeepLogger, backoff, download_archive, download_options
 from common.atomic import atomic_path
+from common.fanout import fanned_path
 
 log = logging.getLogger(__name__)
 TEMP_SUFFIXES = (".part", ".ytdl", ".tmp", ".temp")
@@ -39,9 +42,14 @@ class Fetched:
     info: dict[str, Any] = field(default_factory=dict)  # title, channel, duration_s from yt-dlp
 
 
+def video_path(videos: Path, video_id: str, ext: str) -> Path:
+    """Where the file of ``video_id`` goes: ``videos/<bucket>/<id>.<ext>`` (``common.fanout``)."""
+    return fanned_path(videos, video_id, f"{video_id}.{ext}")
+
+
 def final_file(videos: Path, video_id: str) -> Path | None:
-    """The complete file of ``video_id`` (``<id>.<ext>``), ignoring ``.part`` and temporary files."""
-    for p in sorted(videos.glob(f"{video_id}.*")):
+    """The complete file of ``video_id`` (``<bucket>/<id>.<ext>``), ignoring ``.part`` and temporary files."""
+    for p in sorted(fanned_path(videos, video_id).parent.glob(f"{video_id}.*")):
         if p.stem == video_id and p.suffix.lower() not in TEMP_SUFFIXES and p.is_file():
             return p
     return None
@@ -52,7 +60,7 @@ def _mb(n: float) -> str:
 
 
 def copy_local(cfg: CrawlSettings, video_id: str, source: str, videos: Path) -> Fetched:
-    """Copy a local file to ``videos/<id>.<ext>`` (the demo's path: no network)."""
+    """Copy a local file to ``videos/<bucket>/<id>.<ext>`` (the demo's path: no network)."""
     src = Path(source)
     if not src.is_file():
         return Fetched("not_found", f"no such file: {src}")
@@ -65,7 +73,7 @@ def copy_local(cfg: CrawlSettings, video_id: str, source: str, videos: Path) -> 
     if done is not None:
         return Fetched(OK, path=done, info=info)
     ext = "".join(ch for ch in src.suffix.lower() if ch.isalnum()) or "bin"
-    dest = videos / f"{video_id}.{ext}"
+    dest = video_path(videos, video_id, ext)
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
     return Fetched(OK, path=dest, transferred=True, info=info)
@@ -92,9 +100,9 @@ def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
             return "too large: " + seen["too_large"]
         return None
 
-    opts = download_options(
-        cfg, logger, videos / f"{video_id}.%(ext)s", videos.parent / ARCHIVE, [on_progress], size_filter
-    )
+    archive = download_archive(videos.parent / ARCHIVE)
+    outtmpl = video_path(videos, video_id, "%(ext)s")
+    opts = download_options(cfg, logger, outtmpl, archive, [on_progress], size_filter)
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             ydl.add_post_processor(info_saver(info_path(videos, video_id)), when="before_dl")

@@ -1,11 +1,12 @@
-"""``video_info/<id>.json``: a video's title and channel, on disk before its file can appear.
+"""``video_info/<bucket>/<id>.json``: a video's title and channel, on disk before its file can appear.
 
 yt-dlp learns a video's title only when it extracts the video, and ``videos.parquet`` is rewritten
 at most every ``SAVE_EVERY_S``. Without this file a kill after ``<id>.<ext>.part`` is renamed and
 before the next rewrite leaves a complete file whose row never gets its title: a rerun finds the
 file done and does not ask yt-dlp again (and the VR rule of ``filter`` reads titles). yt-dlp's
 ``before_dl`` hook writes it (atomically) once the video is extracted and before any byte is
-fetched; a rerun that finds the file done reads the title back from it.
+fetched; a rerun that finds the file done reads the title back from it. One file per video, so
+the folder is fanned out over 256 buckets (``common.fanout``) like ``videos/``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
+from common.fanout import fanned_path
 
 log = logging.getLogger(__name__)
 INFO_DIR = "video_info"
 
 
 def info_path(videos: Path, video_id: str) -> Path:
-    """``<root>/video_info/<id>.json`` for the files under ``<root>/videos``."""
-    return videos.parent / INFO_DIR / f"{video_id}.json"
+    """``<root>/video_info/<bucket>/<id>.json`` for the files under ``<root>/videos``."""
+    return fanned_path(videos.parent / INFO_DIR, video_id, f"{video_id}.json")
 
 
 def meta_of(info: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Only the yt-dlp Python API is used (``yt_dlp.YoutubeDL(opts)``); no shell, no co
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,69 @@ class KeepLogger:
         """True when any kept message contains ``text`` (case-insensitive)."""
         text = text.lower()
         return any(text in m.lower() for m in self.messages)
+
+
+class DownloadArchive:
+    """yt-dlp's download archive (``<extractor> <id>`` a line), read once per process.
+
+    yt-dlp takes a set-like object as its ``download_archive`` option. Given the file's name
+    instead, every ``YoutubeDL`` (one per video) read the whole file again: quadratic in the
+    videos of a crawl. This object reads the file once, then on each look only what was appended
+    since (by this process's threads, or by other processes on the same root: Ray tasks), and
+    appends a finished download's line itself (under yt-dlp's file lock, as yt-dlp does).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._ids: set[str] = set()
+        self._offset = 0  # bytes of the file read so far, always at a line end
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> None:
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = 0
+        if size == self._offset:
+            return
+        if size < self._offset:  # truncated or replaced (lines deleted to fetch again): read anew
+            self._ids, self._offset = set(), 0
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read(size - self._offset)
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._ids.update(line.strip() for line in complete.decode("utf-8").splitlines() if line.strip())
+        self._offset += len(complete)
+
+    def __contains__(self, item: object) -> bool:
+        with self._lock:
+            self._refresh()
+            return item in self._ids
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._refresh()
+            return len(self._ids)
+
+    def add(self, item: str) -> None:
+        """Record a finished download: append its line to the file (yt-dlp calls this)."""
+        from yt_dlp.utils import locked_file
+
+        with self._lock:
+            with locked_file(str(self.path), "a", encoding="utf-8") as f:
+                f.write(item + "\n")
+            self._ids.add(item)
+
+
+_ARCHIVES: dict[Path, DownloadArchive] = {}
+_ARCHIVES_LOCK = threading.Lock()
+
+
+def download_archive(path: Path) -> DownloadArchive:
+    """The one ``DownloadArchive`` of ``path`` in this process (threads and Ray tasks share it)."""
+    key = Path(os.path.abspath(path))
+    with _ARCHIVES_LOCK:
+        return _ARCHIVES.setdefault(key, DownloadArchive(key))
 
 
 def backoff(cfg: CrawlSettings) -> Callable[[int], float]:
@@ -91,7 +156,7 @@ def download_options(
     cfg: CrawlSettings,
     logger: KeepLogger,
     outtmpl: Path,
-    archive: Path,
+    archive: DownloadArchive,
     hooks: list[Callable[[dict], None]],
     match_filter: Callable[[dict, bool], str | None],
 ) -> dict[str, Any]:
@@ -106,7 +171,7 @@ def download_options(
         "match_filter": match_filter,
         "retries": cfg.retries,
         "fragment_retries": cfg.retries,
-        "download_archive": str(archive),
+        "download_archive": archive,
         "progress_hooks": hooks,
         "noplaylist": True,
         "continuedl": True,

@@ -29,6 +29,7 @@ import numpy as np
 
 from common.engine import run_tasks
 from common.errors import UsageError
+from common.fanout import fanned_path
 from common.manifests import video_filter
 from common.manifests.videos import MANIFEST, read_frame
 from filter.near_dup import near_duplicates
@@ -37,7 +38,7 @@ from filter.settings import FilterSettings
 from filter.vr import vr_signal
 
 log = logging.getLogger(__name__)
-PROBE_DIR = "filter_probes"
+PROBE_DIR = "filter_probes"  # one cached probe per video: <bucket>/<id>.json (common.fanout)
 
 
 def load_videos(root: Path):
@@ -135,7 +136,7 @@ def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
             }
         )
         if vid not in seen:
-            cache = absolute / PROBE_DIR / f"{vid}.json"
+            cache = fanned_path(absolute / PROBE_DIR, vid, f"{vid}.json")
             tasks.append((str(absolute / path), str(cache), cfg.static_frames, cfg.static_width))
             task_rows.append(len(rows) - 1)
         seen.add(vid)

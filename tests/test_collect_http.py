@@ -23,6 +23,7 @@ from processes import kill_group_when
 
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
+from common.fanout import fanned_files, fanned_path
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024
@@ -80,6 +81,11 @@ def write_urls(path: Path, urls: list[str]) -> Path:
     return path
 
 
+def stored(root: Path, src: Path) -> Path:
+    """Where crawl keeps the file of ``src`` (id = its stem): ``videos/<bucket>/<name>``."""
+    return fanned_path(root / "videos", src.stem, src.name)
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,11 +110,12 @@ def test_manifest_rows_and_files(reference, videos_dir: Path):
     ok = df[df["status"] == "ok"]
     assert len(ok) == len(sources)
     for row, src in zip(ok.itertuples(), sources, strict=True):
-        assert row.path == f"videos/{src.stem}{src.suffix}"
+        assert row.path == stored(root, src).relative_to(root).as_posix()
+        assert row.path.startswith("videos/") and row.path.count("/") == 2  # fanned out, one bucket
         assert filecmp.cmp(root / row.path, src, shallow=False)  # complete, byte for byte
         assert row.bytes == src.stat().st_size
         assert row.title == src.stem  # what yt-dlp's generic extractor names a direct link
-    assert not list((root / "videos").glob("*.part"))
+    assert not list((root / "videos").rglob("*.part"))
     assert reference["summary"]["ok"] == len(sources)
 
 
@@ -141,11 +148,11 @@ def test_probed_values_equal_opencv(reference, videos_dir: Path):
 
 def test_rerun_downloads_nothing(reference, server):
     before = sum(server.requests.values())
-    mtimes = {p: p.stat().st_mtime_ns for p in (reference["root"] / "videos").iterdir()}
+    mtimes = {p: p.stat().st_mtime_ns for p in fanned_files(reference["root"] / "videos")}
     summary = crawl(CrawlSettings(urls=str(reference["urls"]), workers=2), reference["root"])
     assert sum(server.requests.values()) == before  # not even a HEAD: done and 404 rows are final
     assert summary["this_run"] == {"attempted": 0, "fetched": 0, "ok": 0}
-    assert {p: p.stat().st_mtime_ns for p in (reference["root"] / "videos").iterdir()} == mtimes
+    assert mtimes and {p: p.stat().st_mtime_ns for p in fanned_files(reference["root"] / "videos")} == mtimes
     pd.testing.assert_frame_equal(pd.read_parquet(reference["root"] / "videos.parquet"), reference["df"])
 
 
@@ -165,7 +172,7 @@ def test_killed_run_resumes_to_same_manifest(tmp_path, reference, server, videos
     first, second = samples(videos_dir)[:2]
     root = tmp_path / "root"
     server.slow[f"/{second.name}"] = 0.1  # the second video takes seconds: the kill lands mid-download
-    part = root / "videos" / f"{second.stem}{second.suffix}.part"
+    part = stored(root, second).with_name(second.name + ".part")
     proc = run_pipeline(reference["urls"], root, "--workers", "1")
     try:
         deadline = time.monotonic() + 30
@@ -182,9 +189,9 @@ def test_killed_run_resumes_to_same_manifest(tmp_path, reference, server, videos
             proc.kill()
     killed = pd.read_parquet(root / "videos.parquet")  # readable and consistent after SIGKILL
     assert list(killed["status"]) == ["ok"] + ["pending"] * (len(killed) - 1)
-    assert not (root / "videos" / second.name).exists()  # the partial file is only ever *.part
+    assert not stored(root, second).exists()  # the partial file is only ever *.part
     assert 0 < part.stat().st_size < second.stat().st_size
-    assert filecmp.cmp(root / "videos" / first.name, first, shallow=False)
+    assert filecmp.cmp(stored(root, first), first, shallow=False)
 
     first_gets = server.requests[f"/{first.name}"]
     resumed = run_pipeline(reference["urls"], root, "--workers", "1")
@@ -192,7 +199,7 @@ def test_killed_run_resumes_to_same_manifest(tmp_path, reference, server, videos
     assert resumed.returncode == 0, out
     assert server.requests[f"/{first.name}"] == first_gets  # the finished video is not fetched again
     pd.testing.assert_frame_equal(pd.read_parquet(root / "videos.parquet"), reference["df"])
-    assert not list((root / "videos").glob("*.part"))
+    assert not list((root / "videos").rglob("*.part"))
 
 
 def test_killed_run_keeps_the_titles_of_finished_downloads(tmp_path, reference, server, videos_dir: Path):
@@ -203,7 +210,7 @@ def test_killed_run_keeps_the_titles_of_finished_downloads(tmp_path, reference, 
     urls = write_urls(tmp_path / "urls.txt", [f"{server.base}/{p.name}" for p in (first, second, slow)])
     root = tmp_path / "root"
     server.slow[f"/{slow.name}"] = 0.2  # seconds per 64 KB: the run is still busy when the kill lands
-    done = root / "videos" / second.name
+    done = stored(root, second)
     try:
         status = kill_group_when(
             [
@@ -263,7 +270,7 @@ def test_too_large_is_skipped_without_a_file(tmp_path, server, videos_dir: Path)
     df = pd.read_parquet(tmp_path / "root" / "videos.parquet")
     assert list(df["status"]) == ["ok", "too_large", "too_large"]  # over HTTP, then as a local path
     assert all("max_filesize" in r for r in df["reason"][1:])
-    assert sorted(p.name for p in (tmp_path / "root" / "videos").iterdir()) == [small.name]
+    assert [p.name for p in fanned_files(tmp_path / "root" / "videos")] == [small.name]
 
 
 def test_local_paths_are_copied_and_probed_like_downloads(tmp_path, reference, videos_dir: Path):
@@ -276,5 +283,5 @@ def test_local_paths_are_copied_and_probed_like_downloads(tmp_path, reference, v
     probed = ["path", "n_frames", "fps", "width", "height", "duration_s", "codec", "bytes", "status"]
     pd.testing.assert_frame_equal(df.loc[ref.index, probed], ref[probed])
     for src in samples(videos_dir):
-        assert filecmp.cmp(tmp_path / "root" / "videos" / src.name, src, shallow=False)
+        assert filecmp.cmp(stored(tmp_path / "root", src), src, shallow=False)
     assert summary["this_run"]["fetched"] == len(ref)

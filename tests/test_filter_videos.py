@@ -13,6 +13,7 @@ import pytest
 from reference import opencv_frames
 
 import pipeline
+from common.fanout import fanned_files, fanned_path
 from filter.settings import FilterSettings
 from filter.videos import filter_videos
 
@@ -174,9 +175,10 @@ def test_same_id_is_duplicate(result):
 def test_rerun_resumes_from_probe_cache(workspace, result):
     first = pd.read_parquet(workspace / "video_filter.parquet")
     (workspace / "video_filter.parquet").unlink()  # as if killed before the end
-    cached = sorted(p.name for p in (workspace / "filter_probes").iterdir())
+    cached = sorted(p.name for p in fanned_files(workspace / "filter_probes"))
     assert "street120.json" in cached and "failed_download.json" not in cached
-    (workspace / "filter_probes" / "street120.json").unlink(missing_ok=True)
+    assert list((workspace / "filter_probes").glob("*.json")) == []  # one bucket folder per id hash
+    fanned_path(workspace / "filter_probes", "street120", "street120.json").unlink()
     summary = filter_videos(FilterSettings(workers=1), workspace)
     pd.testing.assert_frame_equal(pd.read_parquet(workspace / "video_filter.parquet"), first)
     assert summary["kept"] == 4 and summary["dropped"]["unreadable"] == 3

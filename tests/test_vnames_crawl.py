@@ -22,6 +22,7 @@ import pytest
 
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
+from common.fanout import bucket, fanned_files
 
 REPO = Path(__file__).resolve().parent.parent
 LISTED = {  # vname line -> the sample it names (None: not on the server)
@@ -87,10 +88,10 @@ def test_files_equal_the_sources(first_run, videos_dir: Path):
     ok = first_run["df"][first_run["df"]["status"] == "ok"]
     for row in ok.itertuples():
         source = videos_dir / LISTED[row.vname]
-        assert row.path == f"videos/{row.video_id}.mp4"
+        assert row.path == f"videos/{bucket(row.video_id)}/{row.video_id}.mp4"
         assert filecmp.cmp(first_run["root"] / row.path, source, shallow=False)
         assert row.bytes == source.stat().st_size
-    assert sorted(p.name for p in (first_run["root"] / "videos").iterdir()) == sorted(
+    assert sorted(p.name for p in fanned_files(first_run["root"] / "videos")) == sorted(
         f for f in LISTED.values() if f
     )
 
@@ -117,7 +118,7 @@ def test_missing_video_and_bad_lines_are_reported(first_run):
 def test_rerun_downloads_nothing(first_run, server):
     root = first_run["root"]
     before = sum(server.requests.values())
-    mtimes = {p: p.stat().st_mtime_ns for p in (root / "videos").iterdir()}
+    mtimes = {p: p.stat().st_mtime_ns for p in fanned_files(root / "videos")}
     cfg = CrawlSettings(
         from_vnames=str(first_run["base"] / "vnames.txt"), vnames_url_template=server.template
     )
@@ -125,7 +126,7 @@ def test_rerun_downloads_nothing(first_run, server):
     assert sum(server.requests.values()) == before  # no request at all: ok and not_found are final
     assert summary["this_run"] == {"attempted": 0, "fetched": 0, "ok": 0}
     assert summary["vnames"]["downloaded"] == 2
-    assert {p: p.stat().st_mtime_ns for p in (root / "videos").iterdir()} == mtimes
+    assert mtimes and {p: p.stat().st_mtime_ns for p in fanned_files(root / "videos")} == mtimes
     pd.testing.assert_frame_equal(pd.read_parquet(root / "videos.parquet"), first_run["df"])
 
 

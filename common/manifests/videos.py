@@ -10,7 +10,6 @@ values of another type, a video id that cannot name a file) is a one-line ``Usag
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +61,6 @@ def new_row(video_id: str, url: str, **fields: Any) -> dict[str, Any]:
     return row
 
 
-def _plain(value: Any) -> Any:
-    """pandas missing values (NaN, NA) -> None; numpy scalars -> Python scalars."""
-    if value is None:
-        return None
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def read_frame(path: Path, required: tuple[str, ...] = REQUIRED):
     """``path`` (a ``videos.parquet``) as a DataFrame with the manifest's dtypes.
 
@@ -109,17 +90,20 @@ def read_frame(path: Path, required: tuple[str, ...] = REQUIRED):
 
 
 def load(root: Path) -> list[dict[str, Any]]:
-    """Rows of ``root/videos.parquet`` (empty when the file does not exist yet)."""
+    """Rows of ``root/videos.parquet`` (empty when the file does not exist yet): plain Python values
+    (``str``, ``int``, ``float``), ``None`` where empty, every column of ``COLUMNS`` in each row.
+
+    Converted a column at a time: value by value, 73,000 rows took seconds on every crawl start.
+    """
     path = root / MANIFEST
     if not path.exists():
         return []
     df = read_frame(path)
-    rows = []
-    for record in df.to_dict("records"):
-        row = dict.fromkeys(COLUMNS)
-        row.update({k: _plain(v) for k, v in record.items() if k in COLUMNS})
-        rows.append(row)
-    return rows
+    columns = [
+        df[c].astype(object).where(df[c].notna(), None).tolist() if c in df.columns else [None] * len(df)
+        for c in COLUMNS
+    ]
+    return [dict(zip(COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def to_frame(rows: list[dict[str, Any]]):
