@@ -13,7 +13,7 @@ them, so what they write never depends on the engine or on timing.
 
 ``ordered_map`` hands back the results themselves in the order of the items, a bounded number in
 flight, for a stage that appends them as they come (the shard writer): a local pool whose workers
-can start from a clean forkserver (no inherited pyarrow threads), or Ray tasks a window at a time.
+can start from a clean forkserver (no inherited pyarrow threads), or Ray tasks in a sliding window.
 
 Work with a costly set-up (a detector and a pose model on a GPU) runs on long-lived Ray actors
 instead, each building its object once: ``run_actors(factory, args, items, ...)``.
@@ -21,6 +21,8 @@ instead, each building its object once: ``run_actors(factory, args, items, ...)`
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import multiprocessing
 import threading
@@ -37,8 +39,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 Engine = Literal["local", "threads", "ray"]
 ENGINES = ("local", "threads", "ray")
-# ordered_map on Ray: tasks submitted at once per CPU of the cluster. Results wait in the driver
-# only until the ones before them arrive, so memory stays bounded; each window ends with a barrier.
+# Ray tasks submitted and not yet handed back, per CPU of the cluster: enough to keep every CPU
+# busy, few enough that the driver's bookkeeping stays a constant cost per task (ray.wait scans
+# every ref it is given: waiting on all of 46k tasks at once made run_tasks quadratic) and that
+# ordered_map's results waiting for an earlier one stay bounded in memory.
 RAY_WINDOW_PER_CPU = 8
 log = logging.getLogger(__name__)
 
@@ -120,12 +124,18 @@ def _ray(
 
     ray_init(address, workers)
     remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=2)(fn)
-    pending = {remote.remote(item): i for i, item in enumerate(items)}
+    window = ray_window(workers)
+    todo = iter(enumerate(items))
+    pending: dict = {}  # ObjectRef -> item index: submitted, not yet seen finished
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                i = pending.pop(ref)  # finished: never cancel it below (Ray 2.60 aborts the driver)
+        while True:
+            for i, item in itertools.islice(todo, window - len(pending)):
+                pending[remote.remote(item)] = i
+            if not pending:
+                return
+            # finished: out of `pending` before anything is fetched, never cancelled below
+            finished = [(ref, pending.pop(ref)) for ref in _ready(list(pending))]
+            for ref, i in finished:
                 try:
                     with user_errors_unwrapped():
                         result = ray.get(ref)
@@ -135,9 +145,38 @@ def _ray(
                     result = isolate(items[i], DIED_ALONE)
                 yield i, result
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref)  # not force=True: killing workers mid-task races Ray's bookkeeping
+        _cancel_unfinished(list(pending))
         raise
+
+
+def ray_window(workers: int) -> int:
+    """Ray tasks in flight at once: ``RAY_WINDOW_PER_CPU`` per CPU of the cluster joined."""
+    import ray
+
+    return RAY_WINDOW_PER_CPU * max(1, int(ray.cluster_resources().get("CPU", workers)))
+
+
+def _ready(refs: list) -> list:
+    """The refs of ``refs`` that have finished, at least one (waits for it): every one already
+    done in one scan, so a burst of finished tasks costs one ``ray.wait``, not one each."""
+    import ray
+
+    # fetch_local=False: finished anywhere in the cluster (ray.get fetches it)
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+    if not done:
+        done, _ = ray.wait(refs, num_returns=1, fetch_local=False)
+    return done
+
+
+def _cancel_unfinished(refs: list) -> None:
+    """Cancel the tasks of ``refs`` not finished yet (cancelling a finished one aborts the driver
+    on Ray 2.60); not ``force=True``: killing workers mid-task races Ray's bookkeeping."""
+    import ray
+
+    if refs:
+        _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        for ref in unfinished:
+            ray.cancel(ref)
 
 
 def forkserver_context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
@@ -167,8 +206,8 @@ def ordered_map(
     ``"local"``: ``workers`` processes of ``context`` (``"forkserver"`` with ``preload``: see
     ``forkserver_context``), at most ``2 * workers`` items in flight; ``workers == 1`` runs in
     this process. A worker that dies ends the map within moments with ``UsageError`` naming
-    ``label(item)`` of the first unfinished item. ``"ray"``: Ray tasks (``run_tasks``), a window
-    of ``RAY_WINDOW_PER_CPU`` per cluster CPU at a time (Ray retries a task whose worker died).
+    ``label(item)`` of the first unfinished item. ``"ray"``: Ray tasks, at most ``RAY_WINDOW_PER_CPU``
+    per cluster CPU in flight (Ray retries a task whose worker died).
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -184,20 +223,23 @@ def ordered_map(
 
 
 def _ray_ordered(fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None) -> Iterator[R]:
+    """Ray tasks in the order of ``items``: a sliding window of ``ray_window`` tasks, the next one
+    submitted as each result is handed back (no barrier between windows)."""
     if not items:
         return
     import ray
 
     ray_init(address, workers)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", workers)))
-    window = RAY_WINDOW_PER_CPU * cpus
-    for start in range(0, len(items), window):
-        part = items[start : start + window]
-        waiting: dict[int, R] = {}
-        following = 0  # the next item of the window to hand back
-        desc = f"ray tasks {start + 1}-{start + len(part)} of {len(items)}"
-        for i, result in run_tasks(fn, part, engine="ray", workers=workers, address=address, desc=desc):
-            waiting[i] = result
-            while following in waiting:
-                yield waiting.pop(following)
-                following += 1
+    remote = ray.remote(num_cpus=1, max_retries=2)(fn)
+    todo = iter(items)
+    pending = collections.deque(remote.remote(item) for item in itertools.islice(todo, ray_window(workers)))
+    try:
+        while pending:
+            with user_errors_unwrapped():
+                result = ray.get(pending[0])
+            pending.popleft()
+            pending.extend(remote.remote(item) for item in itertools.islice(todo, 1))
+            yield result
+    except BaseException:
+        _cancel_unfinished(list(pending))  # a first one that failed is finished: left alone
+        raise

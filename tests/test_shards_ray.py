@@ -76,19 +76,19 @@ def test_detections_build_identical_on_ray(footage, tmp_path, local_ray, monkeyp
     for root in roots.values():
         shutil.copytree(source, root)
     calls: list[tuple[str, int]] = []
-    real = common.engine.run_tasks
+    real = common.engine.ordered_map
 
     def spy(fn, items, **kw):
         calls.append((kw["engine"], len(items)))
         return real(fn, items, **kw)
 
-    monkeypatch.setattr(common.engine, "run_tasks", spy)  # the name engine.ordered_map calls
-    monkeypatch.setattr(common.engine, "RAY_WINDOW_PER_CPU", 1)  # 2 tasks per window: 3 windows, reordered
+    monkeypatch.setattr(common.engine, "ordered_map", spy)  # the name shards.write.workers calls
+    monkeypatch.setattr(common.engine, "RAY_WINDOW_PER_CPU", 1)  # 2 tasks in flight: reordered
     summaries = {
         engine: build_shards(ShardSettings(engine=engine, max_samples=16, workers=2), root)
         for engine, root in roots.items()
     }
-    assert calls == [("ray", 2), ("ray", 2), ("ray", 1)]  # one task per video, only the Ray build
+    assert calls == [("local", 5), ("ray", 5)]  # one task per video, on the engine asked for
     assert summaries["ray"]["engine"] == "ray" and summaries["local"]["engine"] == "local"
     assert outputs(roots["local"]) == outputs(roots["ray"])
 
