@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common.manifests import boxes as box_file
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
 from detect.person_rules import PersonRules, box_reason
 from detect.sampling import Decoders, VideoJob, sampled_frames, worker_death
@@ -34,13 +35,13 @@ class BatchRunner:
         detector,
         pose,
         rules: PersonRules,
-        out_dir: Path,
+        root: Path,
         batch_size: int,
         tracks: TrackSettings | None = None,
     ) -> None:
         self.detector, self.pose, self.rules, self.tracks = detector, pose, rules, tracks
         self.windows: WindowBuffer | None = None  # with tracks: set by decoders()
-        self.out_dir, self.batch_size = out_dir, batch_size
+        self.root, self.batch_size = root, batch_size  # the workspace: files at box_file.path_of
         self.keypoint_model = pose.name if pose is not None else "none"
         self.pending: list[tuple[str, int, np.ndarray]] = []
         self.rows: dict[str, BoxRows] = defaultdict(lambda: BoxRows(self.detector.name, self.keypoint_model))
@@ -107,8 +108,8 @@ class BatchRunner:
             if note:
                 log.warning("detect: %s: %s", vid, note)
             threshold = self.rules.keypoint_threshold if self.pose is not None else None
-            write_video_boxes(self.out_dir / f"{vid}.parquet", vid, rows, frames, note, threshold)
-            self.results[vid] = read_video_summary(self.out_dir / f"{vid}.parquet")
+            write_video_boxes(box_file.path_of(self.root, vid), vid, rows, frames, note, threshold)
+            self.results[vid] = read_video_summary(box_file.path_of(self.root, vid))
 
     def decoders(self, jobs: list[VideoJob], step: int, processes: int) -> Decoders:
         """The records of ``jobs`` this runner takes: sampled frames, or whole windows with tracks."""
@@ -126,7 +127,7 @@ class BatchRunner:
         self.rows.clear()
         unfinished = []
         for job in part:
-            path = self.out_dir / f"{job.video_id}.parquet"
+            path = box_file.path_of(self.root, job.video_id)
             if job.video_id in self.results:
                 continue
             if path.is_file():  # written, but the error came before its result was noted

@@ -3,7 +3,7 @@
 Each actor (one GPU each when the cluster has GPUs, else one CPU) builds its models once and
 takes up to ``ray_videos_per_call`` videos at a time (fewer when that would leave an actor idle); it decodes their sampled frames (with
 ``workers`` processes on a GPU actor, one on a CPU actor), batches them across those videos
-and writes ``detections/<video_id>.parquet`` itself, exactly as ``detect.batch_runner.detect_videos`` does
+and writes its ``detections/`` files itself, exactly as ``detect.batch_runner.detect_videos`` does
 on one machine. ``root`` must therefore be on storage every node mounts at the same path.
 """
 
@@ -27,20 +27,20 @@ log = logging.getLogger(__name__)
 class VideoDetector:
     """One worker's detector, keypoint model and rules: ``worker(jobs) -> (results, frames)``."""
 
-    def __init__(self, cfg: DetectSettings, out_dir: str, decode_workers: int) -> None:
-        self.cfg, self.out_dir, self.decode_workers = cfg, Path(out_dir), decode_workers
+    def __init__(self, cfg: DetectSettings, root: str, decode_workers: int) -> None:
+        self.cfg, self.root, self.decode_workers = cfg, Path(root), decode_workers
         self.detector, self.pose, self.rules = build_detector(cfg), build_pose(cfg), rules_for(cfg)
 
     def __call__(self, jobs: list[VideoJob]) -> tuple[dict[str, dict[str, Any]], int]:
         """Detect persons in ``jobs``; per-video results (as ``BatchRunner.results``) and frames."""
         tracks = track_settings(self.cfg)
-        runner = BatchRunner(self.detector, self.pose, self.rules, self.out_dir, self.cfg.batch_size, tracks)
+        runner = BatchRunner(self.detector, self.pose, self.rules, self.root, self.cfg.batch_size, tracks)
         frames = detect_videos(runner, jobs, self.cfg.frame_step, self.decode_workers)
         return runner.results, frames
 
 
 def detect_on_ray(
-    cfg: DetectSettings, jobs: list[VideoJob], out_dir: Path
+    cfg: DetectSettings, jobs: list[VideoJob], root: Path
 ) -> tuple[dict[str, dict[str, Any]], int, dict[str, float]]:
     """Run ``jobs`` on Ray actors (``common.engine.run_actors``): merged per-video results, frames
     done, and the pool's shape (actors, CPUs and GPUs each)."""
@@ -64,7 +64,7 @@ def detect_on_ray(
     frames = 0
     for _, (chunk_results, chunk_frames) in run_actors(
         VideoDetector,
-        (cfg, str(out_dir), decode),
+        (cfg, str(root), decode),
         chunks,
         workers=workers,
         address=cfg.address,

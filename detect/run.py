@@ -1,6 +1,6 @@
 """``python pipeline.py detect``: persons on every 100th frame of each kept video (§3.1).
 
-For each kept video of ``video_filter.parquet`` without a ``detections/<video_id>.parquet`` yet:
+For each kept video of ``video_filter.parquet`` without a ``detections/<bucket>/<video_id>.parquet`` yet:
 sample frames (decoded in worker processes), detect persons in batches that span frames and
 videos, estimate keypoints for the boxes that pass the box rules, apply the validity rules
 (``detect.person_rules``), and write the video's boxes atomically. ``detections.parquet`` then
@@ -24,7 +24,6 @@ from tqdm import tqdm
 from common.errors import UsageError
 from common.manifests import boxes, detections
 from detect.batch_runner import BatchRunner, detect_videos
-from detect.boxes import read_video_summary
 from detect.inputs import finished_summary, kept_videos
 from detect.models import build_detector, build_pose, rules_for, track_settings
 from detect.on_ray import detect_on_ray
@@ -36,13 +35,11 @@ log = logging.getLogger(__name__)
 
 
 def detect_locally(
-    cfg: DetectSettings, jobs: list[VideoJob], out_dir: Path
+    cfg: DetectSettings, jobs: list[VideoJob], root: Path
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Detect ``jobs`` on this machine; per-video results and frames processed."""
     tracks = track_settings(cfg)
-    runner = BatchRunner(
-        build_detector(cfg), build_pose(cfg), rules_for(cfg), out_dir, cfg.batch_size, tracks
-    )
+    runner = BatchRunner(build_detector(cfg), build_pose(cfg), rules_for(cfg), root, cfg.batch_size, tracks)
     if tracks is None:
         total = sum(len(sample_indices(j.n_frames, cfg.frame_step)) for j in jobs)
     else:
@@ -56,15 +53,15 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     """Detect persons on the sampled frames of every kept video; return counts."""
     videos = kept_videos(root)
     root = root.resolve()  # workers (Ray actors on other nodes included) get absolute paths
-    out_dir = root / boxes.DIR
     jobs = []
     summaries: dict[str, dict[str, Any]] = {}  # per video with a file: read_video_summary
     for v in videos.itertuples(index=False):
         vid = str(v.video_id)
         if "/" in vid or vid.startswith("."):
             raise UsageError(f"video id {vid!r} cannot name a file under detections/")
-        if (out_dir / f"{vid}.parquet").is_file():
-            summaries[vid] = finished_summary(out_dir / f"{vid}.parquet")  # checked before any work
+        path = boxes.path_of(root, vid)
+        if path.is_file():
+            summaries[vid] = finished_summary(path)  # checked before any work
         else:
             jobs.append(VideoJob(vid, str(root / str(v.path)), int(v.n_frames)))
     done = len(summaries)
@@ -74,16 +71,15 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     ray_actors: dict[str, float] = {}
     frames_now = 0
     if jobs and cfg.engine == "ray":
-        results_now, frames_now, ray_actors = detect_on_ray(cfg, jobs, out_dir)
+        results_now, frames_now, ray_actors = detect_on_ray(cfg, jobs, root)
     elif jobs:
-        results_now, frames_now = detect_locally(cfg, jobs, out_dir)
+        results_now, frames_now = detect_locally(cfg, jobs, root)
     seconds = time.perf_counter() - start
     summary_rows = []
     reasons: Counter[str] = Counter()
     for vid in videos["video_id"].astype(str):
-        path = out_dir / f"{vid}.parquet"
-        if vid not in summaries and path.is_file():  # written by this run
-            summaries[vid] = read_video_summary(path)
+        if results_now.get(vid, {}).get("status") == "ok":  # written by this run, already read back
+            summaries[vid] = results_now[vid]
         if vid in summaries:
             summary_rows.append({"video_id": vid, **summaries[vid]})
             reasons.update(summaries[vid]["reasons"])

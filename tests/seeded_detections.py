@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from common.manifests import boxes as box_file
+
 STEP = 25  # the demo config's frame_step
 PER_FRAME = 3
 
@@ -28,7 +30,6 @@ def write_detections(root: Path, videos: dict[str, Path], seed: int = 0) -> pd.D
     """``detections/<id>.parquet`` in the agreed schema: seeded person-shaped boxes on every
     ``STEP``-th frame, about 80 % valid; returns the valid rows (what build-shards must cut)."""
     rng = np.random.default_rng(seed)
-    (root / "detections").mkdir(parents=True, exist_ok=True)
     valid = []
     for vid, path in sorted(videos.items()):
         n_frames, width, height = video_shape(path)
@@ -45,6 +46,7 @@ def write_detections(root: Path, videos: dict[str, Path], seed: int = 0) -> pd.D
                 )
         table = pd.DataFrame(rows)
         table["status"] = np.where(table["valid"], "ok", "low_score")
-        table.to_parquet(root / "detections" / f"{vid}.parquet", index=False)
+        box_file.path_of(root, vid).parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(box_file.path_of(root, vid), index=False)
         valid.append(table[table["valid"]])
     return pd.concat(valid, ignore_index=True)

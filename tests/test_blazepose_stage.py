@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline
+from common.manifests import boxes as box_file
 from detect.run import detect
 from detect.settings import DetectSettings
 
@@ -50,13 +51,13 @@ def test_summary_names_the_model_and_counts_reasons(summary):
 
 
 def test_pose_present_is_stored_where_keypoints_were_computed(summary):
-    table = pd.read_parquet(summary["root"] / "detections" / "one-by-one.parquet")  # pandas, not our reader
+    table = pd.read_parquet(box_file.path_of(summary["root"], "one-by-one"))  # pandas, not our reader
     computed = table["keypoints"].map(len) == 51
     assert computed.any() and table.loc[computed, "pose_present"].between(0, 1).all()
     assert table.loc[~computed, "pose_present"].isna().all()
     # a kept box has keypoints scoring > 0.8 = pose-present x two sigmoids, so pose-present > 0.8
     assert (table.loc[table["status"] == "ok", "pose_present"] > 0.8).all()
-    meta = pq.read_schema(summary["root"] / "detections" / "one-by-one.parquet").metadata
+    meta = pq.read_schema(box_file.path_of(summary["root"], "one-by-one")).metadata
     assert meta[b"keypoint_threshold"] == b"0.8"  # what the rules applied, for the stats report
 
 

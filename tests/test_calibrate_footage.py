@@ -225,10 +225,11 @@ def test_rerun_after_a_kill_gives_the_same_shards(built):
     status = kill_group_when(command, REPO, lambda _: (root / "shards" / "lup-000002.tar").exists(), 120)
     assert status == -signal.SIGKILL, "the build ended before the kill"
     assert not (root / "shards" / "index.parquet").exists()
-    stored = (root / "calibration" / "moving.json").stat().st_mtime_ns  # its first crops are in a shard
+    cache = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving")
+    stored = cache.stat().st_mtime_ns  # its first crops are in a shard
     summary = build_shards(settings(built["dets"]), root)
     assert summary["shards_reused"] >= 2
-    assert (root / "calibration" / "moving.json").stat().st_mtime_ns == stored  # reused, not measured again
+    assert cache.stat().st_mtime_ns == stored  # reused, not measured again
     names = sorted(p.name for p in (built["root"] / "shards").glob("lup-*.tar"))
     assert names == sorted(p.name for p in (root / "shards").glob("lup-*.tar")) and len(names) > 3
     for name in names + ["index.parquet", "samples.parquet"]:

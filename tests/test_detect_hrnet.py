@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from common.errors import UsageError
+from common.manifests import boxes as box_file
 from common.media.frames import read_frames
 from detect.hrnet import (
     CheckpointError,
@@ -242,7 +243,7 @@ def test_detect_stage_applies_keypoint_rules(checkpoint, videos_dir, tmp_path):
         workers=0,
     )
     summary = detect(cfg, tmp_path)
-    table = pd.read_parquet(tmp_path / "detections" / "street.parquet")
+    table = pd.read_parquet(box_file.path_of(tmp_path, "street"))
     assert summary["keypoint_model"] == "hrnet_w32" and (table["keypoint_model"] == "hrnet_w32").all()
     box_ok = table["status"].isin(["ok", "no_head", "no_upper_body", "no_lower_body"])
     assert box_ok.sum() >= 1

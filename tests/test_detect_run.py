@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline
+from common.manifests import boxes as box_file
 from common.media.frames import read_frames
 from detect.person_rules import PersonRules, person_reason
 from detect.settings import DetectSettings
@@ -53,11 +54,11 @@ def run(workspace):
 
 
 def boxes(root, vid: str) -> pd.DataFrame:
-    return pd.read_parquet(root / "detections" / f"{vid}.parquet")
+    return pd.read_parquet(box_file.path_of(root, vid))
 
 
 def test_one_file_per_kept_readable_video(run):
-    files = sorted(p.name for p in (run / "detections").iterdir())
+    files = sorted(p.name for p in box_file.files(run))
     assert files == ["cut.parquet", "one-by-one-person-detection.parquet", "street-crossing.parquet"]
     summary = pd.read_parquet(run / "detections.parquet").set_index("video_id")
     assert sorted(summary.index) == ["cut", "gone", "one-by-one-person-detection", "street-crossing"]
@@ -73,7 +74,7 @@ def test_one_file_per_kept_readable_video(run):
         table = boxes(run, vid)
         assert summary.loc[vid, "boxes"] == len(table)
         assert summary.loc[vid, "valid_boxes"] == table["valid"].sum()
-        assert pq.read_schema(run / "detections" / f"{vid}.parquet").metadata[b"keypoint_model"] == b"none"
+        assert pq.read_schema(box_file.path_of(run, vid)).metadata[b"keypoint_model"] == b"none"
 
 
 def test_sampled_every_100th_frame(run):
@@ -128,10 +129,10 @@ def test_crop_equals_independently_decoded_region(run, videos_dir):
 
 
 def test_rerun_skips_finished_videos(run):
-    before = {p.name: p.stat().st_mtime_ns for p in (run / "detections").iterdir()}
+    before = {p.name: p.stat().st_mtime_ns for p in box_file.files(run)}
     args = ["detect", "--root", str(run), "--detector", "hog", "--keypoints", "none", "--workers", "0"]
     assert pipeline.main(args) == 0
-    assert {p.name: p.stat().st_mtime_ns for p in (run / "detections").iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in box_file.files(run)} == before
 
 
 def test_missing_filter_output_is_a_usage_error(tmp_path, capsys):

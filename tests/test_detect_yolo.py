@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from common.errors import UsageError
+from common.manifests import boxes as box_file
 from common.media.frames import read_frames
 from detect.run import detect
 from detect.settings import DetectSettings
@@ -102,7 +103,7 @@ def test_detect_stage_with_local_yolo_weights(weights, videos_dir, tmp_path):
         workers=0,
     )
     summary = detect(cfg, tmp_path)
-    table = pd.read_parquet(tmp_path / "detections" / "one-by-one-person-detection.parquet")
+    table = pd.read_parquet(box_file.path_of(tmp_path, "one-by-one-person-detection"))
     assert summary["frames_sampled"] == 2 and set(table["frame"]) <= {0, 700}
     assert (table["detector"] == "yolo:yolov5s_random.pt").all()
     # random weights score far below the paper's 0.72: every box is recorded as low_score

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import pipeline
+from common.manifests import boxes as box_file
 
 DEMO = Path(pipeline.__file__).resolve().parent / "configs" / "demo.yaml"
 ENGINES = ("local", "ray")
@@ -83,8 +84,8 @@ def test_detections_identical(roots):
     kept = pd.read_parquet(roots["local"] / "video_filter.parquet").query("keep")
     names = sorted(f"{v}.parquet" for v in kept["video_id"])
     for root in roots.values():
-        assert sorted(p.name for p in (root / "detections").iterdir()) == names
-    boxes = [same_table(roots, f"detections/{name}") for name in names]
+        assert sorted(p.name for p in box_file.files(root)) == names
+    boxes = [same_table(roots, box_file.path_of(Path(), v).as_posix()) for v in kept["video_id"]]
     summary = same_table(roots, "detections.parquet").set_index("video_id")
     for vid, n_frames, table in zip(kept["video_id"], kept["n_frames"], boxes, strict=True):
         assert summary.loc[vid, "frames_sampled"] == len(range(0, n_frames, STEP))
@@ -101,12 +102,12 @@ def test_ray_detect_resumes_a_lost_video(roots):
     root = roots["ray"]
     summary = pd.read_parquet(root / "detections.parquet")
     smallest = summary.sort_values("frames_sampled")["video_id"].iloc[0]
-    target = root / "detections" / f"{smallest}.parquet"
-    before = {p.name: p.read_bytes() for p in (root / "detections").iterdir()}
+    target = box_file.path_of(root, smallest)
+    before = {p.name: p.read_bytes() for p in box_file.files(root)}
     target.unlink()
     args = ["detect", "--root", str(root), "--config", str(DEMO), "--engine", "ray"]
     assert pipeline.main(args) == 0
-    assert {p.name: p.read_bytes() for p in (root / "detections").iterdir()} == before
+    assert {p.name: p.read_bytes() for p in box_file.files(root)} == before
     assert pq.read_table(root / "detections.parquet").equals(
         pq.read_table(roots["local"] / "detections.parquet")
     )
@@ -129,8 +130,8 @@ def test_gpu_actors_write_the_same_detections(roots, tmp_path):
     cfg = DetectSettings(detector="hog", keypoints="none", frame_step=25, batch_size=8, engine="ray")
     summary = detect(cfg, tmp_path)
     assert summary["ray_actors"]["gpus_each"] == 1 and summary["ray_actors"]["cpus_each"] == cfg.workers
-    for path in sorted((roots["local"] / "detections").iterdir()):
-        assert (tmp_path / "detections" / path.name).read_bytes() == path.read_bytes()
+    for path in sorted(box_file.files(roots["local"])):
+        assert (box_file.path_of(tmp_path, path.stem)).read_bytes() == path.read_bytes()
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -36,7 +36,7 @@ def clean(tmp_path_factory, videos_dir) -> dict:
     cal = calibrate_video.Calibration(**CALIBRATION)
     task = import_dets.plan(str(base / "dets.pkl"), root, None, cal)[0][0]
     results = import_dets.run(task, 95)
-    stored = (root / "calibration" / "moving.json").read_bytes()
+    stored = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving").read_bytes()
     return {"base": base, "root": root, "task": task, "results": results, "stored": stored}
 
 
@@ -92,13 +92,15 @@ def crops(results) -> dict[str, tuple[bytes | None, dict]]:
 @pytest.mark.parametrize("name", TAMPERINGS)
 def test_a_damaged_or_forged_cache_is_not_trusted(clean, name):
     """Every tampering is refused by the one reader of the file (no exception), so it is measured."""
-    (clean["root"] / "calibration" / "moving.json").write_bytes(TAMPERINGS[name](clean["stored"]))
+    calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving").write_bytes(
+        TAMPERINGS[name](clean["stored"])
+    )
     assert calibrate_video.cached(clean["task"].context) is None
 
 
 @pytest.mark.parametrize("name", ["forged_geometry", "huge_numbers", "a_list", "redigested_offset_7"])
 def test_a_refused_cache_is_measured_again_and_cut_as_a_clean_run(clean, name):
-    task, path = clean["task"], clean["root"] / "calibration" / "moving.json"
+    task, path = clean["task"], calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving")
     path.write_bytes(TAMPERINGS[name](clean["stored"]))
     assert crops(import_dets.run(task, 95)) == crops(clean["results"])  # the same crops, cut alike
     assert path.read_bytes() == clean["stored"]  # and the measured result stored again
@@ -106,7 +108,7 @@ def test_a_refused_cache_is_measured_again_and_cut_as_a_clean_run(clean, name):
 
 def test_the_clean_cache_is_reused(clean):
     """The control: the file as calibration wrote it is trusted as it is."""
-    (clean["root"] / "calibration" / "moving.json").write_bytes(clean["stored"])
+    calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving").write_bytes(clean["stored"])
     result = calibrate_video.cached(clean["task"].context)
     assert (result["outcome"], result["scale"], result["offset"]) == ("verified", 1.0, 0)
     assert result == json.loads(clean["stored"])["result"]
@@ -127,7 +129,7 @@ def test_a_rerun_of_a_finished_build_reports_the_measured_calibration(clean, tmp
     )
     build_shards(cfg, root)
     first = json.loads((root / "dets_report.json").read_text())["calibration"]
-    stored = root / "calibration" / "moving.json"
+    stored = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving")
     shards = {p.name: p.read_bytes() for p in (root / "shards").iterdir() if p.is_file()}
     for tampering in ("forged_geometry", "a_list"):
         stored.write_bytes(TAMPERINGS[tampering](stored.read_bytes()))

@@ -19,6 +19,7 @@ import pytest
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
 from common.errors import UsageError
+from common.manifests import boxes as box_file
 from filter.settings import FilterSettings
 from filter.videos import filter_videos
 
@@ -126,7 +127,7 @@ def test_detect_refuses_a_damaged_filter_table(workspace, tmp_path):
 def test_a_damaged_detections_file_is_refused(workspace, tmp_path, stage):
     """A garbage ``detections/<id>.parquet`` of a kept video: detect, and build-shards which
     chains it, stop before any work with one line naming the file."""
-    name = f"detections/{Path(KEPT).stem}.parquet"
+    name = box_file.path_of(Path(), Path(KEPT).stem).as_posix()
     root = damaged(workspace, tmp_path, name, os.urandom(512))
     line = refused(stage, root)
     assert str(root / name) in line and "delete it" in line

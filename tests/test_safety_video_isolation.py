@@ -27,6 +27,7 @@ import detect.sampling
 import pipeline
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
+from common.manifests import boxes as box_file
 from filter.probe import Probe
 from filter.settings import FilterSettings
 from filter.videos import decide, filter_videos
@@ -109,7 +110,7 @@ def test_a_2x2_video_is_dropped_as_too_small_and_the_real_boxes_are_written(drop
     summary = pd.read_parquet(root / "detections.parquet").set_index("video_id")
     assert summary.index.tolist() == [real]
     assert (summary.loc[real, "status"], summary.loc[real, "frames_sampled"]) == ("ok", 4)
-    boxes = pd.read_parquet(root / "detections" / f"{real}.parquet")
+    boxes = pd.read_parquet(box_file.path_of(root, real))
     assert len(boxes) == summary.loc[real, "boxes"] > 0 and set(boxes["frame"]) <= {0, 100, 200, 300}
 
 
@@ -121,7 +122,7 @@ def test_a_kept_tiny_video_gets_no_hog_boxes_and_the_real_ones_do_not_change(kep
     summary = pd.read_parquet(root / "detections.parquet").set_index("video_id")
     assert summary["status"].tolist() == ["ok", "ok"]
     assert (summary.loc[tiny, "frames_sampled"], summary.loc[tiny, "boxes"]) == (3, 0)  # frames 0, 100, 200
-    both = [pd.read_parquet(r / "detections" / f"{real}.parquet") for r in (root, dropped[0])]
+    both = [pd.read_parquet(box_file.path_of(r, real)) for r in (root, dropped[0])]
     pd.testing.assert_frame_equal(*both)  # its batches held the tiny frames here, not there
 
 
@@ -207,7 +208,7 @@ def crash_case(tmp_path_factory, videos_dir: Path) -> tuple[list, Path]:
 
 def same_boxes(root: Path, reference: Path, vids: tuple[str, ...]) -> None:
     for vid in vids:
-        got, want = (pd.read_parquet(r / "detections" / f"{vid}.parquet") for r in (root, reference))
+        got, want = (pd.read_parquet(box_file.path_of(r, vid)) for r in (root, reference))
         pd.testing.assert_frame_equal(got, want)
 
 
@@ -221,7 +222,7 @@ def test_a_video_that_kills_its_decoding_process_is_its_own_error_row(crash_case
     assert summary.index.tolist() == ["street", "crash", "concourse"]
     assert summary["status"].tolist() == ["ok", "error", "ok"]
     assert summary.loc["crash", "reason"].startswith(CRASHED)
-    assert sorted(p.name for p in (root / "detections").iterdir()) == ["concourse.parquet", "street.parquet"]
+    assert sorted(p.name for p in box_file.files(root)) == ["concourse.parquet", "street.parquet"]
     same_boxes(root, alone, ("street", "concourse"))  # the frames in flight at the crash were redone
     assert multiprocessing.active_children() == []  # no decoding process left behind
 

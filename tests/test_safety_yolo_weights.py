@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from common.errors import UsageError
+from common.manifests import boxes as box_file
 from common.media.frames import read_frames
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,7 +185,7 @@ def test_payload_weights_never_run(tmp_path, filtered_root, route, payload):
     payload_weights(evil, marker, payload)
     result = route(root, evil)
     assert_refused(result, evil, marker)
-    assert not list(root.glob("detections/*.parquet")) and not (root / "shards").exists()
+    assert not box_file.files(root) and not (root / "shards").exists()
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

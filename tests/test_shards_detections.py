@@ -14,6 +14,7 @@ import webdataset as wds
 from PIL import Image
 from reference import reference_frames
 
+from common.manifests import boxes as box_file
 from shards.build import build_shards
 from shards.checks.stats import stats
 from shards.checks.verify import verify_shards
@@ -52,7 +53,6 @@ def write_workspace(root: Path, video: Path) -> None:
     filt = pd.DataFrame(videos, columns=["video_id", "path", "city", "keep", "status"])
     filt = filt.assign(n_frames=1394, fps=10.0, width=768, height=432)
     filt.to_parquet(root / "video_filter.parquet", index=False)
-    (root / "detections").mkdir()
     for vid, boxes in BOXES.items():
         rows = []
         for frame, x1, y1, x2, y2, score, valid in boxes:
@@ -64,7 +64,8 @@ def write_workspace(root: Path, video: Path) -> None:
                 | dict(keypoints=keypoints, valid=valid, reason="ok" if valid else "low_score")
                 | dict(detector="hog", keypoint_model="none")
             )
-        pd.DataFrame(rows).to_parquet(root / "detections" / f"{vid}.parquet", index=False)
+        box_file.path_of(root, vid).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_parquet(box_file.path_of(root, vid), index=False)
 
 
 @pytest.fixture(scope="module")

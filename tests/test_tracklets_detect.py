@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 import pipeline
+from common.manifests import boxes as box_file
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = "one-by-one-person-detection.mp4"
@@ -102,7 +103,7 @@ def tracked_root(videos_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tracked(tracked_root) -> pd.DataFrame:
-    return pd.read_parquet(tracked_root / "detections" / "obo.parquet")
+    return pd.read_parquet(box_file.path_of(tracked_root, "obo"))
 
 
 def test_build_shards_carries_the_tracklets(tracked_root, tracked):
@@ -147,7 +148,7 @@ def test_sampled_frames_keep_their_plain_rows(tracked, videos_dir, tmp_path):
     root = workspace(tmp_path, {"obo": (videos_dir / CLIP, 1394)})
     args = ["detect", "--root", str(root), *HOG_ARGS[:-1], "--workers", "0"]
     assert pipeline.main(args) == 0
-    plain = pd.read_parquet(root / "detections" / "obo.parquet")
+    plain = pd.read_parquet(box_file.path_of(root, "obo"))
     assert plain["tracklet"].isna().all()
     sampled = tracked[tracked["frame"] % 100 == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(sampled.drop(columns="tracklet"), plain.drop(columns="tracklet"))
@@ -165,10 +166,8 @@ def test_track_ids_are_stable_across_runs_and_workers(videos_dir, tmp_path):
     detect(one, "--workers", "0")
     detect(two, "--workers", "2", "--batch-size", "7")
     for vid in ("a", "b"):
-        assert (one / "detections" / f"{vid}.parquet").read_bytes() == (
-            two / "detections" / f"{vid}.parquet"
-        ).read_bytes()
-    a, b = (pd.read_parquet(one / "detections" / f"{v}.parquet") for v in ("a", "b"))
+        assert box_file.path_of(one, vid).read_bytes() == (box_file.path_of(two, vid)).read_bytes()
+    a, b = (pd.read_parquet(box_file.path_of(one, v)) for v in ("a", "b"))
     assert a["tracklet"].notna().sum() > 0
     assert a["tracklet"].str.removeprefix("a_").equals(b["tracklet"].str.removeprefix("b_"))
 
@@ -197,7 +196,7 @@ def test_track_ids_are_the_same_on_ray(videos_dir, tmp_path, local_ray):
     on_ray = workspace(tmp_path / "ray", {"a": (clip, 230)})
     detect(local, "--workers", "0")
     detect(on_ray, "--engine", "ray", "--workers", "1")
-    tables = [pd.read_parquet(root / "detections" / "a.parquet") for root in (local, on_ray)]
+    tables = [pd.read_parquet(box_file.path_of(root, "a")) for root in (local, on_ray)]
     pd.testing.assert_frame_equal(*tables)
     assert tables[0]["tracklet"].notna().sum() > 0
 
@@ -210,7 +209,7 @@ def make(out: Path = REPO / "docs" / "tracklets_one_by_one.jpg") -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         root = workspace(Path(tmp), {"obo": (video, 1394)})
         detect(root, "--workers", "0")
-        table = pd.read_parquet(root / "detections" / "obo.parquet")
+        table = pd.read_parquet(box_file.path_of(root, "obo"))
     return contact_sheet(video, table, out)
 
 

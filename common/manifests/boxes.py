@@ -1,4 +1,8 @@
-"""``detections/<video_id>.parquet``: one row per detected box of one video, written once, atomically.
+"""``detections/<bucket>/<video_id>.parquet``: one row per detected box of one video, written once, atomically.
+
+One file per kept video (50,534 at LUPerson's size, more for its successors), so the folder is fanned
+out (:mod:`common.fanout`: 256 buckets named by the id's hash): ``path_of`` names a video's file and
+``files`` lists them all, in video id order.
 
 Columns: video_id, frame, box (index within its frame, best score first), x1, y1, x2, y2 (source
 pixels), score, keypoints (17 x (x, y, conf) flattened to 51 floats; empty when not computed:
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common import fanout
 from common.atomic import atomic_path
 from common.manifests.parquet import read_table
 from common.manifests.statuses import check_read_statuses, check_statuses
 
 DIR = "detections"
+SUFFIX = ".parquet"
 # §3.1's rules in the order they are checked; the first three need only the box.
 STATUSES = ("ok", "low_score", "too_narrow", "bad_aspect", "no_head", "no_upper_body", "no_lower_body")
 OLD_NAMES = {"reason": "status"}
@@ -54,7 +60,16 @@ def schema(**metadata: str):
 
 
 def path_of(root: Path, video_id: str) -> Path:
-    return Path(root) / DIR / f"{video_id}.parquet"
+    """``root/detections/<bucket>/<video_id>.parquet`` (nothing is created)."""
+    return fanout.fanned_path(Path(root) / DIR, video_id, f"{video_id}{SUFFIX}")
+
+
+def files(root: Path) -> list[Path]:
+    """Every video's box file under ``root``, sorted by video id (not the temporaries of a write)."""
+    found = fanout.fanned_files(Path(root) / DIR)
+    return sorted(
+        (p for p in found if p.suffix == SUFFIX and not p.name.startswith(".")), key=lambda p: p.name
+    )
 
 
 def write(path: Path, columns: dict[str, list], **metadata: str) -> None:

@@ -4,19 +4,23 @@ Columns (``DEFAULTS``, in order, typed like their defaults): key, status (``ok``
 code: the item was not written), reason (one line), shard (the tar holding it, ``""`` when it
 failed), source (detections, dets, images or lmdb), source_id (image path, LMDB key, video path
 or the ``vnames.txt`` line), video_id, country, city, frame, box, score, width, height, bytes.
-build-shards writes it with ``frame`` and ``write``; stats and the ``--from-dets`` report read it
-with ``read``.
+build-shards writes it a shard's rows at a time with ``writer`` (one row group each: a build of
+4.18M crops never holds them all); ``write`` writes a whole DataFrame; stats and the
+``--from-dets`` report read it with ``read``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_parquet
+from common.atomic import atomic_path, write_parquet
+from common.errors import UsageError, one_line
 from common.manifests.parquet import check_file_names, read_table
 from common.manifests.statuses import check_statuses
 
@@ -85,20 +89,58 @@ def frame(records: list[dict[str, Any]]):
     return df
 
 
-def write(shards_dir: Path, samples) -> None:
-    """Atomically write ``<shards_dir>/samples.parquet``.
+def schema():
+    """The Arrow schema of the file: ``DEFAULTS``' columns, strings, int64 and float64."""
+    import pyarrow as pa
 
-    A status outside ``STATUSES`` is a programming error; it fails under the tests
+    types = {str: pa.string(), int: pa.int64(), float: pa.float64()}
+    return pa.schema([(name, types[type(default)]) for name, default in DEFAULTS.items()])
+
+
+def table(records: list[dict[str, Any]]):
+    """Rows as an Arrow table of :func:`schema`."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame(records), preserve_index=False).cast(schema())
+
+
+def checked(statuses: Iterable[str]) -> None:
+    """A status outside ``STATUSES`` is a programming error; it fails under the tests
     (``LUPERSON_STRICT_STATUSES=1``) and is logged, not raised, in a user's build: the rows of hours
-    of cutting are worth more than the check.
-    """
+    of cutting are worth more than the check."""
     try:
-        check_statuses(FILE, samples["status"].unique(), STATUSES)
+        check_statuses(FILE, statuses, STATUSES)
     except ValueError as e:
         if os.environ.get(STRICT_ENV) == "1":
             raise
         log.warning("%s", e)
+
+
+def write(shards_dir: Path, samples) -> None:
+    """Atomically write ``<shards_dir>/samples.parquet`` from a DataFrame (statuses ``checked``)."""
+    checked(samples["status"].unique())
     write_parquet(Path(shards_dir) / FILE, samples)
+
+
+@contextlib.contextmanager
+def writer(shards_dir: Path) -> Iterator[Callable[[Any], None]]:
+    """``write(table)`` appends an Arrow table of rows (cast to :func:`schema`) as a row group of
+    ``<shards_dir>/samples.parquet``, which appears, complete, when the block ends (statuses
+    ``checked``); an error in the block leaves the file as it was."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    statuses: set[str] = set()
+    with atomic_path(Path(shards_dir) / FILE) as tmp:
+        with pq.ParquetWriter(tmp, schema()) as out:
+
+            def write(rows) -> None:
+                rows = rows.select(list(DEFAULTS)).cast(schema())
+                statuses.update(pc.unique(rows.column("status")).to_pylist())
+                out.write_table(rows)
+
+            yield write
+        checked(sorted(statuses))
 
 
 def read(shards_dir: Path):
@@ -108,3 +150,23 @@ def read(shards_dir: Path):
     samples = read_table(path, tuple(DEFAULTS), "run build-shards first", REMEDY)
     check_file_names(path, samples["shard"].unique(), REMEDY, empty_ok=True)
     return samples
+
+
+def batches(shards_dir: Path, columns: list[str]) -> Iterator[Any]:
+    """``columns`` of ``<shards_dir>/samples.parquet`` as pandas DataFrames, a row group at a time
+    (a reader that only counts never holds the file whole: 4.18M rows at LUPerson's size); a
+    missing, damaged or foreign file is one ``UsageError`` line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(shards_dir) / FILE
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: run build-shards first")
+    try:
+        with pq.ParquetFile(path) as file:
+            for group in range(file.num_row_groups):
+                yield file.read_row_group(group, columns=columns).to_pandas()
+    except (OSError, pa.ArrowException) as e:
+        raise UsageError(
+            f"{path} is not a readable Parquet file ({one_line(str(e), 200)}); {REMEDY}"
+        ) from None

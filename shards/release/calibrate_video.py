@@ -8,11 +8,12 @@ the exact-seek reader, the person detector runs on them in one batch (frames res
 for it: HOG finds only people at least 128 px tall; boxes mapped back), every geometry is scored
 and one chosen.
 
-Each result is kept in ``<root>/calibration/<video_id>.json`` with a key of its inputs (the
-settings, the frames and boxes, the video's size and mtime) and a digest of the key and the result:
-a rerun reuses it, so a resumed build cuts with the geometry the first run chose even with a
-detector that is not bit-exact (YOLO on a GPU), and ``dets_report.json`` reads it. A file that is
-damaged, edited by hand, or not a decision calibration could have made is measured again.
+Each result is kept in ``<root>/calibration/<bucket>/<video_id>.json`` (:func:`cache_path`) with
+a key of its inputs (the settings, the frames and boxes, the video's size and mtime) and a digest
+of the key and the result: a rerun reuses it, so a resumed build cuts with the geometry the first
+run chose even with a detector that is not bit-exact (YOLO on a GPU), and ``dets_report.json``
+reads it. A file that is damaged, edited by hand, or not a decision calibration could have made is
+measured again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from common import fanout
 from common.atomic import write_json
 from common.detectors.build import build_detector
 from common.media.frames import read_frames
@@ -137,9 +139,15 @@ def digest(key: str, result: Any) -> str:
     return hashlib.sha256(json.dumps([key, result], sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
+def cache_file(folder: Path, video_id: str) -> Path:
+    """``<folder>/<bucket>/<video_id>.json``: one file per downloaded video (46,260 at LUPerson's
+    size), fanned out (:mod:`common.fanout`) to a few hundred a folder."""
+    return fanout.fanned_path(Path(folder), video_id, f"{video_id}.json")
+
+
 def cache_path(context: dict[str, Any]) -> Path:
-    """``<root>/calibration/<video_id>.json``."""
-    return Path(context["calibration"]["cache"]) / f"{context['video_id']}.json"
+    """``<root>/calibration/<bucket>/<video_id>.json`` of the video of ``context``."""
+    return cache_file(context["calibration"]["cache"], context["video_id"])
 
 
 def cached(context: dict[str, Any]) -> dict[str, Any] | None:

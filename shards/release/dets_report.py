@@ -11,11 +11,13 @@ the frames used; totals by outcome), described in :mod:`shards.release.calibrate
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
+from common.manifests import samples as samples_file
 from shards.release.calibrate_report import calibration_part
 from shards.write.items import Task
 
@@ -41,35 +43,71 @@ def listing(root: Path) -> dict[str, Any]:
     }
 
 
-def video_outcome(context: dict[str, Any], rows) -> dict[str, Any]:
+class VideoCounts:
+    """Per video of the detections (``source_id``, the vname): crops by status, whether a written
+    crop was rescaled, and the first reason of each failure status (samples.parquet is in key order),
+    gathered a row group at a time."""
+
+    def __init__(self) -> None:
+        self.by_status: dict[str, Counter[str]] = defaultdict(Counter)
+        self.rescaled: set[str] = set()
+        self.first_reason: dict[tuple[str, str], str] = {}
+
+    def add(self, rows) -> None:
+        """Count one row group (``source_id``, ``status``, ``reason``) of the dets rows."""
+        for (vname, status), n in rows.groupby(["source_id", "status"], sort=False).size().items():
+            self.by_status[vname][status] += int(n)
+        ok = rows["status"] == "ok"
+        self.rescaled.update(rows.loc[ok & rows["reason"].str.startswith("boxes rescaled"), "source_id"])
+        firsts = rows[~ok].drop_duplicates(["source_id", "status"])
+        for vname, status, reason in zip(
+            firsts["source_id"], firsts["status"], firsts["reason"], strict=True
+        ):
+            self.first_reason.setdefault((vname, status), reason)
+
+    def crops(self) -> Counter[str]:
+        """Every dets crop counted by status."""
+        return sum(self.by_status.values(), Counter())
+
+
+def video_counts(root: Path) -> VideoCounts:
+    """The dets rows of ``root/shards/samples.parquet``, counted per video (:class:`VideoCounts`)."""
+    counts = VideoCounts()
+    for rows in samples_file.batches(root / "shards", ["source", "source_id", "status", "reason"]):
+        counts.add(rows[rows["source"] == "dets"])
+    return counts
+
+
+def video_outcome(context: dict[str, Any], counts: VideoCounts) -> dict[str, Any]:
     """One video of the detections: status (``ok`` when at least one crop was written), crops, reason."""
-    ok = rows[rows["status"] == "ok"]
-    bad = rows[rows["status"] != "ok"]
+    vname = context["vname"]
+    statuses = counts.by_status.get(vname, Counter())
+    failed = {s: n for s, n in sorted(statuses.items()) if s != "ok"}
     outcome = {
-        "vname": context["vname"],
+        "vname": vname,
         "boxes": context["boxes"],
-        "written": len(ok),
-        "failed": _counts(bad["status"]),
-        "rescaled": bool(ok["reason"].str.startswith("boxes rescaled").any()),
+        "written": statuses.get("ok", 0),
+        "failed": failed,
+        "rescaled": vname in counts.rescaled,
         "malformed_entries": len(context["malformed"]),
     }
     if context["status"] != "ok":
         return outcome | {"status": context["status"], "reason": context["reason"]}
-    if len(ok):
+    if outcome["written"]:
         return outcome | {"status": "ok", "reason": ""}
-    if bad.empty:
+    if not failed:
         return outcome | {"status": "no_boxes", "reason": "the detections list no box for this video"}
-    top = bad["status"].value_counts().index[0]
-    return outcome | {"status": str(top), "reason": str(bad.loc[bad["status"] == top, "reason"].iloc[0])}
+    top = min(failed, key=lambda s: (-failed[s], s))  # the most crops; a tie: the first by name
+    return outcome | {"status": top, "reason": counts.first_reason[vname, top]}
 
 
-def write_report(root: Path, source: str, tasks: list[Task], samples) -> dict[str, Any]:
-    """Write ``dets_report.json``; return its figures (without the per-video lists)."""
+def write_report(root: Path, source: str, tasks: Sequence[Task]) -> dict[str, Any]:
+    """Write ``dets_report.json`` from the plan's contexts and ``shards/samples.parquet`` (read a
+    row group at a time); return its figures (without the per-video lists)."""
     contexts = list({id(t.context): t.context for t in tasks}.values())
-    dets = samples[samples["source"] == "dets"]
-    by_vname = dict(tuple(dets.groupby("source_id")))
-    empty = dets.iloc[0:0]
-    outcomes = [video_outcome(c, by_vname.get(c["vname"], empty)) for c in contexts]
+    counts = video_counts(root)
+    crops = counts.crops()
+    outcomes = [video_outcome(c, counts) for c in contexts]
     listed = listing(root)
     statuses = Counter(o["status"] for o in outcomes)
     figures = {
@@ -84,9 +122,9 @@ def write_report(root: Path, source: str, tasks: list[Task], samples) -> dict[st
             "not_cut": {s: n for s, n in sorted(statuses.items()) if s != "ok"} or 0,
         },
         "crops": {
-            "expected": len(dets),
-            "written": int((dets["status"] == "ok").sum()),
-            "not_written": _counts(dets.loc[dets["status"] != "ok", "status"]) or 0,
+            "expected": sum(crops.values()),
+            "written": crops.get("ok", 0),
+            "not_written": {s: n for s, n in sorted(crops.items()) if s != "ok"} or 0,
             "malformed_entries": sum(o["malformed_entries"] for o in outcomes),
             "duplicate_boxes": sum(c["duplicates"] for c in contexts),
         },
