@@ -56,7 +56,7 @@ def workspace(built: Path, root: Path, videos_dir: Path, status: str, city: str 
     box = {"video_id": "street", "frame": 0, "box": 0, "x1": 100.0, "y1": 50.0, "x2": 160.0, "y2": 250.0}
     box |= {"score": 0.9, "keypoints": [], "valid": False, "status": status, "detector": "hog"}
     box |= {"keypoint_model": "", "pose_present": None, "tracklet": None}
-    (root / boxes.DIR).mkdir()
+    boxes.path_of(root, "street").parent.mkdir(parents=True)
     table = pa.table({k: [v] for k, v in box.items()}, schema=boxes.schema(frames_sampled="1"))
     pq.write_table(table, boxes.path_of(root, "street"))
     return root
@@ -84,7 +84,7 @@ def test_a_tampered_status_never_writes_outside_the_root(built, tmp_path, videos
     root = tmp_path / "a" / "b" / "root"  # report_files/../../../x lands in tmp_path/a
     workspace(built, root, videos_dir, "no_head")
     assert stats(root) == 0  # the untampered file: its example is drawn, inside the root
-    assert [p.name for p in (root / "report_files").iterdir()] == ["no_head_000.jpg"]
+    assert sorted(p.name for p in (root / "report_files").iterdir()) == ["no_head_000.jpg", "per_video.csv"]
 
     status = "../../../escaped" if where == "climbing" else str(tmp_path / "abs" / "escaped")
     table = pq.read_table(boxes.path_of(root, "street"))
@@ -125,7 +125,7 @@ def test_a_city_named_like_tex_is_drawn_literally(built, tmp_path, videos_dir, c
     assert stats(root) == 0
     assert (root / "figures" / "per_city.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (root / "report.html").read_text()
-    assert "<td>$\\undefinedmacro{x}^{$</td>" in page  # the per-video table, escaped as text
+    assert "<td>$\\undefinedmacro{x}^{$</td>" in page  # the per-city table, escaped as text
 
 
 @contextlib.contextmanager

@@ -2,11 +2,14 @@
 
 Sections: Table 1 (from the statistics ``stats.json`` holds), boxes per detection status with a
 seeded grid of examples for each status (drawn on their frames, see :mod:`.report_examples`,
-written to ``report_files/``), the figures of ``figures/`` (linked by relative path), the per-video counts
-(filter's decision, detect's outcome, boxes per status, crops written) and, when the root has
-one, ``dets_report.json`` rendered generically (:mod:`.report_tables`). Plain HTML with inline
-CSS and no script: it opens from disk. Rewriting replaces ``report.html`` and the example
-images of ``report_files/`` only.
+written to ``report_files/``), the figures of ``figures/`` (linked by relative path), the videos
+(counts of filter's decisions and detect's outcomes, and the first ``TOP`` videos by boxes dropped,
+by frames sampled, and detect's errors; every video in ``report_files/per_video.csv``, see
+:mod:`.report_counts`) and, when the root has one, ``dets_report.json`` rendered generically
+(:mod:`.report_tables`; a list longer than ``TOP`` linked as ``report_files/dets_<n>.csv``). The
+page's size does not grow with the number of videos or boxes. Plain HTML with inline CSS and no
+script: it opens from disk. Rewriting replaces ``report.html`` and the ``*.jpg`` and ``*.csv`` of
+``report_files/`` only.
 """
 
 from __future__ import annotations
@@ -19,13 +22,26 @@ from typing import Any
 from common.atomic import write_text
 from common.errors import UsageError
 from shards.checks import report_examples as ex
-from shards.checks.report_counts import per_video, status_counts
-from shards.checks.report_tables import html_table, json_report_html, text_table_rows
+from shards.checks.box_tally import BoxTally, tally
+from shards.checks.report_counts import (
+    FILE,
+    NONE,
+    TOP,
+    cells,
+    per_city,
+    per_video,
+    status_tally,
+    summary,
+    top_lists,
+    write_csv,
+)
+from shards.checks.report_tables import html_table, json_report_html, records_csv, text_table_rows
 from shards.checks.table1 import table1
 
 PAGE = "report.html"
 DETS_REPORT = "dets_report.json"
 EXAMPLES = 8  # example boxes per detection status
+CITIES = 200  # rows of the per-city table at most (LUPerson has 100 cities)
 CSS = """
 body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1250px}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
@@ -37,6 +53,7 @@ th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:0;font-size:.7em;text-align:center;width:min-content;min-width:110px}figure img{display:block}
 .key{display:inline-block;width:1em;height:1em;vertical-align:middle;margin:0 .3em 0 1em}
 .note{color:#a40}
+.row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 """
 
 
@@ -87,13 +104,16 @@ def legend(thresholds: set[float]) -> str:
     )
 
 
-def detections_html(root: Path, all_boxes, per_status: int, seed: int, thresholds: dict[str, float]) -> str:
+def detections_html(
+    root: Path, counted: BoxTally, per_status: int, seed: int, thresholds: dict[str, float]
+) -> str:
     """Boxes per status, then a grid of examples per status (``ok`` first, then §3.1's order)."""
-    if all_boxes.empty:
-        return "<p>No boxes: the root has no <code>detections/*.parquet</code> (or they are empty).</p>"
-    counts = status_counts(all_boxes)
+    counts = counted.by_status()
+    if not counts:
+        return "<p>No boxes: the root has no <code>detections/</code> box files (or they are empty).</p>"
     parts = [html_table(["status", "boxes"], list(counts.items()), "status-counts")]
-    examples, notes = ex.write_examples(root, ex.choose(all_boxes, per_status, seed), thresholds)
+    chosen = ex.chosen_boxes(counted, per_status, seed)
+    examples, notes = ex.write_examples(root, chosen, thresholds)
     parts.append(legend({e["threshold"] for e in examples}))
     parts += [f'<p class="note">{escape(n)}</p>' for n in notes]
     for status, n in counts.items():
@@ -105,8 +125,34 @@ def detections_html(root: Path, all_boxes, per_status: int, seed: int, threshold
     return "\n".join(parts)
 
 
+def videos_html(root: Path, table) -> str:
+    """Counts of the per-video table, its first rows by a few orders, and a link to all of it
+    (written to ``report_files/per_video.csv``)."""
+    if table.empty:
+        return "<p>No videos.</p>"
+    href = f"{ex.FOLDER}/{FILE}"
+    write_csv(root / href, table)
+    parts = [
+        f'<p>Every video, one row each ({len(table):,} rows, columns as below): <a id="per-video" '
+        f'href="{href}">{href}</a>. Empty cells there, <code>{NONE}</code> here: does not apply.</p>',
+        '<div class="row">',
+        html_table(["videos", "count"], summary(table), "video-summary"),
+        html_table(["filter", "videos"], status_tally(table, "filter"), "filter-status"),
+        html_table(["detect", "videos"], status_tally(table, "detect"), "detect-status"),
+        "</div>",
+    ]
+    cities = per_city(table)
+    parts.append(f"<h3>Per city: {min(len(cities), CITIES):,} of {len(cities):,}, most videos first</h3>")
+    parts.append(html_table(list(cities.columns), cities.head(CITIES).values.tolist(), "per-city"))
+    for n, (title, total, rows) in enumerate(top_lists(table)):
+        parts.append(f"<h3>{escape(title)}: {len(rows):,} of {total:,}</h3>")
+        parts.append(html_table(list(table.columns), cells(rows), f"top-{n}") if total else "<p>None.</p>")
+    return "\n".join(parts)
+
+
 def dets_report_html(root: Path) -> str:
-    """``dets_report.json`` (build-shards --from-dets) as tables, or nothing when there is none."""
+    """``dets_report.json`` (build-shards --from-dets) as tables, or nothing when there is none; a
+    list of more than ``TOP`` entries shows its first ones and links all, as ``report_files/dets_<n>.csv``."""
     path = root / DETS_REPORT
     if not path.is_file():
         return ""
@@ -114,7 +160,15 @@ def dets_report_html(root: Path) -> str:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"{path} is not readable JSON ({e}); rerun build-shards --from-dets") from None
-    return f"<h2>{DETS_REPORT}</h2>\n" + json_report_html(doc, "dets")
+    spilled: list[str] = []
+
+    def spill(key: str, records: list[dict]) -> str:
+        href = f"{ex.FOLDER}/dets_{len(spilled):02d}.csv"  # numbered: keys come from the file
+        write_text(root / href, records_csv(records))
+        spilled.append(href)
+        return href
+
+    return f"<h2>{DETS_REPORT}</h2>\n" + json_report_html(doc, "dets", TOP, spill)
 
 
 def page(root: Path, stats: dict[str, Any], figures: dict[str, str], body: list[str]) -> str:
@@ -145,25 +199,35 @@ def write_report(
     seed: int,
     examples: int = EXAMPLES,
     thresholds: dict[str, float] | None = None,
+    counted: BoxTally | None = None,
 ) -> Path:
     """Write ``<root>/report.html`` and its example images; return the page's path.
 
     ``stats`` is what ``stats.json`` holds, ``figures`` what ``write_figures`` drew, ``samples``
     ``shards/samples.parquet`` (crops written per video), ``examples``
     the boxes shown per status (chosen with ``seed``), ``thresholds`` the keypoint thresholds per
-    model family when the box files do not record theirs (default: ``report_examples.THRESHOLDS``).
+    model family when the box files do not record theirs (default: ``report_examples.THRESHOLDS``),
+    ``counted`` the box files' ``box_tally.tally`` when the caller has it.
     """
     root = Path(root)
-    all_boxes = ex.read_all_boxes(root)
-    header, rows = per_video(root, all_boxes, samples)
+    counted = tally(root) if counted is None else counted
+    (root / ex.FOLDER).mkdir(parents=True, exist_ok=True)
     body = [
         "<h2>Detections by status</h2>",
-        detections_html(root, all_boxes, examples, seed, thresholds or ex.THRESHOLDS),
+        detections_html(root, counted, examples, seed, thresholds or ex.THRESHOLDS),
         "<h2>Figures</h2>",
         figures_html(root, figures),
-        "<h2>Per video</h2>",
-        html_table(header, rows, "per-video") if rows else "<p>No videos.</p>",
+        "<h2>Videos</h2>",
+        videos_html(root, per_video(root, counted, samples)),
         dets_report_html(root),
     ]
+    _remove_stale_tables(root / ex.FOLDER, "".join(body))
     write_text(root / PAGE, page(root, stats, figures, body))
     return root / PAGE
+
+
+def _remove_stale_tables(folder: Path, body: str) -> None:
+    """The ``*.csv`` of ``report_files/`` an earlier run linked and this page does not."""
+    for stale in folder.glob("*.csv"):
+        if f'href="{ex.FOLDER}/{stale.name}"' not in body:
+            stale.unlink()

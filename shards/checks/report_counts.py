@@ -1,13 +1,25 @@
-"""Counts of ``report.html``: boxes per detection status, and per video (filter's decision, detect's
-outcome, boxes per status, crops written), from the workspace files themselves."""
+"""Counts of ``report.html``: the per-video table (filter's decision, detect's outcome, boxes per
+status, crops written) and its summaries, from the workspace files themselves.
+
+The table has one row per video, 46,260 at LUPerson's size: it goes beside the page as a CSV file
+(``report_files/per_video.csv``), and the page shows counts of it and its first ``TOP`` rows by a
+few orders (most boxes dropped, most frames sampled, detect's errors), so the page's size does not
+grow with the number of videos. Built column by column (no loop over videos).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from common.manifests import boxes, detections, video_filter
+import numpy as np
 
-NONE = "-"  # a count that does not apply (the video was dropped, or has no box file)
+from common.atomic import atomic_path
+from common.manifests import boxes, detections, video_filter
+from shards.checks.box_tally import BoxTally
+
+NONE = "-"  # on the page: a value that does not apply (the video was dropped, or has no box file)
+TOP = 20  # rows of each per-video list on the page
+FILE = "per_video.csv"
 
 
 def status_order(statuses) -> list[str]:
@@ -16,54 +28,121 @@ def status_order(statuses) -> list[str]:
     return [s for s in boxes.STATUSES if s in present]
 
 
-def status_counts(all_boxes) -> dict[str, int]:
-    """Boxes per status over every ``detections/*.parquet``, in ``status_order``."""
-    counts = all_boxes["status"].value_counts()
-    return {s: int(counts[s]) for s in status_order(counts.index)}
+def _filter_table(root: Path):
+    """``video_filter.parquet``'s city, status and reason by video id (empty when absent)."""
+    import pandas as pd
 
-
-def _filter_rows(root: Path):
-    """``video_filter.parquet`` as {video_id: (city, status, reason)} (empty when absent)."""
+    columns = ["city", "filter", "filter reason"]
     if not (root / video_filter.FILE).is_file():
-        return {}
-    table = video_filter.read(root, ("video_id", "keep"))
-    text = table.reindex(columns=["city", "status", "reason"]).fillna("").astype(str)
-    return {
-        str(v): (c, s, r)
-        for v, c, s, r in zip(table["video_id"], text["city"], text["status"], text["reason"], strict=True)
-    }
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="video"))
+    table = video_filter.read(root, ("video_id", "keep")).reindex(
+        columns=["video_id", "city", "status", "reason"]
+    )
+    table = table.drop_duplicates("video_id", keep="last").set_index("video_id")
+    table.columns, table.index.name = columns, "video"
+    table["city"] = table["city"].fillna("").astype(str)
+    return table
 
 
-def _detect_status(root: Path) -> dict[str, str]:
-    """detect's outcome per video from ``detections.parquet`` (empty when absent)."""
+def _detect_table(root: Path):
+    """``detections.parquet``'s status, reason and frames sampled by video id (empty when absent)."""
+    import pandas as pd
+
+    columns = ["detect", "detect reason", "frames sampled"]
     if not (root / detections.FILE).is_file():
-        return {}
-    table = detections.read(root)
-    return dict(zip(table["video_id"].astype(str), table["status"].astype(str), strict=True))
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="video"))
+    table = detections.read(root).reindex(columns=["video_id", "status", "reason", "frames_sampled"])
+    table = table.drop_duplicates("video_id", keep="last").set_index("video_id")
+    table.columns, table.index.name = columns, "video"
+    return table.astype({"frames sampled": "Int64"})
 
 
-def per_video(root: Path, all_boxes, samples) -> tuple[list[str], list[list[str]]]:
-    """The per-video table: header and rows (every video of the filter or with boxes, sorted).
+def per_video(root: Path, counted: BoxTally, samples):
+    """One row per video of the filter or with a box file, sorted by id. Columns: video, city,
+    filter, filter reason, detect, detect reason, frames sampled, boxes, one per box status present,
+    crops written (``samples.parquet`` rows ``ok`` of the video). Empty (NA) where a value does not
+    apply: no filter row, not detected, no box file."""
+    import pandas as pd
 
-    Columns: video, city, filter (status), filter reason, detect (status), boxes, one per box
-    status present, crops written (``samples.parquet`` rows ``ok`` of that video).
-    """
     root = Path(root)
-    filtered, detected = _filter_rows(root), _detect_status(root)
-    statuses = status_order(all_boxes["status"])
-    table = all_boxes.groupby(["video_id", "status"]).size().unstack(fill_value=0)
-    with_file = set(all_boxes["file"].map(lambda f: Path(f).stem))
+    statuses = list(counted.by_status())
+    picked = counted.counts[:, [boxes.STATUSES.index(s) for s in statuses]]
+    ids = pd.Index(counted.video_ids, name="video")
+    counts = pd.DataFrame(picked, index=ids, columns=statuses).astype("Int64")
+    counts.insert(0, "boxes", pd.array(counted.counts.sum(axis=1), dtype="Int64"))
+    filtered, detected = _filter_table(root), _detect_table(root)
+    every = pd.Index(sorted(set(filtered.index) | set(ids)), name="video")
+    table = filtered.reindex(every).join(detected).join(counts)
     written = samples.loc[samples["status"] == "ok", "video_id"].value_counts()
-    header = ["video", "city", "filter", "filter reason", "detect", "boxes", *statuses, "crops written"]
-    rows = []
-    for vid in sorted(set(filtered) | set(table.index) | with_file):
-        city, status, reason = filtered.get(vid, ("", NONE, ""))
-        if vid in table.index:
-            counts = [str(int(table.loc[vid].sum()))] + [str(int(table.loc[vid].get(s, 0))) for s in statuses]
-        elif vid in with_file:
-            counts = ["0"] * (1 + len(statuses))
-        else:
-            counts = [NONE] * (1 + len(statuses))
-        crops = str(int(written.get(vid, 0)))
-        rows.append([vid, city, status, reason, detected.get(vid, NONE), *counts, crops])
-    return header, rows
+    table["crops written"] = written.reindex(every, fill_value=0).to_numpy(np.int64)
+    return table.reset_index()
+
+
+def write_csv(path: Path, table) -> None:
+    """``table`` as CSV at ``path``, atomically (empty cells: does not apply)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def summary(table) -> list[tuple[str, int]]:
+    """How many videos the per-video table holds, and how many of them reached each step."""
+    boxes_known = table["boxes"].notna()
+    return [
+        ("videos", len(table)),
+        ("kept by filter", int((table["filter"] == "ok").sum())),
+        ("detected (in detections.parquet)", int(table["detect"].notna().sum())),
+        ("with a box file", int(boxes_known.sum())),
+        ("with a kept box (ok)", int((table["ok"] > 0).sum()) if "ok" in table else 0),
+        ("with crops written", int((table["crops written"] > 0).sum())),
+    ]
+
+
+def status_tally(table, column: str) -> list[tuple[str, int]]:
+    """Videos per value of ``column`` (filter's or detect's status), most first."""
+    counts = table[column].dropna().value_counts()
+    return sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
+def per_city(table):
+    """The per-video table summed by city (``(none)``: no city), most videos first: videos, kept
+    by filter, with a box file, boxes, kept boxes (ok), crops written."""
+    import pandas as pd
+
+    ok = table["ok"] if "ok" in table else pd.Series(0, index=table.index)
+    parts = pd.DataFrame(
+        {
+            "city": table["city"].fillna("").replace("", "(none)"),
+            "videos": 1,
+            "kept by filter": (table["filter"] == "ok").astype(int),
+            "with a box file": table["boxes"].notna().astype(int),
+            "boxes": table["boxes"].fillna(0),
+            "ok": ok.fillna(0),
+            "crops written": table["crops written"],
+        }
+    )
+    cities = parts.groupby("city", sort=True).sum().astype(np.int64).reset_index()
+    return cities.sort_values(["videos", "city"], ascending=[False, True], kind="stable")
+
+
+def top_lists(table) -> list[tuple[str, int, object]]:
+    """The page's per-video lists: (title, rows in all, the first ``TOP`` rows), each by one order."""
+    dropped = table["boxes"].fillna(0) - (table["ok"].fillna(0) if "ok" in table else 0)
+    frames = table["frames sampled"].fillna(0)
+    errors = table[table["detect"] == "error"]
+    lists = [
+        ("most boxes dropped by §3.1's rules", table.assign(_key=dropped)[dropped > 0]),
+        ("most frames sampled (detect's longest)", table.assign(_key=frames)[frames > 0]),
+    ]
+    out = []
+    for title, rows in lists:
+        rows = rows.sort_values(["_key", "video"], ascending=[False, True], kind="stable")
+        out.append((f"The videos with the {title}", len(rows), rows.drop(columns="_key").head(TOP)))
+    out.append(("Videos detect could not read", len(errors), errors.head(TOP)))
+    return out
+
+
+def cells(rows) -> list[list[str]]:
+    """Rows of the per-video table as page cells: ``NONE`` where a value does not apply."""
+    import pandas as pd
+
+    return [[NONE if pd.isna(v) else str(v) for v in row] for row in rows.itertuples(index=False)]

@@ -19,6 +19,7 @@ import numpy as np
 from common.atomic import atomic_path
 from common.manifests import boxes, video_filter
 from common.media.frames import read_frames
+from shards.checks.box_tally import BoxTally, pick
 
 CONTEXT = 0.3  # context around the box, as a fraction of its width / height, on each side
 HEIGHT = 200  # pixels: every example image is this high ...
@@ -44,35 +45,25 @@ def keypoint_threshold(model: str, recorded: str | None, thresholds: dict[str, f
     return thresholds[family]
 
 
-def read_all_boxes(root: Path):
-    """Every box of ``detections/*.parquet`` without keypoints, with ``file`` and ``row`` (its position)."""
+def chosen_boxes(tally: BoxTally, per_status: int, seed: int):
+    """The example boxes (:func:`box_tally.pick`) read from their files, without keypoints:
+    ``COLUMNS`` plus ``file`` and ``row`` (the box's position in its file), in ``pick``'s order."""
     import pandas as pd
 
-    parts = []
-    for path in sorted((Path(root) / boxes.DIR).glob("*.parquet")):
-        part = boxes.read(path, COLUMNS, required=REQUIRED)
-        part = part.reindex(columns=COLUMNS)
-        part["video_id"] = part["video_id"].fillna(path.stem).astype(str)
-        part["keypoint_model"] = part["keypoint_model"].fillna("").astype(str)
-        parts.append(part.assign(file=str(path), row=np.arange(len(part))))
-    if not parts:
+    picks = pick(tally.counts, per_status, seed)
+    found = {}
+    for index in sorted({f for _, f, _ in picks}):
+        path = tally.files[index]
+        table = boxes.read(path, COLUMNS, required=REQUIRED).reindex(columns=COLUMNS)
+        table["video_id"] = table["video_id"].fillna(path.stem).astype(str)
+        table["keypoint_model"] = table["keypoint_model"].fillna("").astype(str)
+        table = table.assign(file=str(path), row=np.arange(len(table)))
+        status = table["status"].to_numpy()
+        for s, _, n in (p for p in picks if p[1] == index):
+            found[(s, index, n)] = table.iloc[np.flatnonzero(status == s)[n]]
+    if not picks:
         return pd.DataFrame(columns=[*COLUMNS, "file", "row"])
-    return pd.concat(parts, ignore_index=True)
-
-
-def choose(all_boxes, per_status: int, seed: int):
-    """Up to ``per_status`` boxes of each status (seeded), in ``STATUSES`` order (``boxes.read``
-    admits no other status: the examples' file names are made of them)."""
-    import pandas as pd
-
-    order = [s for s in boxes.STATUSES if s in set(all_boxes["status"])]
-    picked = [
-        all_boxes[all_boxes["status"] == s].sample(
-            n=min(per_status, int((all_boxes["status"] == s).sum())), random_state=seed
-        )
-        for s in order
-    ]
-    return pd.concat(picked) if picked else all_boxes.iloc[0:0]
+    return pd.DataFrame([found[p] for p in picks]).reset_index(drop=True)
 
 
 def draw(frame: np.ndarray, box, keypoints, threshold: float, kept: bool) -> tuple[np.ndarray, list[int]]:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
@@ -91,11 +93,39 @@ def records_table(records: list[dict[str, Any]], table_id: str = "") -> str:
     return html_table(columns, [[r.get(c) for c in columns] for r in records], table_id)
 
 
-def json_report_html(doc: Any, name: str) -> str:
-    """A JSON report as HTML: its figures as a two-column table, then one table per list of records."""
+def records_csv(records: list[dict[str, Any]]) -> str:
+    """Records as CSV text, columns as in ``records_table``; lists and dicts as JSON, never cut."""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for r in records:
+        values = (r.get(c) for c in columns)
+        writer.writerow(
+            "" if v is None else json.dumps(v, default=str) if isinstance(v, list | dict | tuple) else v
+            for v in values
+        )
+    return out.getvalue()
+
+
+def json_report_html(
+    doc: Any, name: str, max_rows: int | None = None, spill: Callable[[str, list[dict]], str] | None = None
+) -> str:
+    """A JSON report as HTML: its figures as a two-column table, then one table per list of records.
+
+    A list longer than ``max_rows`` (one entry per video: 46k at LUPerson's size) shows its first
+    ``max_rows`` entries and links every entry: ``spill(key, records)`` writes them and returns the link.
+    """
     figures, tables = split_report(doc)
     parts = [html_table(["key", "value"], list(figures.items()), f"{name}-figures")] if figures else []
     for key, records in tables.items():
-        parts.append(f"<h3>{escape(key)} ({len(records)})</h3>")
+        parts.append(f"<h3>{escape(key)} ({len(records):,})</h3>")
+        if max_rows is not None and spill is not None and len(records) > max_rows:
+            href = spill(key, records)
+            parts.append(
+                f'<p>The first {max_rows:,} of {len(records):,}; every one: <a href="{escape(href)}">'
+                f"{escape(href)}</a>.</p>"
+            )
+            records = records[:max_rows]
         parts.append(records_table(records, f"{name}-{key}"))
     return "\n".join(parts)

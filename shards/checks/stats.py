@@ -19,6 +19,7 @@ from typing import Any
 from common.atomic import write_json, write_text
 from common.errors import UsageError
 from common.manifests import samples as samples_file
+from shards.checks.box_tally import tally
 from shards.checks.figures import write_figures
 from shards.checks.report import write_report
 from shards.checks.table1 import dataset_stats, table1
@@ -45,13 +46,14 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     """Compute the statistics, draw the figures, print Table 1; return the headline figures."""
     root = Path(root)
     samples = samples_file.read(root / "shards")
-    report = dataset_stats(root, samples)
+    counted = tally(root)  # the box files, read once for stats.json and the page
+    report = dataset_stats(root, samples, counted)
     table = table1(report)
     try:
         figures = write_figures(report, samples, root, cfg.grid_size, cfg.seed)
         write_stats(root, figures, report)
         write_text(root / "figures" / "table1.txt", table + "\n")
-        page = write_report(root, report, figures, samples, cfg.seed, cfg.report_examples)
+        page = write_report(root, report, figures, samples, cfg.seed, cfg.report_examples, counted=counted)
     except OSError as e:  # a read-only or full root; reading errors are UsageErrors already
         print(table, flush=True)
         where = e.filename or root

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common.manifests import boxes, video_filter
 from common.manifests import samples as samples_file
+from common.manifests import video_filter
 from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from common.table import aligned
+from shards.checks.box_tally import BoxTally, tally
 
 # The paper's row of Table 1, printed next to ours.
 PAPER_ROW = {
@@ -29,7 +30,10 @@ PAPER_ROW = {
 
 def estimated_persons(samples) -> int | None:
     """Sum over videos of the most valid persons (crops written) in one sampled frame (§3.1)."""
-    framed = samples[(samples["status"] == "ok") & (samples["frame"] >= 0) & (samples["video_id"] != "")]
+    framed = samples.loc[
+        (samples["status"] == "ok") & (samples["frame"] >= 0) & (samples["video_id"] != ""),
+        ["video_id", "frame"],
+    ]
     if framed.empty:
         return None
     per_frame = framed.groupby(["video_id", "frame"]).size()
@@ -57,32 +61,28 @@ def video_filter_stats(root: Path) -> dict[str, Any] | None:
     return stats
 
 
-def detection_stats(root: Path) -> dict[str, Any] | None:
-    """Boxes per reason and the detector names, over every ``detections/*.parquet``."""
-    import pandas as pd
-
-    files = sorted((root / boxes.DIR).glob("*.parquet"))
-    if not files:
+def detection_stats(counted: BoxTally) -> dict[str, Any] | None:
+    """Boxes per reason and the detector names, over every box file (``None``: there is none)."""
+    if not counted.files:
         return None
-    columns = ["valid", "status", "detector"]
-    rows = pd.concat([boxes.read(f, columns) for f in files], ignore_index=True)
     return {
-        "videos": len(files),
-        "boxes": len(rows),
-        "valid": int(rows["valid"].astype(bool).sum()),
-        "reasons": _counts(rows["status"].fillna("")),
-        "detector": sorted(rows["detector"].dropna().astype(str).unique().tolist()),
+        "videos": len(counted.files),
+        "boxes": int(counted.counts.sum()),
+        "valid": counted.valid,
+        "reasons": dict(sorted(counted.by_status().items())),
+        "detector": counted.detectors,
     }
 
 
-def dataset_stats(root: Path, samples=None) -> dict[str, Any]:
+def dataset_stats(root: Path, samples=None, counted: BoxTally | None = None) -> dict[str, Any]:
     """stats.json: Table 1 figures, crop sizes, failures, and per-city / per-reason counts;
-    ``samples``: ``shards/samples.parquet`` when the caller has read it already."""
+    ``samples`` (``shards/samples.parquet``) and ``counted`` (``box_tally.tally``) when the caller
+    has them already."""
     import pandas as pd
 
     root = Path(root)
     samples = samples_file.read(root / "shards") if samples is None else samples
-    ok = samples[samples["status"] == "ok"]
+    ok = samples.loc[samples["status"] == "ok", ["video_id", "city", "width", "height"]]
     source = ",".join(sorted(samples["source"].unique())) or "none"
     videos = ok.loc[ok["video_id"] != "", "video_id"].nunique()
     cities = ok.loc[ok["city"] != "", "city"].nunique()
@@ -108,7 +108,7 @@ def dataset_stats(root: Path, samples=None) -> dict[str, Any]:
         "bytes": int(index["bytes"].sum()),
         "crops_per_city": _counts(ok.loc[ok["city"] != "", "city"]),
         "video_filter": video_filter_stats(root),
-        "detections": detection_stats(root),
+        "detections": detection_stats(tally(root) if counted is None else counted),
         "notes": notes,
     }
 
