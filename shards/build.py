@@ -20,21 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.manifests import samples as samples_file
 from shards.checks.stats import write_stats
 from shards.release.dets_report import write_report
 from shards.settings import ShardSettings
 from shards.sources import pick
 from shards.write import plan_guard, progress, replace
+from shards.write.items import Task
+from shards.write.task_file import count_items, plan_folder
 from shards.write.writer import write_shards, writing
 
 log = logging.getLogger(__name__)
 
 
-def plan_record(cfg: ShardSettings, root: Path, settings: dict[str, Any], tasks: list) -> dict[str, Any]:
+def plan_record(
+    cfg: ShardSettings, root: Path, settings: dict[str, Any], tasks: Sequence[Task]
+) -> dict[str, Any]:
     """What ``shards/plan.json`` records: the fingerprint, and what a refusal names when it differs."""
     given = cfg.from_images or cfg.from_lmdb or cfg.from_dets
     shaping = {k: v for k, v in settings.items() if k != "source"}
@@ -49,7 +53,7 @@ def plan_record(cfg: ShardSettings, root: Path, settings: dict[str, Any], tasks:
         "source": settings["source"],
         "input": str(Path(given).resolve() if given else root / "detections"),
         "settings": shaping,
-        "items": sum(len(task.items) for task in tasks),
+        "items": count_items(tasks),
     }
 
 
@@ -58,32 +62,38 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
 
     Shards of another plan are never deleted: the build is refused, or (``replace_shards``) the
     new plan is built in ``shards.next`` and swapped in when complete (``shards.write.replace``).
+    A plan of one item per crop waits on disk in a temporary folder of the root, not in memory.
     """
     root = Path(root).resolve()  # tasks carry absolute paths: Ray workers run elsewhere
-    source, tasks, counts = pick.plan(cfg, root)
-    if not tasks:
-        log.warning("no samples to write from %s", source)
-    settings = {
-        "source": source,
-        "max_samples": cfg.max_samples,
-        "max_bytes": cfg.max_bytes,
-        "jpeg_quality": cfg.jpeg_quality,
-    }
-    plan = plan_record(cfg, root, settings, tasks)
-    with writing(root / "shards"):  # a full disk: one line naming the file and the free space
-        summary = write_plan(cfg, root, tasks, settings, plan)
-    with writing(root / "stats.json"):
-        write_stats(root)
-    if source == "dets":
-        samples = samples_file.read(root / "shards")
-        with writing(root / "dets_report.json"):
-            report = write_report(root, cfg.from_dets, tasks, samples)
-        return {"source": source, "engine": cfg.engine, **counts, **summary, "regenerate": report}
+    with plan_folder(root) as scratch:
+        source, tasks, counts = pick.plan(cfg, root, scratch)
+        if not tasks:
+            log.warning("no samples to write from %s", source)
+        settings = {
+            "source": source,
+            "max_samples": cfg.max_samples,
+            "max_bytes": cfg.max_bytes,
+            "jpeg_quality": cfg.jpeg_quality,
+        }
+        plan = plan_record(cfg, root, settings, tasks)
+        with writing(root / "shards"):  # a full disk: one line naming the file and the free space
+            summary = write_plan(cfg, root, tasks, settings, plan, scratch)
+        with writing(root / "stats.json"):
+            write_stats(root)
+        if source == "dets":
+            with writing(root / "dets_report.json"):
+                report = write_report(root, cfg.from_dets, tasks)
+            return {"source": source, "engine": cfg.engine, **counts, **summary, "regenerate": report}
     return {"source": source, "engine": cfg.engine, **counts, **summary}
 
 
 def write_plan(
-    cfg: ShardSettings, root: Path, tasks: list, settings: dict[str, Any], plan: dict[str, Any]
+    cfg: ShardSettings,
+    root: Path,
+    tasks: Sequence[Task],
+    settings: dict[str, Any],
+    plan: dict[str, Any],
+    scratch: Path | None = None,
 ) -> dict[str, Any]:
     """Write the plan's shards in ``root/shards``; or, when the root holds another plan's and
     ``replace_shards`` allows it, in ``shards.next``, swapped in when complete."""
@@ -102,6 +112,7 @@ def write_plan(
         cfg.address,
         plan=plan,
         discard_other=beside,
+        scratch=scratch,
     )
     if beside:
         replace.swap_in(root)

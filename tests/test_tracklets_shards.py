@@ -73,7 +73,7 @@ def detections_workspace(root: Path, video: Path, with_tracklets: bool = True) -
         for name, value in values.items():
             columns[name].append(value)
     path = boxes.path_of(root, "obo")
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     if not with_tracklets:  # a file written before the column existed
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -4,20 +4,24 @@ Columns (``COLUMNS``): tracklet (the id its crops' JSON names under ``"tracklet"
 --tracks`` gives ``<video_id>_t<id>``, ``--from-images --tracklet-pattern`` the pattern's group),
 key (the sample's key), shard (the tar holding it), video_id and frame (``""`` and -1 for image
 folders, as in ``samples.parquet``). Rows are sorted by tracklet, then key; only samples that
-were written are listed. build-shards writes it only when some crop has a tracklet; ``read``
-gives an empty table when a build has none.
+were written are listed. build-shards writes it only when some crop has a tracklet, from rows
+already in that order (``write_sorted``, a row group at a time); ``read`` gives an empty table
+when a build has none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 
-from common.atomic import write_parquet
+from common.atomic import atomic_path, write_parquet
 from common.manifests.parquet import check_file_names, read_table
 
 FILE = "tracklets.parquet"
 COLUMNS = ["tracklet", "key", "shard", "video_id", "frame"]
 REMEDY = "it is not a tracklet list; rerun build-shards"
+GROUP_ROWS = 1 << 16  # rows per row group of write_sorted
 
 
 def frame(rows):
@@ -36,6 +40,31 @@ def write(shards_dir: Path, rows) -> Path:
     path = Path(shards_dir) / FILE
     write_parquet(path, frame(rows))
     return path
+
+
+def schema():
+    """The Arrow schema of the file: four strings and the int64 frame."""
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.int64() if name == "frame" else pa.string()) for name in COLUMNS])
+
+
+def write_sorted(shards_dir: Path, rows: Iterable[tuple[str, str, str, str, int]]) -> int:
+    """Atomically write ``<shards_dir>/tracklets.parquet`` from ``COLUMNS`` tuples already sorted by
+    tracklet, then key; the number of tracklets."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, tracklets, last = iter(rows), 0, None
+    with atomic_path(Path(shards_dir) / FILE) as tmp, pq.ParquetWriter(tmp, schema()) as out:
+        while block := list(islice(rows, GROUP_ROWS)):
+            columns = list(zip(*block, strict=True))
+            for tracklet in columns[0]:
+                tracklets += tracklet != last
+                last = tracklet
+            arrays = [pa.array(c, type=f.type) for c, f in zip(columns, schema(), strict=True)]
+            out.write_table(pa.Table.from_arrays(arrays, schema=schema()))
+    return tracklets
 
 
 def read(shards_dir: Path):

@@ -13,10 +13,15 @@ Layout (what LUPerson's ``lup_moco`` reads as ``--data_path <out>/lmdb --info_pa
 
 ``<out>`` must be new, empty or marked: a folder holding anything export-lmdb did not write (the
 official release, say) is refused before a byte changes, and so is a marked one holding a foreign
-file. The database is written under ``<out>/.lmdb.tmp`` and renamed into place when complete; a
+file (:mod:`shards.release.export_folder`). The database is written under ``<out>/.lmdb.tmp`` and renamed into place when complete; a
 killed export leaves the previous one untouched and its own leftovers (``.lmdb.tmp``, the
 ``.<name>.<pid>.tmp`` of an atomic write) behind the marker, and the next run starts the database
 over. A rerun on unchanged shards with the same settings does nothing.
+
+Memory: the samples are sorted on disk (:class:`shards.write.spill.SortedSpill`, in a temporary
+folder of the root), by their place in the release's tree and then by LMDB key; only the key list
+``keys.pkl`` is made of is held whole (~80 bytes a sample; each sample's place and offset, held
+before, took ~0.8 KiB).
 """
 
 from __future__ import annotations
@@ -25,75 +30,28 @@ import hashlib
 import json
 import logging
 import pickle
-import re
 import shutil
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from common.atomic import atomic_path, write_json, write_parquet
+from common.atomic import atomic_path, write_json
 from common.errors import UsageError
 from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from shards.release import tarindex
-from shards.release.lmdb_keys import Place, official_keys, parse_key, place
+from shards.release.export_folder import claim
+from shards.release.lmdb_keys import official_keys, order_text, place
 from shards.settings import ExportLmdbSettings
+from shards.write.spill import SortedSpill, rows_table
+from shards.write.task_file import plan_folder
 
 log = logging.getLogger(__name__)
 PICKLE_PROTOCOL = 4  # readable by every Python 3 the release's code runs on
-MARKER = ".luperson-export"
-OWN_FILES = (MARKER, "keys.pkl", "keys.parquet", "export.json")
-OWN_DIRS = ("lmdb", ".lmdb.tmp")
-DATABASE_FILES = ("data.mdb", "lock.mdb")
-TEMPORARY = re.compile(r"\.(keys\.pkl|keys\.parquet|export\.json)\.[0-9]+\.tmp")  # common.atomic's
-
-
-def _plain_file(path: Path, own_name: bool) -> bool:
-    return own_name and path.is_file() and not path.is_symlink()
-
-
-def foreign(out: Path) -> list[str]:
-    """What in ``out`` export-lmdb did not write: any name but its own files, folders, database
-    files and temporaries, and any of those that is a link or of the wrong kind."""
-    found = []
-    for entry in sorted(out.iterdir()):
-        if entry.name in OWN_DIRS and entry.is_dir() and not entry.is_symlink():
-            inside = sorted(entry.iterdir())
-            found += [
-                f"{entry.name}/{p.name}" for p in inside if not _plain_file(p, p.name in DATABASE_FILES)
-            ]
-        elif not _plain_file(entry, entry.name in OWN_FILES or bool(TEMPORARY.fullmatch(entry.name))):
-            found.append(entry.name)
-    return found
-
-
-def claim(out: Path) -> None:
-    """Make ``out`` export-lmdb's (the marker first), or refuse it with one line, changing nothing.
-
-    A new or empty folder is claimed; a marked one is taken when it holds nothing else than what
-    an export writes, and the temporaries of a killed export are removed.
-    """
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {out} is a file, not a folder")
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if held:
-        other = foreign(out) if MARKER in held else held
-        if MARKER not in held or other:
-            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
-            raise UsageError(
-                f"{out} holds what export-lmdb did not write ({shown}); nothing was changed: "
-                "name a new or empty folder with --output, or move them away"
-            )
-        for name in held:
-            if TEMPORARY.fullmatch(name):
-                (out / name).unlink()
-        return
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / MARKER, "x") as f:  # a kill after this leaves a folder the next run takes
-            f.write("made by `python pipeline.py export-lmdb`, which replaces what it wrote here\n")
-    except OSError as e:
-        raise UsageError(f"--output {out} cannot be written ({e.strerror})") from None
+SCRATCH_PREFIX = ".export-lmdb-"  # the root's temporary folder where the samples are sorted
+GROUP_ROWS = 1 << 16  # rows per row group of keys.parquet
 
 
 def shard_list(root: Path):
@@ -109,13 +67,24 @@ def shard_list(root: Path):
 
 
 class Sample(NamedTuple):
-    """Where one sample's JPEG bytes lie, and its place in the release's tree."""
+    """One sample: its place in the release's tree (``order_text`` sorts it within its video), then
+    where its JPEG bytes lie. As a tuple, it sorts in the release's enumeration order."""
 
+    country: str
+    city: str
+    video: str
+    order: str
     key: str
     shard: int
     offset: int
     size: int
-    place: Place
+
+
+def sample_schema():
+    import pyarrow as pa
+
+    strings = [(name, pa.string()) for name in Sample._fields[:5]]
+    return pa.schema(strings + [(name, pa.int64()) for name in Sample._fields[5:]])
 
 
 def scan(tar_path: Path, shard_no: int) -> list[Sample]:
@@ -133,17 +102,18 @@ def scan(tar_path: Path, shard_no: int) -> list[Sample]:
                 f.seek(member.offset)
                 try:
                     p = place(json.loads(f.read(member.size)), key)
+                    where = (sys.intern(p.country), sys.intern(p.city), sys.intern(p.video))
+                    slot[0] = (*where, order_text(p.order))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     raise UsageError(
                         f"{tar_path}: {member.name} is not a sample's metadata: run verify-shards"
                     ) from None
-                slot[2] = Place(sys.intern(p.country), sys.intern(p.city), sys.intern(p.video), p.order)
             elif ext == "jpg":
-                slot[0], slot[1] = member.offset, member.size
+                slot[1], slot[2] = member.offset, member.size
     broken = [k for k, slot in found.items() if None in slot]
     if broken:
         raise UsageError(f"{tar_path}: samples without .jpg or .json, e.g. {broken[0]}: run verify-shards")
-    return [Sample(k, shard_no, *slot) for k, slot in found.items()]
+    return [Sample(*where, k, shard_no, offset, size) for k, (where, offset, size) in found.items()]
 
 
 def fingerprint(index, cfg: ExportLmdbSettings) -> str:
@@ -154,9 +124,14 @@ def fingerprint(index, cfg: ExportLmdbSettings) -> str:
 
 
 def write_database(
-    env_dir: Path, puts: list[tuple[str, Sample]], shard_paths: list[Path], map_size: int
+    env_dir: Path,
+    puts: Iterable[tuple[str, int, int, int]],
+    total: int,
+    shard_paths: list[Path],
+    map_size: int,
 ) -> None:
-    """Put every sample's JPEG bytes under its LMDB key (``puts`` sorted by key: LMDB's append mode)."""
+    """Put every sample's JPEG bytes under its LMDB key; ``puts``: ``(key, shard, offset, size)``
+    sorted by key (LMDB's append mode), ``total`` of them."""
     import lmdb
     from tqdm import tqdm
 
@@ -164,12 +139,12 @@ def write_database(
     files: dict[int, Any] = {}
     try:
         txn = env.begin(write=True)
-        for n, (lmdb_key, s) in enumerate(tqdm(puts, unit="img", desc="export-lmdb", mininterval=1.0)):
-            if s.shard not in files:
-                files[s.shard] = open(shard_paths[s.shard], "rb")  # noqa: SIM115 (closed below)
-            f = files[s.shard]
-            f.seek(s.offset)
-            txn.put(lmdb_key.encode("ascii"), f.read(s.size), append=True)
+        bar = tqdm(puts, total=total, unit="img", desc="export-lmdb", mininterval=1.0)
+        for n, (lmdb_key, shard, offset, size) in enumerate(bar):
+            if shard not in files:
+                files[shard] = open(shard_paths[shard], "rb")  # noqa: SIM115 (closed below)
+            files[shard].seek(offset)
+            txn.put(lmdb_key.encode("ascii"), files[shard].read(size), append=True)
             if n % 10_000 == 9_999:
                 txn.commit()
                 txn = env.begin(write=True)
@@ -203,63 +178,95 @@ def up_to_date(out: Path, stamp: str) -> dict[str, Any] | None:
 
 
 def replace_database(
-    out: Path, lmdb_keys: list[str], samples: list[Sample], shard_paths: list[Path], map_size: int
+    out: Path, puts: Iterable[tuple[str, int, int, int]], total: int, shard_paths: list[Path], map_size: int
 ) -> None:
     """Write the database under ``<out>/.lmdb.tmp``, drop the old export, rename it to ``<out>/lmdb``."""
     tmp = out / ".lmdb.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_database(
-        tmp, sorted(zip(lmdb_keys, samples, strict=True), key=lambda pair: pair[0]), shard_paths, map_size
-    )
+    write_database(tmp, puts, total, shard_paths, map_size)
     for name in ("export.json", "keys.pkl", "keys.parquet"):  # the old export is no longer whole
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "lmdb", ignore_errors=True)
     tmp.rename(out / "lmdb")
 
 
-def write_keys(
-    out: Path, keys: list[str], ordered: list[Sample], shard_names: list[str], keys_format: str
-) -> None:
-    """``keys.pkl`` (the keys in release order) and ``keys.parquet`` (each key with its sample)."""
-    import pandas as pd
+def keys_schema():
+    import pyarrow as pa
 
+    names = ("lmdb_key", "sample_key", "shard", "country", "city", "video")
+    return pa.schema([(name, pa.string()) for name in names] + [("bytes", pa.int64())])
+
+
+def put_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [("key", pa.string()), ("shard", pa.int64()), ("offset", pa.int64()), ("size", pa.int64())]
+    )
+
+
+def enumerate_samples(
+    samples: Iterable[Sample], shard_names: list[str], parquet: Path, puts: SortedSpill
+) -> tuple[list[str], Counter[str]]:
+    """Key every sample (``samples`` in enumeration order: :func:`official_keys`); write each key
+    with its sample (``keys.parquet``'s rows) to ``parquet`` a group at a time, and spill each
+    ``(key, shard, offset, size)`` to ``puts``; the keys in order, and what the tree holds."""
+    import pyarrow.parquet as pq
+
+    keys: list[str] = []
+    counts: Counter[str] = Counter()
+    rows: list[tuple] = []
+    last: Sample | None = None
+    with pq.ParquetWriter(parquet, keys_schema()) as writer:
+        for lmdb_key, s in official_keys(samples):
+            keys.append(lmdb_key)
+            puts.add((lmdb_key, s.shard, s.offset, s.size))
+            counts["countries"] += last is None or s.country != last.country
+            counts["cities"] += last is None or s[:2] != last[:2]
+            counts["videos"] += last is None or s[:3] != last[:3]
+            counts["jpeg_bytes"] += s.size
+            last = s
+            rows.append((lmdb_key, s.key, shard_names[s.shard], s.country, s.city, s.video, s.size))
+            if len(rows) == GROUP_ROWS:
+                writer.write_table(rows_table(rows, keys_schema()))
+                rows = []
+        if rows:
+            writer.write_table(rows_table(rows, keys_schema()))
+    return keys, counts
+
+
+def write_keys_pkl(out: Path, keys: list[str], keys_format: str) -> None:
+    """``keys.pkl``: the keys in the release's enumeration order, as a dict or a plain list."""
     with atomic_path(out / "keys.pkl") as path, open(path, "wb") as f:
         pickle.dump({"keys": keys} if keys_format == "dict" else keys, f, protocol=PICKLE_PROTOCOL)
-    table = pd.DataFrame(
-        {
-            "lmdb_key": keys,
-            "sample_key": [s.key for s in ordered],
-            "shard": [shard_names[s.shard] for s in ordered],
-            "country": [s.place.country for s in ordered],
-            "city": [s.place.city for s in ordered],
-            "video": [s.place.video for s in ordered],
-            "bytes": [s.size for s in ordered],
-        }
-    )
-    write_parquet(out / "keys.parquet", table)
 
 
 def export_summary(
-    out: Path, places: list[Place], total: int, keys_format: str, elapsed: float
+    out: Path, counts: Counter[str], images: int, keys_format: str, elapsed: float
 ) -> dict[str, Any]:
     """The figures of a finished export (what ``export.json`` records and the command prints)."""
     return {
         "output": str(out),
-        "images": len(places),
-        "countries": len({p.country for p in places}),
-        "cities": len({(p.country, p.city) for p in places}),
-        "videos": len({p[:3] for p in places}),
-        "jpeg_bytes": total,
+        "images": images,
+        "countries": counts["countries"],
+        "cities": counts["cities"],
+        "videos": counts["videos"],
+        "jpeg_bytes": counts["jpeg_bytes"],
         "data_mdb_bytes": (out / "lmdb" / "data.mdb").stat().st_size,
         "keys_format": keys_format,
         "seconds": round(elapsed, 2),
-        "images_per_s": round(len(places) / elapsed, 1) if elapsed > 0 else 0.0,
+        "images_per_s": round(images / elapsed, 1) if elapsed > 0 else 0.0,
     }
 
 
 def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
-    """Write ``<out>/lmdb`` and ``<out>/keys.pkl`` from ``<root>/shards``; return the figures."""
+    """Write ``<out>/lmdb`` and ``<out>/keys.pkl`` from ``<root>/shards``; return the figures.
+
+    The samples are sorted on disk (in a temporary folder of the root), first by their place in
+    the release's tree, then by LMDB key for the database: only the key list keys.pkl needs is
+    held whole (~80 bytes a sample).
+    """
     root = Path(root)
     out = Path(cfg.output) if cfg.output else root / "lup_lmdb"
     index = shard_list(root)
@@ -271,17 +278,20 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
         return previous | {"up_to_date": True}
 
     start = time.perf_counter()
-    shard_paths = [root / "shards" / s for s in index["shard"]]
-    samples = [sample for n, path in enumerate(shard_paths) for sample in scan(path, n)]
-    lmdb_keys = official_keys([sample.place for sample in samples])
-    order = sorted(range(len(samples)), key=lambda i: parse_key(lmdb_keys[i]))
-    total = sum(sample.size for sample in samples)
-    map_size = cfg.map_size or 2 * total + 4096 * len(samples) + (64 << 20)
-    replace_database(out, lmdb_keys, samples, shard_paths, map_size)
-
-    ordered = [samples[i] for i in order]
-    write_keys(out, [lmdb_keys[i] for i in order], ordered, index["shard"].tolist(), cfg.keys_format)
+    shard_names = index["shard"].tolist()
+    shard_paths = [root / "shards" / name for name in shard_names]
+    with plan_folder(root, SCRATCH_PREFIX) as scratch, atomic_path(out / "keys.parquet") as parquet:
+        samples = SortedSpill(scratch / "samples", sample_schema())
+        for n, path in enumerate(shard_paths):
+            for sample in scan(path, n):
+                samples.add(sample)
+        puts = SortedSpill(scratch / "puts", put_schema())
+        ordered = map(Sample._make, samples.merged())
+        keys, counts = enumerate_samples(ordered, shard_names, parquet, puts)
+        map_size = cfg.map_size or 2 * counts["jpeg_bytes"] + 4096 * len(keys) + (64 << 20)
+        replace_database(out, puts.merged(), len(keys), shard_paths, map_size)
+        write_keys_pkl(out, keys, cfg.keys_format)  # keys.parquet follows when the block ends
     elapsed = time.perf_counter() - start
-    summary = export_summary(out, [s.place for s in ordered], total, cfg.keys_format, elapsed)
+    summary = export_summary(out, counts, len(keys), cfg.keys_format, elapsed)
     write_json(out / "export.json", {"fingerprint": stamp, "summary": summary})
     return summary

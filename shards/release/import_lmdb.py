@@ -5,23 +5,31 @@ The release (``LUP/convert_lmdb.py`` of the authors' repository) maps keys
 to raw JPEG bytes and lists the keys in a pickle, ``keys.pkl``: a list of keys, or (LUPerson-NL) a
 dict with ``keys`` and ``pids``. PATH is the LMDB folder (with ``data.mdb``) or its parent holding
 ``lmdb/`` and ``keys.pkl``. Without ``keys.pkl`` the keys are read from the database itself. The
-JPEG bytes are stored byte-for-byte; the sample key is the LMDB key.
+JPEG bytes are stored byte-for-byte; the sample key is the LMDB key. The plan is sorted and kept on
+disk (``shards.write.spill``, ``shards.write.task_file``): only keys.pkl's list is ever held whole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import operator
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, one_line, require_path
 from shards.release import safe_pickle
 from shards.release.lmdb_keys import parse_key
-from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
+from shards.write.items import Result, Task, failed, image_sample, safe_key
+from shards.write.spill import SortedSpill, pair_schema
+from shards.write.task_file import TaskFile, payload_json
 
 log = logging.getLogger(__name__)
 CHUNK = 256
-_ENVS: dict[str, Any] = {}  # one read-only environment per worker process
 
 
 def locate(path: str) -> tuple[Path, Path | None]:
@@ -71,15 +79,16 @@ def text_key(key: str | bytes, where: Path) -> str:
 
 
 def open_env(env_dir: str) -> Any:
+    """The database, read-only. LMDB maps the file: every page read stays mapped, and counted in
+    the process's memory, until the environment closes; so each task opens and closes its own
+    (a worker holding one for the whole import grew by the bytes it read: 3.6 GB at 418k crops)."""
     import lmdb
 
-    if env_dir not in _ENVS:
-        _ENVS[env_dir] = lmdb.open(env_dir, readonly=True, lock=False, readahead=False, meminit=False)
-    return _ENVS[env_dir]
+    return lmdb.open(env_dir, readonly=True, lock=False, readahead=False, meminit=False)
 
 
 def open_checked(env_dir: Path) -> Any:
-    """The database, opened once per process (:func:`open_env`); ``UsageError`` naming ``data.mdb``
+    """The database (:func:`open_env`; the caller closes it); ``UsageError`` naming ``data.mdb``
     when it is not an LMDB database or is cut short (LMDB maps the file: reading a page past its
     end would kill the process with SIGBUS)."""
     import lmdb
@@ -91,7 +100,7 @@ def open_checked(env_dir: Path) -> Any:
         raise UsageError(f"--from-lmdb: {data} is not a readable LMDB database ({e})") from None
     pages, psize, size = env.info()["last_pgno"] + 1, env.stat()["psize"], data.stat().st_size
     if pages * psize > size:
-        _ENVS.pop(name).close()
+        env.close()
         raise UsageError(
             f"--from-lmdb: {data} is cut short: it records {pages:,} pages of {psize} bytes, "
             f"the file holds {size:,} bytes"
@@ -99,16 +108,16 @@ def open_checked(env_dir: Path) -> Any:
     return env
 
 
-def database_keys(env: Any, data: Path) -> list[str]:
-    """Every key of the database (used when keys.pkl is missing)."""
+def database_keys(env: Any, data: Path) -> Iterator[str]:
+    """Every key of the database (used when keys.pkl is missing), read as they are used."""
     import lmdb
 
     try:
         with env.begin() as txn:
-            keys = [bytes(k) for k in txn.cursor().iternext(values=False)]
+            for key in txn.cursor().iternext(values=False):
+                yield text_key(bytes(key), data)
     except lmdb.Error as e:
         raise UsageError(f"--from-lmdb: {data} cannot be read ({e})") from None
-    return [text_key(k, data) for k in keys]
 
 
 def key_fields(key: str) -> dict[str, Any]:
@@ -117,28 +126,37 @@ def key_fields(key: str) -> dict[str, Any]:
     return fields._asdict() if fields else {}
 
 
-def plan(path: str) -> tuple[list[Task], dict[str, Any]]:
-    """Tasks of up to ``CHUNK`` keys in sorted key order, and counts for the summary."""
+def sample_keys(rows: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """``(sample key, payload)`` of each LMDB key, from ``(sample key, LMDB key)`` rows in sorted
+    order: a key listed twice is one item; two keys that give one sample key are a ``UsageError``."""
+    for sample_key, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+        keys = sorted({k for _, k in group})
+        if len(keys) > 1:
+            raise UsageError(f"--from-lmdb: keys {keys[0]!r} and {keys[1]!r} give one sample key")
+        yield sample_key, payload_json({"lmdb_key": keys[0]})
+
+
+def plan(path: str, spill: Path | None = None) -> tuple[TaskFile, dict[str, Any]]:
+    """Tasks of up to ``CHUNK`` keys in sorted key order (kept on disk in ``spill``, a temporary
+    folder when ``None``), and counts for the summary."""
     env_dir, keys_file = locate(path)
-    env = open_checked(env_dir)
-    if keys_file is None:
-        log.warning("no keys.pkl next to %s: reading the keys from the database", env_dir)
-        keys = database_keys(env, env_dir / "data.mdb")
-    else:
-        keys = read_keys_pkl(keys_file)
-    unique = sorted(set(keys))
-    by_sample_key: dict[str, str] = {}
-    for k in unique:
-        sample_key = safe_key(k)
-        if sample_key in by_sample_key:
-            raise UsageError(f"--from-lmdb: keys {by_sample_key[sample_key]!r} and {k!r} give one sample key")
-        by_sample_key[sample_key] = k
-    items = [Item(sk, {"lmdb_key": k}) for sk, k in sorted(by_sample_key.items())]
+    keep = None if spill is not None else tempfile.TemporaryDirectory(prefix="luperson-plan-")
+    where = Path(spill if spill is not None else keep.name)
+    listed = SortedSpill(where / "lmdb", pair_schema())
+    with contextlib.closing(open_checked(env_dir)) as env:
+        if keys_file is None:
+            log.warning("no keys.pkl next to %s: reading the keys from the database", env_dir)
+        keys = database_keys(env, env_dir / "data.mdb") if keys_file is None else read_keys_pkl(keys_file)
+        for k in keys:
+            listed.add((safe_key(k), k))
+        del keys  # keys.pkl's list: the spill holds them now
     context = {"env": str(env_dir.resolve())}
-    tasks = [Task("lmdb", context, tuple(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)]
+    unique = sample_keys(listed.merged())
+    tasks = TaskFile.write(where / "lmdb.plan", "lmdb", context, unique, CHUNK, keep)
+    shutil.rmtree(where / "lmdb", ignore_errors=True)  # the sorted runs: the plan holds it all
     counts = {
-        "keys_listed": len(keys),
-        "duplicate_keys": len(keys) - len(unique),
+        "keys_listed": len(listed),
+        "duplicate_keys": len(listed) - tasks.items,
         "keys_from": "keys.pkl" if keys_file else "database",
     }
     return tasks, counts
@@ -148,9 +166,8 @@ def run(task: Task, quality: int) -> list[Result]:
     """Fetch, check and wrap the JPEG bytes of each key of the task."""
     import lmdb
 
-    env = open_env(task.context["env"])
     results = []
-    with env.begin() as txn:
+    with contextlib.closing(open_env(task.context["env"])) as env, env.begin() as txn:
         for item in task.items:
             key = item.payload["lmdb_key"]
             fields = key_fields(key)

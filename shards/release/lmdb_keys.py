@@ -22,9 +22,10 @@ a key and :func:`parse_key` reads one back; every writer and reader of the key f
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
+T = TypeVar("T", bound=tuple)
 _KEY_SHAPE = re.compile(r"([0-9]+)_([0-9]+)_([0-9]+)_([0-9]+)")
 
 
@@ -84,18 +85,39 @@ def place(meta: dict[str, Any], key: str) -> Place:
     return Place("", "", "", (key,))
 
 
-def official_keys(places: list[Place]) -> list[str]:
-    """The LMDB key of each place (same order as ``places``)."""
-    tree: dict[str, dict[str, dict[str, list[int]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    for n, p in enumerate(places):
-        tree[p.country][p.city][p.video].append(n)
-    keys = [""] * len(places)
-    for i, country in enumerate(sorted(tree)):
-        for j, city in enumerate(sorted(tree[country])):
-            for k, video in enumerate(sorted(tree[country][city])):
-                members = sorted(tree[country][city][video], key=lambda n: places[n].order)
-                for m, n in enumerate(members):
-                    keys[n] = format_key(i, j, k, m)
-    return keys
+def order_text(order: tuple) -> str:
+    """``order`` (ints and strings) as one string that sorts as the tuple does, so a sort on disk
+    can hold it: an int as ``i`` and 20 digits (offset by 2**63), a string as ``s`` and itself,
+    joined by NUL (below every character of a name). ``ValueError`` for anything else.
+
+    >>> order_text((12, "a")) < order_text((12, "ab")) < order_text((13, "")) < order_text(("x",))
+    True
+    """
+    parts = []
+    for value in order:
+        if isinstance(value, int) and -(2**63) <= value < 2**63:
+            parts.append(f"i{value + 2**63:020d}")
+        elif isinstance(value, str):
+            parts.append("s" + value)
+        else:
+            raise ValueError(f"cannot order by {value!r}")
+    return "\0".join(parts)
+
+
+def official_keys(places: Iterable[T]) -> Iterator[tuple[str, T]]:
+    """``(LMDB key, place)`` of each place: tuples starting ``(country, city, video, ...)``, sorted
+    as the release walks its tree (by those, then by the images' order), so each key is the
+    positions of its country, city, video and image among those before it."""
+    last: tuple | None = None
+    i = j = k = m = -1
+    for p in places:
+        if last is None or p[0] != last[0]:
+            i, j, k, m = i + 1, 0, 0, 0
+        elif p[1] != last[1]:
+            j, k, m = j + 1, 0, 0
+        elif p[2] != last[2]:
+            k, m = k + 1, 0
+        else:
+            m += 1
+        last = p[:3]
+        yield format_key(i, j, k, m), p

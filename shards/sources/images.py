@@ -14,24 +14,40 @@ JSON names (``"tracklet"``), e.g. ``(?P<tracklet>[0-9]+)_[0-9]+[.]jpg`` on TownC
 ``<person>_<frame>.jpg``. Images that do not match are single crops (no ``tracklet`` key). Each
 path must match within ``MATCH_LIMIT_S`` (a catastrophic pattern such as ``(a+)+`` would run for
 ages): ``re`` checks for signals while it matches, so a ``SIGALRM`` timer can stop it.
+
+The plan never holds the listing: each folder's files go to a sort on disk (``SortedSpill``) as
+``(base key, payload)``; one pass over the sorted rows finds the few bases that collide (and what
+their ``_dupN`` could take), which get their keys from ``unique_keys`` exactly as over the whole
+listing; a second pass merges them back and writes the plan file (``TaskFile``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import json
 import logging
+import operator
 import os
+import posixpath
 import re
+import shutil
 import signal
 import stat
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from common.errors import UsageError, require_path
 from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
+from shards.write.spill import SortedSpill, pair_schema
+from shards.write.task_file import TaskFile, payload_json
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff",
@@ -44,6 +60,7 @@ log = logging.getLogger(__name__)
 HIDDEN_REASON = "a hidden file (its name starts with '.'): not read"
 MATCH_LIMIT_S = 2.0  # per path; a sane pattern takes microseconds
 TICK_S = 0.25  # how often the timer looks at the path being matched
+DUP_SUFFIX = re.compile(r"(.+)_dup[0-9]+")  # a key unique_keys may give another file of the base
 
 
 class Listing(NamedTuple):
@@ -55,23 +72,41 @@ class Listing(NamedTuple):
     hidden_folders: list[str]  # folders whose name starts with ".": not entered
 
 
-def list_images(folder: Path) -> Listing:
-    """The image files under ``folder`` and what else is there."""
-    images: list[str] = []
-    hidden: list[str] = []
-    hidden_folders: list[str] = []
-    others = 0
+@dataclass
+class Skipped:
+    """What a walk met besides image files: other files, and hidden folders it did not enter."""
+
+    others: int = 0
+    hidden_folders: list[str] = field(default_factory=list)
+
+
+def walk_images(folder: Path, skipped: Skipped) -> Iterator[tuple[list[str], list[str]]]:
+    """``(image files, hidden image files)`` of each folder under ``folder``, paths relative to it
+    (POSIX); other files and hidden folders are counted in ``skipped``."""
     for dirpath, dirnames, filenames in os.walk(folder):
         prefix = Path(dirpath).relative_to(folder).as_posix() + "/"
         prefix = "" if prefix == "./" else prefix
-        hidden_folders += [prefix + d for d in dirnames if d.startswith(".")]
+        skipped.hidden_folders += [prefix + d for d in dirnames if d.startswith(".")]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # .git, .snapshot, ...
+        images: list[str] = []
+        hidden: list[str] = []
         for name in filenames:
             if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
-                others += 1
+                skipped.others += 1
             else:
                 (hidden if name.startswith(".") else images).append(prefix + name)
-    return Listing(sorted(images), others, sorted(hidden), sorted(hidden_folders))
+        yield images, hidden
+
+
+def list_images(folder: Path) -> Listing:
+    """The image files under ``folder`` and what else is there."""
+    skipped = Skipped()
+    images: list[str] = []
+    hidden: list[str] = []
+    for found, found_hidden in walk_images(folder, skipped):
+        images += found
+        hidden += found_hidden
+    return Listing(sorted(images), skipped.others, sorted(hidden), sorted(skipped.hidden_folders))
 
 
 def unique_keys(paths: list[str], taken: set[str] | None = None) -> dict[str, str]:
@@ -79,7 +114,7 @@ def unique_keys(paths: list[str], taken: set[str] | None = None) -> dict[str, st
     keys: dict[str, str] = {}
     taken = set(taken or ())
     for rel in sorted(paths):
-        base = safe_key(PurePosixPath(rel).with_suffix("").as_posix())
+        base = base_key(rel)
         key, n = base, 0
         while key in taken:
             n += 1
@@ -142,32 +177,82 @@ def tracklets_of(paths: list[str], text: str) -> dict[str, dict[str, str]]:
     return found
 
 
-def plan(folder: str, tracklet_pattern: str | None = None) -> tuple[list[Task], dict[str, int]]:
-    """Tasks of up to ``CHUNK`` images in sorted key order, and counts for the summary."""
-    root = require_path(folder, "--from-images", is_dir=True).resolve()
-    found = list_images(root)
-    if found.hidden_folders:
-        log.warning(
-            "%d hidden folder(s) not entered, e.g. %s", len(found.hidden_folders), found.hidden_folders[0]
-        )
-    keys = unique_keys(found.images)
-    keys |= unique_keys(found.hidden, taken=set(keys.values()))  # the visible files' keys never move
-    tracklets = tracklets_of(found.images, tracklet_pattern) if tracklet_pattern else {}
-    items = [Item(keys[rel], {"path": rel, **tracklets.get(rel, {})}) for rel in found.images]
-    items += [Item(keys[rel], {"path": rel, "hidden": True}) for rel in found.hidden]
-    items.sort(key=lambda i: i.key)
-    tasks = [
-        Task("images", {"root": str(root)}, tuple(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)
-    ]
-    counts = {
-        "image_files": len(found.images) + len(found.hidden),
-        "hidden_image_files": len(found.hidden),
-        "hidden_folders_skipped": len(found.hidden_folders),
-        "other_files_ignored": found.others,
-    }
+def base_key(rel: str) -> str:
+    """The key of a relative path before duplicates are told apart: ``a/b.c.jpg`` -> ``a_b_c``
+    (the path without its suffix; ``os.walk`` paths need none of ``PurePosixPath``'s clean-up,
+    which took most of a plan's time)."""
+    return safe_key(posixpath.splitext(rel)[0])
+
+
+def colliding(rows: Iterable[tuple[str, str]]) -> tuple[set[str], list[tuple[str, str]]]:
+    """The base keys that may not stay as they are, and their ``(base, payload)`` rows, from rows
+    sorted by base key: a base several files share, and one a ``_dupN`` of such a base could take
+    (``DUP_SUFFIX``; its base sorts before it, so it is known by then). Every other file keeps its
+    base: no key :func:`unique_keys` gives the colliding rows can equal it."""
+    bases: set[str] = set()
+    found: list[tuple[str, str]] = []
+    for base, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+        shared = list(group)
+        taken_by = DUP_SUFFIX.fullmatch(base) if "_dup" in base else None
+        if len(shared) > 1 or (taken_by and taken_by.group(1) in bases):
+            bases.add(base)
+            found += shared
+    return bases, found
+
+
+def resolved(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(key, payload)`` of the colliding rows, keyed as :func:`unique_keys` keys a whole folder
+    (visible files in sorted path order, then hidden ones), sorted by key."""
+    payloads = {json.loads(payload)["path"]: payload for _, payload in rows}
+    hidden = {rel for rel, payload in payloads.items() if json.loads(payload).get("hidden")}
+    keys = unique_keys([rel for rel in payloads if rel not in hidden])
+    keys |= unique_keys(list(hidden), taken=set(keys.values()))  # the visible files' keys never move
+    return sorted((keys[rel], payload) for rel, payload in payloads.items())
+
+
+def keyed(spill: SortedSpill) -> Iterator[tuple[str, str]]:
+    """``(key, payload)`` of every file of the spill (``(base key, payload)`` rows), in key order."""
+    bases, rows = colliding(spill.merged())
+    kept = ((base, payload) for base, payload in spill.merged() if base not in bases)
+    return heapq.merge(kept, resolved(rows))
+
+
+def spill_images(root: Path, tracklet_pattern: str | None, spill: SortedSpill) -> dict[str, int]:
+    """Every image file under ``root`` into ``spill`` as ``(base key, payload)``; the counts."""
+    skipped, counts, tracklets = Skipped(), Counter[str](), set()
+    for found, hidden in walk_images(root, skipped):
+        matched = tracklets_of(found, tracklet_pattern) if tracklet_pattern else {}
+        for rel in found:
+            tracklet = matched.get(rel, {})
+            tracklets.update(tracklet.values())
+            counts["images_without_tracklet"] += not tracklet
+            spill.add((base_key(rel), payload_json({"path": rel, **tracklet})))
+        for rel in hidden:
+            spill.add((base_key(rel), payload_json({"path": rel, "hidden": True})))
+        counts["image_files"] += len(found) + len(hidden)
+        counts["hidden_image_files"] += len(hidden)
+    if skipped.hidden_folders:
+        first = min(skipped.hidden_folders)
+        log.warning("%d hidden folder(s) not entered, e.g. %s", len(skipped.hidden_folders), first)
+    summary = {name: counts[name] for name in ("image_files", "hidden_image_files")}
+    summary |= {"hidden_folders_skipped": len(skipped.hidden_folders), "other_files_ignored": skipped.others}
     if tracklet_pattern:
-        counts["tracklets"] = len({t["tracklet"] for t in tracklets.values() if t})
-        counts["images_without_tracklet"] = sum(not t for t in tracklets.values())
+        summary |= {"tracklets": len(tracklets), "images_without_tracklet": counts["images_without_tracklet"]}
+    return summary
+
+
+def plan(
+    folder: str, tracklet_pattern: str | None = None, spill: Path | None = None
+) -> tuple[TaskFile, dict[str, int]]:
+    """Tasks of up to ``CHUNK`` images in sorted key order (kept on disk in ``spill``, a temporary
+    folder when ``None``), and counts for the summary."""
+    root = require_path(folder, "--from-images", is_dir=True).resolve()
+    keep = None if spill is not None else tempfile.TemporaryDirectory(prefix="luperson-plan-")
+    where = Path(spill if spill is not None else keep.name)
+    files = SortedSpill(where / "images", pair_schema())
+    counts = spill_images(root, tracklet_pattern, files)
+    tasks = TaskFile.write(where / "images.plan", "images", {"root": str(root)}, keyed(files), CHUNK, keep)
+    shutil.rmtree(where / "images", ignore_errors=True)  # the sorted runs: the plan holds it all
     return tasks, counts
 
 

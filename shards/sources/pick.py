@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,20 @@ RUNNERS = {
 }
 
 
-def plan(cfg: ShardSettings, root: Path) -> tuple[str, list[Task], dict[str, Any]]:
-    """``(source name, tasks in sorted key order, counts)`` for the settings' source."""
+def plan(
+    cfg: ShardSettings, root: Path, spill: Path | None = None
+) -> tuple[str, Sequence[Task], dict[str, Any]]:
+    """``(source name, tasks in sorted key order, counts)`` for the settings' source; ``spill``:
+    where the per-crop sources (images, LMDB) keep their plan (a temporary folder when ``None``)."""
     given = [name for name in ("from_images", "from_lmdb", "from_dets") if getattr(cfg, name)]
     if len(given) > 1:
         raise UsageError(f"give one of --from-images, --from-lmdb, --from-dets, not {' and '.join(given)}")
     if cfg.dets_size and not cfg.from_dets:
         raise UsageError("--dets-size applies to --from-dets only")
     if cfg.from_images:
-        return ("images", *images.plan(cfg.from_images, cfg.tracklet_pattern))
+        return ("images", *images.plan(cfg.from_images, cfg.tracklet_pattern, spill))
     if cfg.from_lmdb:
-        return ("lmdb", *import_lmdb.plan(cfg.from_lmdb))
+        return ("lmdb", *import_lmdb.plan(cfg.from_lmdb, spill))
     if cfg.from_dets:
         calibration = calibrate_video.from_settings(cfg)
         return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size, calibration))

@@ -1,8 +1,9 @@
 """What flows from a sample source to the shard writer: tasks of keyed items, and their results.
 
-A source (detections, an image folder, an LMDB) plans a list of :class:`Task` in sorted key
-order; a worker turns one task into one :class:`Result` per item; the writer appends the good
-ones to shards and records every one of them in ``shards/samples.parquet``.
+A source (detections, an image folder, an LMDB) plans a sequence of :class:`Task` in sorted key
+order (a list, or for one item per crop a ``shards.write.task_file.TaskFile`` read from disk); a
+worker turns one task into one :class:`Result` per item; the writer appends the good ones to
+shards and records every one of them in ``shards/samples.parquet``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,6 @@ class Task:
     kind: str  # which worker function runs it (see shards.sources.pick)
     context: dict[str, Any]
     items: tuple[Item, ...]
-
-    def only(self, keys: set[str]) -> Task:
-        """The same task restricted to ``keys``."""
-        return Task(self.kind, self.context, tuple(i for i in self.items if i.key in keys))
 
 
 @dataclass

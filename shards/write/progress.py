@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,18 @@ from common.manifests import samples
 from shards.write import plan_guard, replace
 from shards.write.items import Task
 from shards.write.tarshard import shard_name
+from shards.write.task_file import planned_tracklets, task_rows
 
 log = logging.getLogger(__name__)
 META_KEY = b"luperson_shard"
 
 
-def fingerprint(settings: dict[str, Any], tasks: Iterable[Task]) -> str:
+def fingerprint(settings: dict[str, Any], tasks: Sequence[Task]) -> str:
     """sha256 of the settings that shape the shards and of every planned item."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for task in tasks:
-        h.update(json.dumps(task.context, sort_keys=True, default=str).encode())
-        for item in task.items:
-            h.update(item.key.encode() + b"\0" + json.dumps(item.payload, sort_keys=True).encode())
+    for context, rows in task_rows(tasks):
+        h.update(json.dumps(context, sort_keys=True, default=str).encode())
+        h.update(b"".join(key.encode() + b"\0" + payload.encode() for key, payload in rows))
     return h.hexdigest()
 
 
@@ -53,11 +54,11 @@ def write_part(out: Path, number: int, records: list[dict[str, Any]], row: dict[
 
 
 def read_part(path: Path) -> tuple[Any, dict[str, Any]]:
-    """``(records DataFrame, index row)`` of a part file."""
+    """``(records as an Arrow table, index row)`` of a part file."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    return table.to_pandas(), json.loads(table.schema.metadata[META_KEY])
+    return table, json.loads(table.schema.metadata[META_KEY])
 
 
 def clean_temporaries(out: Path) -> None:
@@ -94,11 +95,15 @@ def start(out: Path, plan: dict[str, Any], discard_other: bool = False) -> None:
     write_json(out / plan_guard.PLAN_NAME, plan)
 
 
-def complete_parts(out: Path) -> list[tuple[Any, dict[str, Any]]]:
-    """Parts 0..m-1 readable and whose tar is in place with the recorded size; later parts are dropped."""
+def complete_parts(out: Path, tasks: Sequence[Task]) -> list[tuple[int, dict[str, Any]]]:
+    """``(records, index row)`` of parts 0..m-1: readable, their tar in place with the recorded
+    size, and their records the plan's first items in order (a build records the items in plan
+    order, one part per shard, so complete parts always hold a prefix of the plan); the parts
+    from the first that is not are removed, and their shards rewritten."""
     import pyarrow as pa
 
     done = []
+    planned = (key for key, _ in planned_tracklets(tasks))
     number = 0
     while True:
         part = part_path(out, number)
@@ -107,13 +112,19 @@ def complete_parts(out: Path) -> list[tuple[Any, dict[str, Any]]]:
             break
         try:
             records, row = read_part(part)
+            keys = records.column("key").to_pylist()
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:
             log.warning("%s is unreadable (%s): rewriting its shard and what follows", part.name, e)
             break
         if not tar.is_file() or tar.stat().st_size != row["bytes"]:
             log.warning("%s is missing or incomplete: rewriting it and what follows", tar.name)
             break
-        done.append((records, row))
+        if keys != list(islice(planned, len(keys))):
+            log.warning(
+                "%s does not hold the plan's next items: rewriting its shard and what follows", part.name
+            )
+            break
+        done.append((len(keys), row))
         number += 1
     for stale in (out / "parts").glob("*.parquet"):
         if stale.name >= part_path(out, number).name:

@@ -7,7 +7,7 @@ workers start from a clean forkserver (they must not inherit this process's pyar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, TypeVar
 
 from common import engine as engines
@@ -18,7 +18,7 @@ R = TypeVar("R")
 
 def ordered_map(
     fn: Callable[[T], R],
-    jobs: list[T],
+    jobs: Sequence[T],
     workers: int,
     preload: str,
     label: Callable[[T], str] = str,
@@ -31,7 +31,7 @@ def ordered_map(
 
 def engine_map(
     fn: Callable[[T], R],
-    jobs: list[T],
+    jobs: Sequence[T],
     workers: int,
     preload: str,
     engine: Literal["local", "ray"] = "local",

@@ -12,19 +12,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from common.integrity import DISK_FULL, write_failure
-from common.manifests import samples as samples_file
-from common.manifests import shard_index
-from common.manifests import tracklets as tracklets_file
 from shards.checks.verify import drop_stale_report
 from shards.write import plan_guard, progress
 from shards.write.items import Result, Task
+from shards.write.tables import write_tables
 from shards.write.tarshard import ShardWriter, shard_name
+from shards.write.task_file import count_items, drop_items
 from shards.write.workers import engine_map
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ class Build:
         self.writer: ShardWriter | None = None
         self.records: list[dict[str, Any]] = []  # items seen since the last shard closed
         self.rows: list[dict[str, Any]] = []  # index rows of the shards closed here
-        self.closed_records: list[dict[str, Any]] = []
 
     def add(self, result: Result) -> None:
         if result.files is not None:
@@ -78,8 +76,7 @@ class Build:
             progress.write_part(self.out, self.number, self.records, row)
         log.debug("wrote %s: %d samples, %d bytes", row["shard"], row["n_samples"], row["bytes"])
         self.rows.append(row)
-        self.closed_records.extend(self.records)
-        self.records = []
+        self.records = []  # in the part file now
         self.writer = None
         self.number += 1
 
@@ -97,20 +94,44 @@ def job_label(job: tuple[Task, int]) -> str:
     return f"the item {items[0].key}" if len(items) == 1 else f"the items {items[0].key}..{items[-1].key}"
 
 
-Part = tuple[Any, dict[str, Any]]  # (records frame, index row) of a complete shard
-
-
 def reusable_parts(
-    tasks: list[Task], out: Path, settings: dict[str, Any], plan: dict[str, Any] | None, discard_other: bool
-) -> tuple[list[Part], set[str], list[Task]]:
-    """Prepare ``out``; the complete parts of an earlier run, their keys and the tasks left to do."""
+    tasks: Sequence[Task],
+    out: Path,
+    settings: dict[str, Any],
+    plan: dict[str, Any] | None,
+    discard_other: bool,
+) -> tuple[list[tuple[int, dict[str, Any]]], Sequence[Task]]:
+    """Prepare ``out``; ``(records, index row)`` of the complete parts of an earlier run, and the
+    plan's tasks left to do (the complete parts hold its first items)."""
     out.mkdir(parents=True, exist_ok=True)
     progress.clean_temporaries(out)
     progress.start(out, plan or {"fingerprint": progress.fingerprint(settings, tasks)}, discard_other)
-    done = progress.complete_parts(out)
-    done_keys = {k for records, _ in done for k in records["key"]}
-    todo = [t.only(set(i.key for i in t.items) - done_keys) for t in tasks]
-    return done, done_keys, [t for t in todo if t.items]
+    done = progress.complete_parts(out, tasks)
+    return done, drop_items(tasks, sum(n for n, _ in done))
+
+
+class Jobs(Sequence[tuple[Task, int]]):
+    """``(task, quality)`` of each task, made when the engine asks for it: a plan kept on disk
+    (``TaskFile``) is read a task at a time."""
+
+    def __init__(self, tasks: Sequence[Task], quality: int) -> None:
+        self.tasks = tasks
+        self.quality = quality
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[Task, int]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[Task, int]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[Task, int] | list[tuple[Task, int]]:
+        if isinstance(i, slice):
+            return [(task, self.quality) for task in self.tasks[i]]
+        return self.tasks[i], self.quality
+
+    def __iter__(self) -> Iterator[tuple[Task, int]]:
+        return ((task, self.quality) for task in self.tasks)
 
 
 def append_results(build: Build, results: Callable[[], Iterator[list[Result]]], bar: Any) -> None:
@@ -129,49 +150,15 @@ def append_results(build: Build, results: Callable[[], Iterator[list[Result]]], 
         bar.close()
 
 
-def write_indexes(out: Path, done: list[Part], build: Build) -> tuple[Any, Any]:
-    """Remove shards past the plan's end; write index.parquet and samples.parquet; both frames."""
-    import pandas as pd
-
-    rows = [row for _, row in done] + build.rows
-    for extra in out.glob("lup-*.tar"):  # e.g. left by an interrupted build of a larger plan
-        if extra.name >= shard_name(len(rows)):
-            extra.unlink()
-    index = pd.DataFrame(rows, columns=shard_index.COLUMNS)
-    shard_index.write(out, index)
-    drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
-    frames = [records for records, _ in done] + [samples_file.frame(build.closed_records + build.records)]
-    samples = pd.concat(frames, ignore_index=True).sort_values("key", kind="stable", ignore_index=True)
-    samples_file.write(out, samples)
-    return index, samples
-
-
-def write_tracklets(out: Path, tasks: list[Task], samples: Any) -> int:
-    """Write ``tracklets.parquet`` (the written samples whose item names a tracklet); remove a
-    stale one when the build has none. Returns the number of tracklets."""
-    owner = {
-        item.key: item.payload["tracklet"] for t in tasks for item in t.items if "tracklet" in item.payload
-    }
-    path = out / tracklets_file.FILE
-    written = samples[(samples["status"] == "ok") & samples["key"].isin(owner)]
-    if written.empty:
-        path.unlink(missing_ok=True)
-        return 0
-    rows = written[["key", "shard", "video_id", "frame"]].assign(tracklet=written["key"].map(owner))
-    tracklets_file.write(out, rows)
-    return int(rows["tracklet"].nunique())
-
-
 def build_summary(
-    n_items: int, index: Any, samples: Any, n_reused: int, build: Build, elapsed: float
+    n_items: int, index: Any, statuses: dict[str, int], n_reused: int, build: Build, elapsed: float
 ) -> dict[str, Any]:
     """The figures ``write_shards`` returns."""
     written_now = sum(r["n_samples"] for r in build.rows)
-    failures = samples.loc[samples["status"] != "ok", "status"].value_counts().sort_index()
     return {
         "items": n_items,
-        "samples": int((samples["status"] == "ok").sum()),
-        "failed": {str(k): int(v) for k, v in failures.items()},
+        "samples": statuses.get("ok", 0),
+        "failed": {k: statuses[k] for k in sorted(statuses) if k != "ok"},
         "shards": len(index),
         "shards_reused": n_reused,
         "bytes": int(index["bytes"].sum()),
@@ -181,7 +168,7 @@ def build_summary(
 
 
 def write_shards(
-    tasks: list[Task],
+    tasks: Sequence[Task],
     out: Path,
     settings: dict[str, Any],
     run_job: Callable[[tuple[Task, int]], list[Result]],
@@ -191,8 +178,10 @@ def write_shards(
     address: str | None = None,
     plan: dict[str, Any] | None = None,
     discard_other: bool = False,
+    scratch: Path | None = None,
 ) -> dict[str, Any]:
-    """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet and samples.parquet.
+    """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet, samples.parquet and
+    tracklets.parquet (``shards.write.tables``; ``scratch``: where tracklet rows are sorted).
 
     ``run_job((task, quality))`` makes a task's results, on ``engine`` (``shards.write.workers``).
     ``plan`` is what ``plan.json`` records (at least ``fingerprint``, the default); another plan's
@@ -201,22 +190,22 @@ def write_shards(
     from tqdm import tqdm
 
     with writing(out / plan_guard.PLAN_NAME):
-        done, done_keys, todo = reusable_parts(tasks, out, settings, plan, discard_other)
-    n_items = sum(len(t.items) for t in tasks)
+        done, todo = reusable_parts(tasks, out, settings, plan, discard_other)
+    n_items, n_done = count_items(tasks), sum(n for n, _ in done)
     if done:
-        log.info("reusing %d complete shards (%d items)", len(done), len(done_keys))
+        log.info("reusing %d complete shards (%d items)", len(done), n_done)
 
     build = Build(out, len(done), settings["max_samples"], settings["max_bytes"])
     start = time.perf_counter()
-    jobs = [(task, quality) for task in todo]
+    jobs = Jobs(todo, quality)
     drop_stale_report(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
-    bar = tqdm(total=n_items, initial=len(done_keys), unit="img", desc="build-shards", mininterval=1.0)
+    bar = tqdm(total=n_items, initial=n_done, unit="img", desc="build-shards", mininterval=1.0)
     results = partial(engine_map, run_job, jobs, workers, "shards.sources.pick", engine, address, job_label)
     append_results(build, results, bar)
     elapsed = time.perf_counter() - start
 
     with writing(out):
-        index, samples = write_indexes(out, done, build)
-        n_tracklets = write_tracklets(out, tasks, samples)
-    summary = build_summary(n_items, index, samples, len(done), build, elapsed)
+        rows = [row for _, row in done] + build.rows
+        index, statuses, n_tracklets = write_tables(out, tasks, rows, build.records, scratch)
+    summary = build_summary(n_items, index, statuses, len(done), build, elapsed)
     return {**summary, "tracklets": n_tracklets} if n_tracklets else summary
