@@ -128,3 +128,24 @@ def test_smoke_runs_every_part(tmp_path):
     assert {r["part"] for r in table} == set(PARTS)
     assert all(r["rc"] == 0 and r["seconds"] > 0 and r["peak_mib"] > 0 for r in table)
     assert "## Growth and projection" in md.read_text()
+
+
+def test_whole_job_on_paper_multiplies_the_measured_costs():
+    """bench/scale_parts/job.py against the same products worked out here from its inputs."""
+    from bench.scale_parts import job
+
+    per_video = json.loads(job.PER_VIDEO.read_text())
+    steps = {s["step"].split(" (")[0]: s for s in job.rows(per_video)}
+    # 73,000 videos x 10 min x 60 s x 2 Mbit/s / 8 bits = 150 MB a video: 10.95 TB
+    assert steps["download"]["tb"] == pytest.approx(10.95)
+    assert steps["download"]["node_h"] == pytest.approx(10.95e12 * 8 / 1e9 / 3600)
+    detect_s_per_min = per_video["clips"][job.CLIP]["per_minute"]["detect"]
+    assert 1 < detect_s_per_min < 60  # HOG on 720p: seconds of CPU per minute of video
+    assert steps["detect: persons"]["cpu_h"] == pytest.approx(50_534 * 10 * detect_s_per_min / 3600)
+    # 200 epochs of 4,180,243 pairs at DESIGN.md's 3,973 pairs/s on one H100, over 8 GPUs
+    assert steps["pretrain"]["gpu_h"] == pytest.approx(200 * 4_180_243 / 3_973 / 3600)
+    assert steps["pretrain"]["node_h"] == pytest.approx(steps["pretrain"]["gpu_h"] / 8)
+    for s in steps.values():
+        assert s["cluster_h"] == pytest.approx(s["node_h"] / 10)
+    text = job.table(job.rows(per_video))
+    assert text.count("\n") == len(steps) + 2 and "**total**" in text
