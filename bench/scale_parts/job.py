@@ -58,26 +58,15 @@ def rows(per_video: dict[str, Any], assumed: dict[str, float] = ASSUMED) -> list
             "work": f"{searched:,} videos x {assumed['probe_frames']:g} frames",
             "cpu_h": searched * assumed["probe_frames"] * clip["decode_per_sampled_frame_s"] / 3600,
         },
-        {
-            "step": "detect: decode every 100th frame",
-            "work": f"{kept:,} videos",
-            "cpu_h": kept * minutes * per_min["decode"] / 3600,
-        },
-        {
-            "step": "detect: persons (HOG stand-in for YOLOv5)",
-            "work": f"{kept:,} videos",
-            "cpu_h": kept * minutes * per_min["detect"] / 3600,
-        },
-        {
-            "step": "detect: keypoints (BlazePose stand-in for HRNet)",
-            "work": f"{kept:,} videos",
-            "cpu_h": kept * minutes * per_min["keypoints"] / 3600,
-        },
-        {
-            "step": "build-shards: decode again",
-            "work": f"{cut_videos:,} videos",
-            "cpu_h": cut_videos * minutes * per_min["decode"] / 3600,
-        },
+        *(
+            {"step": step, "work": f"{videos:,} videos", "cpu_h": videos * minutes * per_min[cost] / 3600}
+            for step, videos, cost in (
+                ("detect: decode every 100th frame", kept, "decode"),
+                ("detect: persons (HOG stand-in for YOLOv5)", kept, "detect"),
+                ("detect: keypoints (BlazePose stand-in for HRNet)", kept, "keypoints"),
+                ("build-shards: decode again", cut_videos, "decode"),
+            )
+        ),
         {
             "step": "build-shards: cut + JPEG",
             "work": f"{PAPER['crops']:,} crops",
