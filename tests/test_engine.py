@@ -130,17 +130,17 @@ def test_a_killed_local_worker_ends_the_run_with_one_line():
 
 
 def test_threads_run_any_callable_and_report_their_index():
-    seen = threading.Event()
+    release = threading.Event()
 
     def slow_first(x: int) -> int:  # a closure: threads need no pickling
         if x == 0:
-            assert seen.wait(10)  # the second task finishes first
-        else:
-            seen.set()
+            assert release.wait(10)  # held until the second task's result has come back
         return x * 10
 
-    got = list(run_tasks(slow_first, [0, 1], engine="threads", workers=2))
-    assert got == [(1, 10), (0, 0)]
+    results = run_tasks(slow_first, [0, 1], engine="threads", workers=2)
+    first = next(results)
+    release.set()
+    assert [first, *results] == [(1, 10), (0, 0)]
 
 
 def test_an_interrupted_thread_run_stops_the_running_tasks_and_waits_for_them():

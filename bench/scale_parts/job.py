@@ -42,6 +42,26 @@ def rows(per_video: dict[str, Any], assumed: dict[str, float] = ASSUMED) -> list
     """One row per step: its work, CPU hours, GPU hours, terabytes, and hours on one node and on
     the cluster (CPU work spread over every core, GPU work over every GPU, downloads over every
     node's link)."""
+    nodes = assumed["cluster_nodes"]
+    link_tb_per_h = assumed["node_gbit_per_s"] * 1e9 / 8 * 3600 / 1e12
+    steps = work(per_video, assumed)
+    for step in steps:
+        step.setdefault("cpu_h", 0.0)
+        step.setdefault("gpu_h", 0.0)
+        step.setdefault("tb", 0.0)
+        downloading = step["step"].startswith("download")
+        node_h = (
+            step["tb"] / link_tb_per_h
+            if downloading
+            else step["cpu_h"] / assumed["node_cores"] + step["gpu_h"] / assumed["node_gpus"]
+        )
+        step["node_h"] = node_h
+        step["cluster_h"] = node_h / nodes
+    return steps
+
+
+def work(per_video: dict[str, Any], assumed: dict[str, float]) -> list[dict[str, Any]]:
+    """Each step's work and what it costs: CPU hours, GPU hours and terabytes, where it has them."""
     clip = per_video["clips"][CLIP]
     per_min = clip["per_minute"]
     minutes = assumed["minutes_per_video"]
@@ -79,20 +99,6 @@ def rows(per_video: dict[str, Any], assumed: dict[str, float] = ASSUMED) -> list
             "gpu_h": PAPER["epochs"] * PAPER["crops"] / QUOTED_PAIRS_PER_S_PER_GPU / 3600,
         },
     ]
-    nodes = assumed["cluster_nodes"]
-    link_tb_per_h = assumed["node_gbit_per_s"] * 1e9 / 8 * 3600 / 1e12
-    for step in steps:
-        step.setdefault("cpu_h", 0.0)
-        step.setdefault("gpu_h", 0.0)
-        step.setdefault("tb", 0.0)
-        downloading = step["step"].startswith("download")
-        node_h = (
-            step["tb"] / link_tb_per_h
-            if downloading
-            else step["cpu_h"] / assumed["node_cores"] + step["gpu_h"] / assumed["node_gpus"]
-        )
-        step["node_h"] = node_h
-        step["cluster_h"] = node_h / nodes
     return steps
 
 

@@ -99,6 +99,33 @@ def usage(root: Path) -> Usage:
     return found
 
 
+class PeakSampler:
+    """The peak PSS of a process session, sampled on a thread from ``FIRST_SAMPLE_S`` apart,
+    widening to ``SAMPLE_S``, while the ``with`` block runs (``kib`` once it ends)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.kib = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self) -> None:
+        wait_s = FIRST_SAMPLE_S
+        while True:
+            self.kib = max(self.kib, tree_pss_kib(self.pid))
+            if self.done.wait(wait_s):
+                return
+            wait_s = min(SAMPLE_S, 2 * wait_s)
+
+    def __enter__(self) -> PeakSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 def run_measured(
     stage: str,
     size: int,
@@ -121,39 +148,25 @@ def run_measured(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{stage.replace(' ', '_')}-{size}.log"
     full_env = {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}
-    peak = [0]
     with open(log_path, "wb") as log:
         start = time.monotonic()
         proc = subprocess.Popen(
             argv, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        done = threading.Event()
-
-        def sample() -> None:
-            wait_s = FIRST_SAMPLE_S
-            while True:
-                peak[0] = max(peak[0], tree_pss_kib(proc.pid))
-                if done.wait(wait_s):
-                    return
-                wait_s = min(SAMPLE_S, 2 * wait_s)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = 124
-            stop_session(proc)
-        seconds = time.monotonic() - start
-        done.set()
-        sampler.join()
+        with PeakSampler(proc.pid) as peak:
+            try:
+                rc = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                rc = 124
+                stop_session(proc)
+            seconds = time.monotonic() - start
     after = usage(root)
     return Measurement(
         stage=stage,
         size=size,
         unit=unit,
         seconds=round(seconds, 2),
-        peak_mib=round(peak[0] / 1024, 1),
+        peak_mib=round(peak.kib / 1024, 1),
         files=after.files - before.files,
         bytes=after.bytes - before.bytes,
         max_files_per_folder=after.max_files_per_folder,
