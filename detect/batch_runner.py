@@ -108,8 +108,9 @@ class BatchRunner:
             if note:
                 log.warning("detect: %s: %s", vid, note)
             threshold = self.rules.keypoint_threshold if self.pose is not None else None
-            write_video_boxes(box_file.path_of(self.root, vid), vid, rows, frames, note, threshold)
-            self.results[vid] = read_video_summary(box_file.path_of(self.root, vid))
+            path = box_file.path_of(self.root, vid)
+            write_video_boxes(path, vid, rows, frames, note, threshold)
+            self.results[vid] = read_video_summary(path)
 
     def decoders(self, jobs: list[VideoJob], step: int, processes: int) -> Decoders:
         """The records of ``jobs`` this runner takes: sampled frames, or whole windows with tracks."""

@@ -22,12 +22,6 @@ TOP = 20  # rows of each per-video list on the page
 FILE = "per_video.csv"
 
 
-def status_order(statuses) -> list[str]:
-    """The statuses present, in ``boxes.STATUSES`` order (§3.1's; ``boxes.read`` admits no other)."""
-    present = set(statuses)
-    return [s for s in boxes.STATUSES if s in present]
-
-
 def _filter_table(root: Path):
     """``video_filter.parquet``'s city, status and reason by video id (empty when absent)."""
     import pandas as pd
