@@ -1,8 +1,9 @@
-"""Read one workspace Parquet table, checked: the step every manifest reader starts with."""
+"""Read one workspace Parquet table, checked: the step every manifest reader starts with; and
+``rows_table``, the Arrow table the streaming writers make of each block of row tuples."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from common.errors import UsageError, one_line
@@ -59,3 +60,12 @@ def check_file_names(path: Path, names, remedy: str, *, empty_ok: bool = False) 
             raise UsageError(
                 f"{path} lists {one_line(repr(name), 80)}, which is not a file name in {path.parent}; {remedy}"
             )
+
+
+def rows_table(rows: Sequence[tuple], schema):
+    """Row tuples (at least one) as an Arrow table of ``schema``: a column per field, in order."""
+    import pyarrow as pa
+
+    columns = zip(*rows, strict=True)
+    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)

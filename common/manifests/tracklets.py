@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 
 from common.atomic import atomic_path, write_parquet
-from common.manifests.parquet import check_file_names, read_table
+from common.manifests.parquet import check_file_names, read_table, rows_table
 
 FILE = "tracklets.parquet"
 COLUMNS = ["tracklet", "key", "shard", "video_id", "frame"]
@@ -52,18 +52,15 @@ def schema():
 def write_sorted(shards_dir: Path, rows: Iterable[tuple[str, str, str, str, int]]) -> int:
     """Atomically write ``<shards_dir>/tracklets.parquet`` from ``COLUMNS`` tuples already sorted by
     tracklet, then key; the number of tracklets."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows, tracklets, last = iter(rows), 0, None
-    with atomic_path(Path(shards_dir) / FILE) as tmp, pq.ParquetWriter(tmp, schema()) as out:
+    rows, tracklets, last, fields = iter(rows), 0, None, schema()
+    with atomic_path(Path(shards_dir) / FILE) as tmp, pq.ParquetWriter(tmp, fields) as out:
         while block := list(islice(rows, GROUP_ROWS)):
-            columns = list(zip(*block, strict=True))
-            for tracklet in columns[0]:
+            for tracklet, *_ in block:
                 tracklets += tracklet != last
                 last = tracklet
-            arrays = [pa.array(c, type=f.type) for c, f in zip(columns, schema(), strict=True)]
-            out.write_table(pa.Table.from_arrays(arrays, schema=schema()))
+            out.write_table(rows_table(block, fields))
     return tracklets
 
 

@@ -40,12 +40,13 @@ from typing import Any, NamedTuple
 
 from common.atomic import atomic_path, write_json
 from common.errors import UsageError
+from common.manifests.parquet import rows_table
 from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from shards.release import tarindex
 from shards.release.export_folder import claim
 from shards.release.lmdb_keys import official_keys, order_text, place
 from shards.settings import ExportLmdbSettings
-from shards.write.spill import SortedSpill, rows_table
+from shards.write.spill import SortedSpill
 from shards.write.task_file import plan_folder
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,6 @@ import contextlib
 import itertools
 import logging
 import operator
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from shards.release import safe_pickle
 from shards.release.lmdb_keys import parse_key
 from shards.write.items import Result, Task, failed, image_sample, safe_key
 from shards.write.spill import SortedSpill, pair_schema
-from shards.write.task_file import TaskFile, payload_json
+from shards.write.task_file import TaskFile, payload_json, plan_space
 
 log = logging.getLogger(__name__)
 CHUNK = 256
@@ -140,8 +138,7 @@ def plan(path: str, spill: Path | None = None) -> tuple[TaskFile, dict[str, Any]
     """Tasks of up to ``CHUNK`` keys in sorted key order (kept on disk in ``spill``, a temporary
     folder when ``None``), and counts for the summary."""
     env_dir, keys_file = locate(path)
-    keep = None if spill is not None else tempfile.TemporaryDirectory(prefix="luperson-plan-")
-    where = Path(spill if spill is not None else keep.name)
+    where, keep = plan_space(spill)
     listed = SortedSpill(where / "lmdb", pair_schema())
     with contextlib.closing(open_checked(env_dir)) as env:
         if keys_file is None:
@@ -153,7 +150,7 @@ def plan(path: str, spill: Path | None = None) -> tuple[TaskFile, dict[str, Any]
     context = {"env": str(env_dir.resolve())}
     unique = sample_keys(listed.merged())
     tasks = TaskFile.write(where / "lmdb.plan", "lmdb", context, unique, CHUNK, keep)
-    shutil.rmtree(where / "lmdb", ignore_errors=True)  # the sorted runs: the plan holds it all
+    listed.remove()  # the plan holds it all
     counts = {
         "keys_listed": len(listed),
         "duplicate_keys": len(listed) - tasks.items,

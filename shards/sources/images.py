@@ -32,10 +32,8 @@ import operator
 import os
 import posixpath
 import re
-import shutil
 import signal
 import stat
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -47,7 +45,7 @@ from typing import NamedTuple
 from common.errors import UsageError, require_path
 from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
 from shards.write.spill import SortedSpill, pair_schema
-from shards.write.task_file import TaskFile, payload_json
+from shards.write.task_file import TaskFile, payload_json, plan_space
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff",
@@ -247,12 +245,11 @@ def plan(
     """Tasks of up to ``CHUNK`` images in sorted key order (kept on disk in ``spill``, a temporary
     folder when ``None``), and counts for the summary."""
     root = require_path(folder, "--from-images", is_dir=True).resolve()
-    keep = None if spill is not None else tempfile.TemporaryDirectory(prefix="luperson-plan-")
-    where = Path(spill if spill is not None else keep.name)
+    where, keep = plan_space(spill)
     files = SortedSpill(where / "images", pair_schema())
     counts = spill_images(root, tracklet_pattern, files)
     tasks = TaskFile.write(where / "images.plan", "images", {"root": str(root)}, keyed(files), CHUNK, keep)
-    shutil.rmtree(where / "images", ignore_errors=True)  # the sorted runs: the plan holds it all
+    files.remove()  # the plan holds it all
     return tasks, counts
 
 

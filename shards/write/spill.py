@@ -16,30 +16,29 @@ thousand rows of each in memory). A spill smaller than one run never touches the
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
+
+from common.manifests.parquet import rows_table
 
 RUN_ROWS = 1 << 18  # rows sorted in memory at a time (~60 MB of two short strings)
 BATCH_ROWS = 1 << 12  # rows of a run read back at a time
 
 
-def rows_table(rows: list[tuple], schema: Any) -> Any:
-    """Row tuples as an Arrow table of ``schema``."""
+def write_batches(path: Path, schema: Any, rows: Iterable[tuple], batch_rows: int) -> int:
+    """``rows`` as an Arrow IPC file of ``schema``, one record batch per ``batch_rows`` rows (the
+    last may be shorter); how many rows it holds."""
     import pyarrow as pa
 
-    columns = zip(*rows, strict=True)
-    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def write_batches(path: Path, schema: Any, rows: list[tuple], batch_rows: int) -> None:
-    """``rows`` as an Arrow IPC file of ``schema``, one record batch per ``batch_rows`` rows."""
-    import pyarrow as pa
-
+    n, rows = 0, iter(rows)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        for start in range(0, len(rows), batch_rows):
-            writer.write_table(rows_table(rows[start : start + batch_rows], schema))
+        while block := list(islice(rows, batch_rows)):
+            writer.write_table(rows_table(block, schema))  # one chunk: one record batch
+            n += len(block)
+    return n
 
 
 def read_rows(path: Path) -> Iterator[tuple]:
@@ -84,6 +83,10 @@ class SortedSpill:
 
     def __len__(self) -> int:
         return self.rows
+
+    def remove(self) -> None:
+        """Delete the sorted runs (once what was made of them holds every row)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def pair_schema() -> Any:

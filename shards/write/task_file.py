@@ -15,11 +15,11 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any, overload
 
 from shards.write.items import Item, Task
+from shards.write.spill import pair_schema, write_batches
 
 COLUMNS = ("key", "payload")
 PLAN_PREFIX = ".build-plan-"  # build-shards' temporary folder in its root
@@ -35,6 +35,15 @@ def plan_folder(root: Path, prefix: str = PLAN_PREFIX) -> Iterator[Path]:
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=prefix) as folder:
         yield Path(folder)
+
+
+def plan_space(spill: Path | None) -> tuple[Path, Any]:
+    """``(folder, keep)``: where a source sorts and keeps its plan, ``spill``, or a new temporary
+    folder when ``None``, then also returned as ``keep`` for the plan to hold (see :class:`TaskFile`)."""
+    if spill is not None:
+        return Path(spill), None
+    keep = tempfile.TemporaryDirectory(prefix="luperson-plan-")
+    return Path(keep.name), keep
 
 
 def payload_json(payload: dict[str, Any]) -> str:
@@ -76,19 +85,10 @@ class TaskFile(Sequence[Task]):
         chunk: int,
         keep: Any = None,
     ) -> TaskFile:
-        """The plan of ``rows`` (``(key, payload_json)`` in key order), written to ``path``."""
-        import pyarrow as pa
-
-        schema = pa.schema([(name, pa.string()) for name in COLUMNS])
-        n = 0
+        """The plan of ``rows`` (``(key, payload_json)`` in key order), written to ``path``: one
+        record batch per task."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            rows = iter(rows)
-            while block := list(islice(rows, chunk)):
-                keys, payloads = zip(*block, strict=True)
-                arrays = [pa.array(keys, pa.string()), pa.array(payloads, pa.string())]
-                writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                n += len(block)
+        n = write_batches(Path(path), pair_schema(), rows, chunk)
         return cls(path, kind, context, n, chunk, keep=keep)
 
     def rows(self, n: int) -> tuple[list[str], list[str]]:
