@@ -36,6 +36,7 @@ from stages import (  # noqa: F401  (re-exported: benchmarks and tests run stage
     resolve,
     run_stage,
     settings_file,
+    stage_settings,
     workspace,
 )
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not any(getattr(settings, name, None) for name in IMPORTER_FIELDS):
                     for before in CHAINED_BEFORE.get(args.command, ()):
                         run_stage(before, chained_settings(before, settings, args.config, root), root)
-                summary = run_stage(args.command, settings, root)
+                runs = stage_settings(args.command, settings, args.config, root)
+                summary = run_stage(args.command, settings, root, runs)
     except UsageError as e:
         print(f"pipeline.py {args.command}: error: {e}", file=sys.stderr)
         return 2

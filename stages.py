@@ -41,6 +41,10 @@ class Command:
     # on a root it cannot write, run unlocked as a reader instead of refusing (no one here can
     # change such a root): stats still prints Table 1, then names what it could not write
     read_only_root_ok: bool = False
+    # the stages whose settings the function also takes, ``fn(settings, root, {stage: settings})``:
+    # each the user's last run of it (``settings/<stage>.yaml``), then ``--config`` (the streaming
+    # build runs their per-video code)
+    runs: tuple[str, ...] = ()
 
 
 COMMANDS: dict[str, Command] = {
@@ -67,6 +71,13 @@ COMMANDS: dict[str, Command] = {
         "shards",
         "shards.build:build_shards",
         "write valid person crops as WebDataset shards (runs filter and detect first)",
+    ),
+    "stream": Command(
+        "stream.settings:StreamSettings",
+        "stream",
+        "stream.build:stream",
+        "download, filter, detect and cut each video, then delete it: the full build on bounded disk",
+        runs=("crawl", "filter", "detect", "build-shards"),
     ),
     "stats": Command(
         "shards.settings:StatsSettings",
@@ -144,22 +155,29 @@ def settings_file(command: str, root: Path) -> Path:
     return root / "settings" / f"{COMMANDS[command].section}.yaml"
 
 
-def run_stage(command: str, settings: Any, root: Path) -> dict[str, Any]:
-    """Run the stage function, then save its settings under ``<root>/settings/``.
+def run_stage(command: str, settings: Any, root: Path, runs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the stage function, then save its settings under ``<root>/settings/``; ``runs``: the
+    settings of the stages it runs (``Command.runs``), passed on and saved too.
 
     Settings are saved once the stage got past its input checks: not after a ``UsageError``
     (bad input), but after success or any failure during the work.
     """
     cmd = COMMANDS[command]
     log.info("%s: %s", command, settings)
+    if cmd.runs and runs is None:
+        runs = stage_settings(command, settings, None, root)
+    saved = {command: settings, **(runs or {})}
     try:
-        summary = load_attr(cmd.function)(settings, root) or {}
+        fn = load_attr(cmd.function)
+        summary = (fn(settings, root, runs) if cmd.runs else fn(settings, root)) or {}
     except UsageError:
         raise
     except BaseException:
-        _save_settings(command, settings, root)
+        for name, value in saved.items():
+            _save_settings(name, value, root)
         raise
-    _save_settings(command, settings, root)
+    for name, value in saved.items():
+        _save_settings(name, value, root)
     return summary
 
 
@@ -180,6 +198,11 @@ def chained_settings(before: str, command_settings: Any, config: str | None, roo
     shared = {k: getattr(command_settings, k) for k in CHAIN_FLAGS if hasattr(command_settings, k)}
     saved = settings_file(before, root)
     return resolve(before, config, shared, saved if saved.is_file() else None)
+
+
+def stage_settings(command: str, settings: Any, config: str | None, root: Path) -> dict[str, Any]:
+    """The settings of the stages ``command`` runs (``Command.runs``), as ``chained_settings`` resolves them."""
+    return {name: chained_settings(name, settings, config, root) for name in COMMANDS[command].runs}
 
 
 def workspace(command: str, settings: Any, root: Path):

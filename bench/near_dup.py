@@ -34,15 +34,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 Rows = list[dict[str, Any]]
 
 
-def old_mark_near_duplicates(rows: Rows, probes: dict[int, Probe], cfg: FilterSettings) -> None:
-    """``filter.videos.mark_near_duplicates`` before issue 14, verbatim but for today's column names: every kept row compared with
-    each later one, the kept matrix grown by ``np.vstack`` (the baseline, and the tests' reference)."""
+def old_mark_near_duplicates(rows: Rows, probes: dict[str, Probe], cfg: FilterSettings) -> None:
+    """``filter.videos.mark_near_duplicates`` before issue 14, verbatim but for today's column names
+    and probes keyed by video id: every kept row compared with each later one, the kept matrix
+    grown by ``np.vstack`` (the baseline, and the tests' reference; rows come in plan order)."""
     kept_ids: list[str] = []
     kept_hashes = np.zeros((0, cfg.static_frames), dtype=np.uint64)
-    for i, row in enumerate(rows):
+    for row in rows:
         if row["status"] != "ok":
             continue
-        signature = [int(h, 16) for h in probes[i].hashes]
+        signature = [int(h, 16) for h in probes[row["video_id"]].hashes]
         if len(signature) == cfg.static_frames and len(kept_ids):
             distances = mean_distances(signature, kept_hashes)
             j = int(np.argmin(distances))
@@ -69,10 +70,11 @@ def synthetic_signatures(n: int, k: int, planted: float, rng: np.random.Generato
     return signatures[rng.permutation(n)]
 
 
-def stage_input(signatures: np.ndarray) -> tuple[Rows, dict[int, Probe]]:
-    """Rows and probes as ``filter_videos`` hands them to ``mark_near_duplicates``."""
+def stage_input(signatures: np.ndarray) -> tuple[Rows, dict[str, Probe]]:
+    """Rows and probes as ``filter_rows`` hands them to ``mark_near_duplicates``; the ids sort in
+    row order, so plan order is row order."""
     rows = [{"video_id": f"v{i:06d}", "status": "ok", "reason": ""} for i in range(len(signatures))]
-    probes = {i: Probe(hashes=[f"{int(h):016x}" for h in sig]) for i, sig in enumerate(signatures)}
+    probes = {f"v{i:06d}": Probe(hashes=[f"{int(h):016x}" for h in sig]) for i, sig in enumerate(signatures)}
     return rows, probes
 
 

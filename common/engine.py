@@ -200,6 +200,7 @@ def ordered_map(
     context: Literal["spawn", "forkserver"] = "spawn",
     preload: Sequence[str] = (),
     label: Callable[[T], str] = str,
+    window: int | None = None,
 ) -> Iterator[R]:
     """``map(fn, items)`` in the order of ``items``, on ``engine``, a bounded number in flight.
 
@@ -207,24 +208,29 @@ def ordered_map(
     ``forkserver_context``), at most ``2 * workers`` items in flight; ``workers == 1`` runs in
     this process. A worker that dies ends the map within moments with ``UsageError`` naming
     ``label(item)`` of the first unfinished item. ``"ray"``: Ray tasks, at most ``RAY_WINDOW_PER_CPU``
-    per cluster CPU in flight (Ray retries a task whose worker died).
+    per cluster CPU in flight (Ray retries a task whose worker died). ``window``: at most this
+    many items in flight instead (started and not yet handed back), on either engine.
     """
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if engine == "ray":
-        return _ray_ordered(fn, items, workers, address)
+        return _ray_ordered(fn, items, workers, address, window)
     if context == "forkserver":
         ctx = forkserver_context(preload)
     elif context == "spawn":
         ctx = multiprocessing.get_context("spawn")
     else:
         raise ValueError(f"context must be 'spawn' or 'forkserver', got {context!r}")
-    return item_order(fn, items, workers, ctx, label)
+    return item_order(fn, items, workers, ctx, label, window)
 
 
-def _ray_ordered(fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None) -> Iterator[R]:
-    """Ray tasks in the order of ``items``: a sliding window of ``ray_window`` tasks, the next one
-    submitted as each result is handed back (no barrier between windows)."""
+def _ray_ordered(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None, window: int | None
+) -> Iterator[R]:
+    """Ray tasks in the order of ``items``: a sliding window of ``window`` (default ``ray_window``)
+    tasks, the next one submitted as each result is handed back (no barrier between windows)."""
     if not items:
         return
     import ray
@@ -232,7 +238,8 @@ def _ray_ordered(fn: Callable[[T], R], items: Sequence[T], workers: int, address
     ray_init(address, workers)
     remote = ray.remote(num_cpus=1, max_retries=2)(fn)
     todo = iter(items)
-    pending = collections.deque(remote.remote(item) for item in itertools.islice(todo, ray_window(workers)))
+    first = window or ray_window(workers)
+    pending = collections.deque(remote.remote(item) for item in itertools.islice(todo, first))
     try:
         while pending:
             with user_errors_unwrapped():

@@ -109,17 +109,20 @@ def item_order(
     workers: int,
     ctx: multiprocessing.context.BaseContext,
     label: Callable[[T], str],
+    window: int | None = None,
 ) -> Iterator[R]:
-    """``map(fn, items)`` in the order of ``items``, at most ``2 * workers`` in flight; one worker
-    runs in this process. A vanished worker is one line naming ``label`` of the item waited on."""
+    """``map(fn, items)`` in the order of ``items``, at most ``window`` (default ``2 * workers``)
+    in flight; one worker runs in this process. A vanished worker is one line naming ``label`` of
+    the item waited on."""
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
-    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=ctx)
+    window = window or 2 * workers
+    pool = ProcessPoolExecutor(min(workers, window, len(items)), mp_context=ctx)
     pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
     remaining = iter(items)
     try:
-        for item in itertools.islice(remaining, 2 * workers):
+        for item in itertools.islice(remaining, window):
             pending.append((item, pool.submit(fn, item)))
         while pending:
             item, future = pending.popleft()

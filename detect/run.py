@@ -49,6 +49,45 @@ def detect_locally(
     return runner.results, frames
 
 
+def summary_table(videos, results: dict[str, dict[str, Any]]) -> tuple[pd.DataFrame, Counter[str]]:
+    """``detections.parquet``'s rows, one per kept video in ``videos``' order, from each video's
+    result (``read_video_summary`` of its file, or an error row); and the rule reasons counted."""
+    rows = []
+    reasons: Counter[str] = Counter()
+    for vid in videos["video_id"].astype(str):
+        result = results.get(vid, {})
+        rows.append({"video_id": vid, "boxes": 0, "valid_boxes": 0, **result})
+        reasons.update(result.get("reasons", {}))
+    return pd.DataFrame(rows, columns=detections.COLUMNS), reasons
+
+
+RUNNERS: dict[tuple[DetectSettings, Path], BatchRunner] = {}  # detect_video's models, per process
+
+
+def detect_video(cfg: DetectSettings, root: Path, job: VideoJob) -> dict[str, Any]:
+    """One video's detect, as the streaming build runs it (one video per worker task): its file
+    written as ``detect`` writes it, and its result. A video whose file exists is not redone.
+
+    The models are built once per process and settings, then reused by its later videos; frames
+    are decoded in this process.
+    """
+    path = boxes.path_of(root, job.video_id)
+    if path.is_file():
+        return finished_summary(path)
+    runner = RUNNERS.get((cfg, root))
+    if runner is None:
+        RUNNERS.clear()
+        detector, pose, rules, tracks = (
+            build_detector(cfg),
+            build_pose(cfg),
+            rules_for(cfg),
+            track_settings(cfg),
+        )
+        runner = RUNNERS[(cfg, root)] = BatchRunner(detector, pose, rules, root, cfg.batch_size, tracks)
+    detect_videos(runner, [job], cfg.frame_step, 0)
+    return runner.results.pop(job.video_id)
+
+
 def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     """Detect persons on the sampled frames of every kept video; return counts."""
     videos = kept_videos(root)
@@ -75,17 +114,7 @@ def detect(cfg: DetectSettings, root: Path) -> dict[str, Any]:
     elif jobs:
         results_now, frames_now = detect_locally(cfg, jobs, root)
     seconds = time.perf_counter() - start
-    summary_rows = []
-    reasons: Counter[str] = Counter()
-    for vid in videos["video_id"].astype(str):
-        if results_now.get(vid, {}).get("status") == "ok":  # written by this run, already read back
-            summaries[vid] = results_now[vid]
-        if vid in summaries:
-            summary_rows.append({"video_id": vid, **summaries[vid]})
-            reasons.update(summaries[vid]["reasons"])
-        else:
-            summary_rows.append({"video_id": vid, "boxes": 0, "valid_boxes": 0, **results_now.get(vid, {})})
-    table = pd.DataFrame(summary_rows, columns=detections.COLUMNS)
+    table, reasons = summary_table(videos, {**summaries, **results_now})
     detections.write(root, table)
     return {
         "videos": len(videos),

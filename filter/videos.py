@@ -11,11 +11,13 @@ per such video. Reasons, checked in this order (the first that applies wins):
 - ``vr``: 360°/VR footage (``filter.vr``: spherical/stereo metadata, 2:1 frames, title words);
 - ``static``: ``static_frames`` evenly spaced frames identical: shrunk to ``static_width`` pixels
   wide, each differs from the first by a mean absolute difference <= ``static_tolerance`` (0-255);
-- ``near_duplicate``: the same clip as an earlier kept video by perceptual hashes of those frames
-  (mean Hamming distance <= ``near_duplicate_distance`` of 64 bits).
+- ``near_duplicate``: the same clip as a kept video earlier in plan order (the order of the
+  videos' crops in the shards, ``common.manifests.samples.video_order``) by perceptual hashes of
+  those frames (mean Hamming distance <= ``near_duplicate_distance`` of 64 bits).
 
 Probing (the only per-video work) runs on ``common.engine``: a local process pool, or Ray tasks
-with ``--engine ray``; the decisions are made here in manifest order, so the output is the same.
+with ``--engine ray``; the decisions are made here (``filter_rows``, which the streaming build
+shares), so the output does not depend on the engine.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from common.engine import run_tasks
 from common.errors import UsageError
 from common.fanout import fanned_path
 from common.manifests import video_filter
+from common.manifests.samples import video_order
 from common.manifests.videos import MANIFEST, read_frame
 from filter.near_dup import near_duplicates
 from filter.probe import Probe, cached_probe
@@ -97,64 +100,99 @@ def decide(probe: Probe, title: str | None, cfg: FilterSettings) -> tuple[str, s
     return "ok", f"max frame difference {probe.static_diff:.3f}"
 
 
-def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[int, Probe], cfg: FilterSettings) -> None:
+def signature(probe: Probe, cfg: FilterSettings) -> np.ndarray | None:
+    """The ``static_frames`` frame hashes of a probe as uint64, or None when it has fewer."""
+    if len(probe.hashes) != cfg.static_frames:
+        return None
+    return np.array([int(h, 16) for h in probe.hashes], dtype=np.uint64)
+
+
+def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[str, Probe], cfg: FilterSettings) -> None:
     """Turn kept rows whose hashes match an earlier kept row into ``near_duplicate`` (in place).
 
-    Only rows with all ``static_frames`` hashes take part; ``filter.near_dup`` decides, in row order.
+    "Earlier" is in plan order (``video_order``, the order of the videos' crops in the shards),
+    not the manifest's: the video kept of two copies is the same whatever order they were found or
+    downloaded in, which lets the streaming build decide each video as it arrives. Only rows with
+    all ``static_frames`` hashes take part; ``filter.near_dup`` decides.
     """
-    k = cfg.static_frames
-    rows_in = [i for i, row in enumerate(rows) if row["status"] == "ok" and len(probes[i].hashes) == k]
-    signatures = np.empty((len(rows_in), k), dtype=np.uint64)  # one matrix, filled once
+    rows_in = [i for i, row in enumerate(rows) if row["status"] == "ok"]
+    rows_in = [i for i in rows_in if signature(probes[rows[i]["video_id"]], cfg) is not None]
+    rows_in.sort(key=lambda i: video_order(rows[i]["video_id"]))
+    signatures = np.empty((len(rows_in), cfg.static_frames), dtype=np.uint64)  # one matrix, filled once
     for n, i in enumerate(rows_in):
-        signatures[n] = [int(h, 16) for h in probes[i].hashes]
+        signatures[n] = signature(probes[rows[i]["video_id"]], cfg)
     for i, match in zip(rows_in, near_duplicates(signatures, cfg.near_duplicate_distance), strict=True):
         if match is not None:
-            like, distance = rows[rows_in[match[0]]]["video_id"], match[1]
-            rows[i].update(status="near_duplicate", reason=f"like {like} (distance {distance:.1f})")
+            rows[i].update(
+                status="near_duplicate", reason=near_duplicate_reason(rows[rows_in[match[0]]], match)
+            )
 
 
-def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
-    """Write ``video_filter.parquet`` (``common.manifests.video_filter``); return counts per status."""
+def near_duplicate_reason(like: dict[str, Any], match: tuple[int, float]) -> str:
+    return f"like {like['video_id']} (distance {match[1]:.1f})"
+
+
+def filter_rows(videos, probes: dict[str, Probe], cfg: FilterSettings) -> list[dict[str, Any]]:
+    """The rows of ``video_filter.parquet`` for ``videos`` (the ok rows of ``videos.parquet``, in
+    order) from ``probes`` (the probe of each distinct video id): status, reason, size, keep."""
     import pandas as pd
 
-    videos = load_videos(root)
-    absolute = root.resolve()  # workers (Ray tasks on other nodes included) get absolute paths
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
-    tasks: list[tuple[str, str, int, int]] = []
-    task_rows: list[int] = []
     for v in videos.itertuples(index=False):
-        vid, path = str(v.video_id), str(v.path)
-        rows.append(
-            {
-                "video_id": vid,
-                "path": path,
-                "city": None if pd.isna(getattr(v, "city", None)) else str(v.city),
-                "title": None if pd.isna(getattr(v, "title", None)) else str(v.title),
-                "status": "duplicate" if vid in seen else "",
-                "reason": "same video id as an earlier row" if vid in seen else "",
-            }
-        )
+        vid = str(v.video_id)
+        row = {
+            "video_id": vid,
+            "path": str(v.path),
+            "city": None if pd.isna(getattr(v, "city", None)) else str(v.city),
+            "title": None if pd.isna(getattr(v, "title", None)) else str(v.title),
+            "status": "duplicate",
+            "reason": "same video id as an earlier row",
+        }
         if vid not in seen:
-            cache = fanned_path(absolute / PROBE_DIR, vid, f"{vid}.json")
-            tasks.append((str(absolute / path), str(cache), cfg.static_frames, cfg.static_width))
-            task_rows.append(len(rows) - 1)
+            probe = probes[vid]
+            status, reason = decide(probe, row["title"], cfg)
+            row.update(status=status, reason=reason, n_frames=probe.n_frames, fps=probe.fps)
+            row.update(width=probe.width, height=probe.height)
         seen.add(vid)
-    probes = dict(zip(task_rows, probe_all(tasks, cfg), strict=True))
-    for i, probe in probes.items():
-        status, reason = decide(probe, rows[i]["title"], cfg)
-        rows[i].update(
-            status=status,
-            reason=reason,
-            n_frames=probe.n_frames,
-            fps=probe.fps,
-            width=probe.width,
-            height=probe.height,
-        )
+        rows.append(row)
     if cfg.near_duplicate:
         mark_near_duplicates(rows, probes, cfg)
     for row in rows:
         row["keep"] = row["status"] == "ok"
+    return rows
+
+
+def probe_tasks(videos, root: Path, cfg: FilterSettings) -> dict[str, tuple[str, str, int, int]]:
+    """``video id -> (path, cache, frames, width)``: the probe task of each distinct video."""
+    absolute = root.resolve()  # workers (Ray tasks on other nodes included) get absolute paths
+    tasks: dict[str, tuple[str, str, int, int]] = {}
+    for v in videos.itertuples(index=False):
+        vid = str(v.video_id)
+        if vid not in tasks:
+            cache = probe_cache(absolute, vid)
+            tasks[vid] = (str(absolute / str(v.path)), str(cache), cfg.static_frames, cfg.static_width)
+    return tasks
+
+
+def probe_cache(root: Path, video_id: str) -> Path:
+    """Where the probe of ``video_id`` is cached: ``filter_probes/<bucket>/<id>.json``."""
+    return fanned_path(root / PROBE_DIR, video_id, f"{video_id}.json")
+
+
+def filter_videos(cfg: FilterSettings, root: Path) -> dict[str, Any]:
+    """Write ``video_filter.parquet`` (``common.manifests.video_filter``); return counts per status."""
+    videos = load_videos(root)
+    tasks = probe_tasks(videos, root, cfg)
+    probes = dict(zip(tasks, probe_all(list(tasks.values()), cfg), strict=True))
+    rows = filter_rows(videos, probes, cfg)
+    return write_rows(root, rows)
+
+
+def write_rows(root: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``video_filter.parquet`` from ``filter_rows``; the counts per status."""
+    import pandas as pd
+
     video_filter.write(root, pd.DataFrame(rows, columns=video_filter.COLUMNS))
     statuses = Counter(row["status"] for row in rows)
     log.info("filter: kept %d of %d videos; %s", statuses.get("ok", 0), len(rows), dict(statuses))

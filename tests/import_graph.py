@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("collect", "filter", "detect", "shards", "pretrain", "finetune")
-PACKAGES = (*STAGES, "common", "bench")
+PACKAGES = (*STAGES, "stream", "common", "bench")
 WIRING = ("pipeline", "demo")
 # Libraries whose import costs seconds or pulls in native runtimes: a project module may be
 # imported inside a function only to defer one of these.

@@ -54,6 +54,17 @@ def test_shared_code_knows_no_stage():
     assert not upward, "\n".join(upward)
 
 
+def test_only_the_wiring_imports_the_streaming_build():
+    """``stream/`` runs every dataset stage's per-video code: it sits above them, like the CLI."""
+    upward = [
+        f"{imp.importer}:{imp.line} imports {imp.target}"
+        for imp in project_imports()
+        if package_of(imp.target) == "stream" and package_of(imp.importer) in (*STAGES, "common")
+    ]
+    assert not upward, "\n".join(upward)
+    assert ("stream.video", "detect.run") in {(imp.importer, imp.target) for imp in project_imports()}
+
+
 def test_no_import_cycles():
     """Every import counts, module-level or inside a function (where cycles used to hide)."""
     graph: dict[str, set[str]] = {}

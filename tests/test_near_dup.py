@@ -18,9 +18,9 @@ import filter.hamming_index
 import filter.near_dup
 from bench.near_dup import main, old_mark_near_duplicates, stage_input, synthetic_signatures
 from filter.hamming_index import HammingIndex
-from filter.near_dup import max_total, near_duplicates
+from filter.near_dup import NearDuplicates, max_total, near_duplicates
 from filter.phash import mean_distances
-from filter.probe import probe_video
+from filter.probe import Probe, probe_video
 from filter.settings import FilterSettings
 from filter.videos import mark_near_duplicates
 
@@ -35,7 +35,7 @@ def decisions(mark, signatures: np.ndarray, distance: float, mixed: bool = False
         for i in range(0, len(rows), 17):
             rows[i].update(status="static", reason="max frame difference 0.1")
         for i in range(5, len(rows), 23):
-            probes[i].hashes = probes[i].hashes[:-1]
+            probes[rows[i]["video_id"]].hashes = probes[rows[i]["video_id"]].hashes[:-1]
     mark(rows, probes, FilterSettings(near_duplicate_distance=distance))
     return [(r["status"], r["reason"]) for r in rows]
 
@@ -167,3 +167,26 @@ def test_bench_smoke(tmp_path):
         assert new["dropped"] == old["dropped"] > 0
         assert old["time_ratio"] > 0 and old["peak_ratio"] > 0
         assert all(r["seconds"] > 0 and r["peak_mib"] > 0 for r in (new, old))
+
+
+@pytest.mark.parametrize("distance", [0, 3, 6, 16])
+def test_one_at_a_time_decides_as_the_batch(distance):
+    """The streaming build's ``NearDuplicates`` (one video at a time, in plan order) gives every
+    row the batch walk's match, distance and tie-break, on planted copies and exact ties."""
+    rng = np.random.default_rng(100 + distance)
+    signatures = synthetic_signatures(900, K, 0.4, rng)
+    signatures[300:310] = signatures[5]  # exact copies: ties broken by the earliest kept row
+    walk = NearDuplicates(K, distance)
+    one_by_one = [walk.check(sig) for sig in signatures]
+    assert one_by_one == near_duplicates(signatures, distance)
+    assert sum(m is not None for m in one_by_one) > 50
+
+
+def test_near_duplicates_are_decided_in_plan_order_not_manifest_order():
+    """Of two copies the one whose id sorts first is kept, whichever the manifest lists first."""
+    sig = synthetic_signatures(1, K, 0.0, np.random.default_rng(3))[0]
+    probes = {vid: Probe(hashes=[f"{int(h):016x}" for h in sig]) for vid in ("zz_copy", "aa_first")}
+    rows = [{"video_id": vid, "status": "ok", "reason": ""} for vid in ("zz_copy", "aa_first")]
+    mark_near_duplicates(rows, probes, FilterSettings())
+    assert [(r["video_id"], r["status"]) for r in rows] == [("zz_copy", "near_duplicate"), ("aa_first", "ok")]
+    assert rows[0]["reason"] == "like aa_first (distance 0.0)"

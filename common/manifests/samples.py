@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from common.manifests.statuses import check_statuses
 log = logging.getLogger(__name__)
 
 FILE = "samples.parquet"
+KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # no dots: WebDataset ends a key at the first dot
 # Why an item was not written (``ok``: it was). Images: empty, corrupt, unencodable, not_a_file,
 # unreadable, hidden; LMDB: missing; own detections: bad_box, empty_box; videos: video_missing,
 # video_unreadable, frame_unreadable; --from-dets: bad_vname, bad_dets, bad_frame,
@@ -77,6 +79,26 @@ DEFAULTS: dict[str, Any] = {
     "height": 0,
     "bytes": 0,
 }
+
+
+def safe_key(text: str) -> str:
+    """``"a/b.c d"`` -> ``"a_b_c_d"``: only letters, digits, ``_`` and ``-``."""
+    return KEY_UNSAFE.sub("_", text) or "_"
+
+
+def sample_key(video_id: str, frame: int, box: int) -> str:
+    """A crop's key, ``<video_id>_<frame:08d>_<box:03d>``, the video id made safe (no dots).
+
+    Shards hold crops in key order, so a video's place in a build is the place of its keys:
+    ``sample_key(video_id, 0, 0)`` sorts the videos (``video_order``).
+    """
+    return f"{safe_key(video_id)}_{frame:08d}_{box:03d}"
+
+
+def video_order(video_id: str) -> str:
+    """Where a video's crops fall in the shards: the key of its first possible crop. filter's
+    near-duplicate walk and the streaming build go through videos in this order."""
+    return sample_key(video_id, 0, 0)
 
 
 def frame(records: list[dict[str, Any]]):

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, one_line, require_path
+from common.manifests.samples import safe_key
 from shards.release import safe_pickle
 from shards.release.lmdb_keys import parse_key
-from shards.write.items import Result, Task, failed, image_sample, safe_key
+from shards.write.items import Result, Task, failed, image_sample
 from shards.write.spill import SortedSpill, pair_schema
 from shards.write.task_file import TaskFile, payload_json, plan_space
 

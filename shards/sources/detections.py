@@ -19,17 +19,13 @@ from typing import Any
 import numpy as np
 
 from common.manifests import boxes, video_filter
+from common.manifests.samples import sample_key
 from shards.write.cut import cut_video
-from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record, safe_key
+from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]
 OPTIONAL_COLUMNS = ["tracklet"]  # detect --tracks; absent in files written before it
-
-
-def sample_key(video_id: str, frame: int, box: int) -> str:
-    """``<video_id>_<frame:08d>_<box:03d>``, the video id made safe (no dots)."""
-    return f"{safe_key(video_id)}_{frame:08d}_{box:03d}"
 
 
 def _finite(value: Any) -> float | None:
@@ -56,9 +52,35 @@ def video_items(rows) -> list[Item]:
     return items
 
 
+def read_items(root: Path, video_id: str) -> list[Item] | None:
+    """The items of a video's valid boxes (``detections/<bucket>/<id>.parquet``), None without a file."""
+    det_file = boxes.path_of(root, video_id)
+    if not det_file.is_file():
+        return None
+    rows = boxes.read(det_file, BOX_COLUMNS + OPTIONAL_COLUMNS, required=tuple(BOX_COLUMNS))
+    return video_items(rows[rows["valid"].astype(bool)])
+
+
+def video_context(root: Path, video) -> dict[str, Any]:
+    """A task's context: the video's id, absolute path and city (a ``video_filter.parquet`` row)."""
+    import pandas as pd
+
+    city = "" if pd.isna(getattr(video, "city", None)) else str(getattr(video, "city", ""))
+    return {"video_id": str(video.video_id), "path": str(root / str(video.path)), "city": city}
+
+
+def video_task(root: Path, video) -> Task | None:
+    """The task of one kept video (a ``video_filter.parquet`` row), its items in key order, as
+    ``plan`` makes it when no other video's keys interleave; None when it has no detections file.
+    The streaming build cuts each video with it."""
+    found = read_items(root, str(video.video_id))
+    if found is None:
+        return None
+    return Task("detections", video_context(root, video), tuple(sorted(found, key=lambda item: item.key)))
+
+
 def plan(root: Path) -> tuple[list[Task], dict[str, Any]]:
     """One task per kept video with detections (split only where keys of two videos interleave)."""
-    import pandas as pd
 
     absent = "run filter and detect first, or use --from-images / --from-lmdb"
     kept = video_filter.kept(root, absent=absent).sort_values("video_id")
@@ -67,15 +89,12 @@ def plan(root: Path) -> tuple[list[Task], dict[str, Any]]:
     without, duplicates = [], 0
     for v in kept.itertuples(index=False):
         vid = str(v.video_id)
-        det_file = boxes.path_of(root, vid)
-        if not det_file.is_file():
+        found = read_items(root, vid)
+        if found is None:
             without.append(vid)
             continue
-        rows = boxes.read(det_file, BOX_COLUMNS + OPTIONAL_COLUMNS, required=tuple(BOX_COLUMNS))
-        rows = rows[rows["valid"].astype(bool)]
-        city = "" if pd.isna(getattr(v, "city", None)) else str(getattr(v, "city", ""))
-        contexts[vid] = {"video_id": vid, "path": str(root / str(v.path)), "city": city}
-        items.extend((vid, item) for item in video_items(rows))
+        contexts[vid] = video_context(root, v)
+        items.extend((vid, item) for item in found)
     items.sort(key=lambda pair: pair[1].key)
     unique: list[tuple[str, Item]] = []
     for pair in items:

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from common.errors import UsageError, require_path
-from shards.write.items import Item, Result, Task, failed, image_sample, safe_key
+from common.manifests.samples import safe_key
+from shards.write.items import Item, Result, Task, failed, image_sample
 from shards.write.spill import SortedSpill, pair_schema
 from shards.write.task_file import TaskFile, payload_json, plan_space
 

@@ -9,21 +9,13 @@ shards and records every one of them in ``shards/samples.parquet``.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from common.manifests import samples
 from common.media.images import decode_bgr, encode_jpeg, is_jpeg, to_bgr
 
-KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # no dots: WebDataset ends a key at the first dot
-
 RECORD_DEFAULTS = samples.DEFAULTS  # one row of shards/samples.parquet per planned item
-
-
-def safe_key(text: str) -> str:
-    """``"a/b.c d"`` -> ``"a_b_c_d"``: only letters, digits, ``_`` and ``-``."""
-    return KEY_UNSAFE.sub("_", text) or "_"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,246 @@
+"""``python pipeline.py stream``: build the dataset one video at a time on bounded disk.
+
+    python pipeline.py crawl --cities configs/top100.txt --search-only   # the candidates only
+    python pipeline.py stream --max-videos-on-disk 8                     # download, filter, detect, cut, delete
+
+Every video of ``videos.parquet`` goes through ``stream.video.run_video`` (crawl's download, filter's
+probe and rules, detect, build-shards' cut, then the raw file deleted) in plan order: the order of
+the videos' crops in the shards (``common.manifests.samples.video_order``). At most
+``max_videos_on_disk`` videos are in flight, so at most that many raw videos (a partial download
+counts) are on disk at any moment. Tasks finish in any order; this process takes their outcomes in
+plan order, decides the near-duplicates (``filter.near_dup.NearDuplicates``: a video is a near
+duplicate of a kept video earlier in plan order, as the staged filter decides) and appends the
+crops to the shards with build-shards' own writer. At the end it writes what the staged commands
+write from the same per-video files (``videos.parquet``, ``video_filter.parquet``,
+``detections.parquet``, ``shards/index.parquet``, ``samples.parquet``, ``plan.json``,
+``stats.json``): the shards are byte-identical to a staged run over the same videos.
+
+Resumable (kill -9 anywhere, then rerun): a video with a record (``stream.video``) whose crops are
+all in complete shards is never downloaded again; one whose crops were not yet in a shard is
+downloaded again and cut from where the shards end. ``shards/stream.json`` records the plan; a
+root holding shards of another plan is refused, as build-shards refuses one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from collect.failures import OK
+from common.atomic import write_json
+from common.engine import ordered_map
+from common.errors import UsageError
+from common.manifests import boxes
+from common.manifests import detections as detections_file
+from common.manifests import videos as manifest
+from detect.inputs import kept_videos
+from detect.run import summary_table
+from filter.near_dup import NearDuplicates
+from filter.probe import Probe
+from filter.videos import filter_rows, load_videos, near_duplicate_reason, signature, write_rows
+from shards.build import plan_record
+from shards.checks.stats import write_stats
+from shards.checks.verify import drop_stale_report
+from shards.sources import detections
+from shards.write import plan_guard, progress
+from shards.write.tables import write_tables
+from shards.write.task_file import plan_folder
+from shards.write.writer import Build, writing
+from stream.plan import durable, needs_task, plan_order, start, stream_plan
+from stream.settings import StreamSettings
+from stream.video import Outcome, Stages, read_record, run_video
+
+log = logging.getLogger(__name__)
+SAVE_EVERY_S = 5.0  # seconds between videos.parquet rewrites, as crawl
+
+
+class Walk:
+    """The outcomes in plan order, decided as the staged filter decides, the crops to the shards."""
+
+    def __init__(self, stages: Stages, rows: list[dict[str, Any]], build: Build) -> None:
+        cfg = stages.filter
+        self.stages, self.rows, self.build = stages, rows, build
+        self.near = (
+            NearDuplicates(cfg.static_frames, cfg.near_duplicate_distance) if cfg.near_duplicate else None
+        )
+        self.checked: list[str] = []  # video ids in the near-duplicate walk, in order
+        self.probes: dict[str, Probe] = {}
+        self.results: dict[str, dict[str, Any]] = {}  # detect's result of each kept video
+        self.statuses: Counter[str] = Counter()
+        self.last_save = time.monotonic()
+
+    def take(self, i: int, outcome: Outcome) -> None:
+        self.rows[i].update(outcome.crawl)
+        status = outcome.crawl["status"] if outcome.crawl["status"] != OK else "downloaded"
+        if outcome.probe is not None and outcome.filter is not None:
+            self.probes[outcome.video_id] = probe = Probe(**outcome.probe)
+            status = outcome.filter[0]
+            if status == "ok" and self.near_duplicate(outcome.video_id, probe):
+                status = "near_duplicate"
+        if status == "ok" and outcome.detect is not None:
+            self.results[outcome.video_id] = outcome.detect
+            for result in outcome.results:
+                self.build.add(result)
+        self.statuses[status] += 1
+        if time.monotonic() - self.last_save >= SAVE_EVERY_S:
+            manifest.save(self.stages.root, self.rows)
+            self.last_save = time.monotonic()
+
+    def near_duplicate(self, video_id: str, probe: Probe) -> bool:
+        """Whether a kept video is a near duplicate of a kept one earlier in plan order; its
+        detections file (made before it was known) is removed, as detect never makes one."""
+        sig = None if self.near is None else signature(probe, self.stages.filter)
+        if sig is None:
+            return False
+        self.checked.append(video_id)
+        match = self.near.check(sig)
+        if match is None:
+            return False
+        log.info(
+            "%s: near_duplicate, %s",
+            video_id,
+            near_duplicate_reason({"video_id": self.checked[match[0]]}, match),
+        )
+        boxes.path_of(self.stages.root, video_id).unlink(missing_ok=True)
+        return True
+
+
+def outcomes(
+    cfg: StreamSettings,
+    stages: Stages,
+    rows: list[dict[str, Any]],
+    order: list[int],
+    last_durable: str | None,
+) -> Iterator[tuple[int, Outcome]]:
+    """``(row, outcome)`` of every video in plan order: read from its record, or from its task
+    (``stream.video.run_video``), at most ``max_videos_on_disk`` tasks in flight."""
+    from tqdm import tqdm
+
+    records = {i: read_record(stages.root, rows[i]["video_id"]) for i in order}
+    todo = [i for i in order if needs_task(records[i], last_durable)]
+    log.info(
+        "stream: %d videos, %d done before, %d to process", len(order), len(order) - len(todo), len(todo)
+    )
+    window = cfg.max_videos_on_disk
+    tasks = [(stages, dict(rows[i]), last_durable) for i in todo]
+    label = lambda task: f"video {task[1]['video_id']}"  # noqa: E731
+    done = ordered_map(
+        run_video,
+        tasks,
+        engine=cfg.engine,
+        workers=min(cfg.workers, window),
+        address=cfg.address,
+        label=label,
+        window=window,
+    )
+    pending = set(todo)
+    with closing(done), tqdm(total=len(todo), desc="stream", unit="video", disable=None) as bar:
+        for i in order:
+            if i in pending:
+                outcome = next(done)
+                bar.update(1)
+            else:
+                outcome = records[i]
+            del records[i]
+            yield i, outcome
+
+
+def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Process every video of ``videos.parquet``; ``settings``: crawl's, filter's, detect's and
+    build-shards' (``settings/<stage>.yaml``, or ``--config``'s sections)."""
+    root = Path(root).resolve()  # tasks carry absolute paths: Ray workers run elsewhere
+    rows = manifest.load(root)
+    if not rows:
+        raise UsageError(
+            f"{root / manifest.MANIFEST} lists no videos: run crawl --search-only (with --cities, --urls "
+            "or --from-vnames) first"
+        )
+    if (
+        settings["build-shards"].from_images
+        or settings["build-shards"].from_lmdb
+        or settings["build-shards"].from_dets
+    ):
+        raise UsageError(
+            "stream cuts its own detections: --from-images, --from-lmdb and --from-dets are build-shards'"
+        )
+    stages = Stages(
+        root,
+        settings["crawl"],
+        settings["filter"],
+        settings["detect"],
+        settings["build-shards"],
+        cfg.keep_videos,
+    )
+    order = plan_order(rows)
+    out = root / "shards"
+    started = time.perf_counter()
+    with writing(out):
+        start(out, stream_plan(stages, rows, order))
+        index_rows, last_durable = durable(out)
+    drop_stale_report(out, rewriting=True)
+    build = Build(out, len(index_rows), stages.shards.max_samples, stages.shards.max_bytes)
+    walk = Walk(stages, rows, build)
+    try:
+        for i, outcome in outcomes(cfg, stages, rows, order, last_durable):
+            walk.take(i, outcome)
+        build.close()
+    except BaseException:
+        build.abort()
+        raise
+    finally:
+        manifest.save(root, rows)  # Ctrl-C too: what finished is on disk
+    summary = finish(stages, walk, index_rows + build.rows)
+    return {
+        **summary,
+        "videos": len(order),
+        "statuses": dict(sorted(walk.statuses.items())),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def finish(stages: Stages, walk: Walk, index_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the files the staged commands write, from the same per-video files: filter's and
+    detect's tables, then build-shards' plan, index, samples and tracklets, and ``stats.json``.
+
+    filter's rows come from ``filter.videos.filter_rows`` (the staged filter's code, its batch
+    near-duplicate walk): they must keep exactly the videos this build kept, or it stops.
+    """
+    root, out = stages.root, stages.root / "shards"
+    videos = load_videos(root)
+    rows = filter_rows(videos, walk.probes, stages.filter)
+    kept = {row["video_id"] for row in rows if row["keep"]}
+    if kept != set(walk.results):
+        raise RuntimeError(f"stream kept {len(walk.results)} videos, filter's rows keep {len(kept)}")
+    filtered = write_rows(root, rows)
+    table, _ = summary_table(kept_videos(root), walk.results)
+    detections_file.write(root, table)
+    with plan_folder(root) as scratch, writing(out):
+        tasks, counts = detections.plan(root)
+        shaping = {
+            "source": "detections",
+            "max_samples": stages.shards.max_samples,
+            "max_bytes": stages.shards.max_bytes,
+            "jpeg_quality": stages.shards.jpeg_quality,
+        }
+        plan = plan_record(stages.shards, root, shaping, tasks)
+        write_json(out / plan_guard.PLAN_NAME, plan)
+        done = progress.complete_parts(out, tasks)
+        if len(done) != len(index_rows):
+            raise RuntimeError(f"{len(index_rows)} shards written, {len(done)} hold the staged plan's items")
+        index, statuses, n_tracklets = write_tables(out, tasks, index_rows, walk.build.records, scratch)
+    with writing(root / "stats.json"):
+        write_stats(root)
+    return {
+        "filter": filtered,
+        "kept_videos": counts["kept_videos"],
+        "samples": statuses.get("ok", 0),
+        "failed": {k: statuses[k] for k in sorted(statuses) if k != "ok"},
+        "shards": len(index),
+        "bytes": int(index["bytes"].sum()),
+        **({"tracklets": n_tracklets} if n_tracklets else {}),
+    }

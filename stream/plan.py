@@ -1,0 +1,119 @@
+"""A streaming build's plan and what of it is done: the videos in plan order, ``shards/stream.json``
+(the plan's fingerprint, checked on every run) and the complete shards a rerun keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from collect.failures import OK, RETRY_ON_RERUN
+from common.atomic import write_json
+from common.errors import UsageError
+from common.manifests import samples
+from common.manifests import videos as manifest
+from shards.write import plan_guard, progress
+from stream.video import Outcome, Stages
+
+log = logging.getLogger(__name__)
+PLAN = "stream.json"
+
+
+def plan_order(rows: list[dict[str, Any]]) -> list[int]:
+    """The manifest rows to process, one per video id (its first row), in plan order; a pair of
+    ids whose crop keys would interleave (``"a.b"`` and ``"a_b"``) is refused."""
+    first: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault(row["video_id"], i)
+    order = sorted(first.values(), key=lambda i: samples.video_order(rows[i]["video_id"]))
+    for a, b in zip(order, order[1:], strict=False):
+        last = samples.sample_key(rows[a]["video_id"], 99_999_999, 999)
+        if last >= samples.video_order(rows[b]["video_id"]):
+            raise UsageError(
+                f"videos {rows[a]['video_id']!r} and {rows[b]['video_id']!r} would share crop keys "
+                "(keys keep only letters, digits, _ and -): rename one in videos.parquet"
+            )
+    return order
+
+
+def stream_plan(stages: Stages, rows: list[dict[str, Any]], order: list[int]) -> dict[str, Any]:
+    """What ``shards/stream.json`` records: the fingerprint of the videos and of every setting
+    that shapes the shards, and what a refusal names when it differs."""
+    shaping = {
+        "max_samples": stages.shards.max_samples,
+        "max_bytes": stages.shards.max_bytes,
+        "jpeg_quality": stages.shards.jpeg_quality,
+    }
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode())
+    for name in ("filter", "detect"):
+        digest.update(repr(sorted(vars(getattr(stages, name)).items())).encode())
+    for i in order:
+        digest.update(rows[i]["video_id"].encode() + b"\0")
+    return {
+        "fingerprint": digest.hexdigest(),
+        "source": "stream",
+        "input": str(stages.root / manifest.MANIFEST),
+        "settings": shaping,
+        "items": len(order),
+    }
+
+
+def start(out: Path, plan: dict[str, Any]) -> None:
+    """Record ``plan`` in ``out/stream.json``, or resume it; shards of another plan stop the build."""
+    path = out / PLAN
+    recorded = None
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+    if plan_guard.same_plan(recorded, plan):
+        return
+    found = plan_guard.data_files(out)
+    if found:
+        what = plan_guard.differences(recorded, plan) if recorded is not None else "a staged build-shards"
+        raise UsageError(
+            f"{out} holds shards of another plan ({what}); nothing was changed. Use another --root, "
+            f"or move {out} away yourself"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / plan_guard.PLAN_NAME).unlink(missing_ok=True)
+    write_json(path, plan)
+
+
+def durable(out: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The index rows of the complete shards 0..m-1 (``shards.write.progress``) and the last key
+    their parts record (None: none); later parts and half-written files are removed."""
+    progress.clean_temporaries(out)
+    rows: list[dict[str, Any]] = []
+    last = None
+    while (part := progress.part_path(out, len(rows))).is_file():
+        try:
+            records, row = progress.read_part(part)
+            keys = records.column("key").to_pylist()
+        except Exception as e:  # an unreadable part: rewrite from here
+            log.warning("%s is unreadable (%s): rewriting its shard and what follows", part.name, e)
+            break
+        tar = out / row["shard"]
+        if not keys or not tar.is_file() or tar.stat().st_size != row["bytes"]:
+            break
+        rows.append(row)
+        last = keys[-1]
+    for stale in (out / "parts").glob("*.parquet"):
+        if stale.name >= progress.part_path(out, len(rows)).name:
+            stale.unlink()
+    return rows, last
+
+
+def needs_task(record: Outcome | None, last_durable: str | None) -> bool:
+    """Whether a video must go through its task (again): no record, a download to retry, or crops
+    not all in complete shards yet."""
+    if record is None or record.crawl["status"] in RETRY_ON_RERUN:
+        return True
+    if record.crawl["status"] != OK or record.filter is None or record.filter[0] != "ok":
+        return False
+    if record.detect is None or record.last_key is None:
+        return record.detect is None
+    return last_durable is None or record.last_key > last_durable
