@@ -100,7 +100,7 @@ def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
             return "too large: " + seen["too_large"]
         return None
 
-    archive = download_archive(videos.parent / ARCHIVE)
+    archive = download_archive(videos.parent / ARCHIVE) if cfg.download_archive else None
     outtmpl = video_path(videos, video_id, "%(ext)s")
     opts = download_options(cfg, logger, outtmpl, archive, [on_progress], size_filter)
     try:

@@ -58,6 +58,11 @@ class CrawlSettings(EngineSettings):
         False, "count frames by decoding every one (exact, slow) instead of the container's count"
     )
     search_only: bool = setting(False, "write videos.parquet but download nothing")
+    download_archive: bool = setting(
+        True,
+        "record finished downloads in download_archive.txt and never fetch them again (the streaming "
+        "build turns it off: it deletes each video once cut, and fetches one again when its crops were lost)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -156,7 +156,7 @@ def download_options(
     cfg: CrawlSettings,
     logger: KeepLogger,
     outtmpl: Path,
-    archive: DownloadArchive,
+    archive: DownloadArchive | None,
     hooks: list[Callable[[dict], None]],
     match_filter: Callable[[dict, bool], str | None],
 ) -> dict[str, Any]:

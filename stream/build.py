@@ -23,6 +23,7 @@ root holding shards of another plan is refused, as build-shards refuses one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -51,7 +52,7 @@ from shards.write import plan_guard, progress
 from shards.write.tables import write_tables
 from shards.write.task_file import plan_folder
 from shards.write.writer import Build, writing
-from stream.plan import durable, needs_task, plan_order, start, stream_plan
+from stream.plan import clear_leftovers, durable, needs_task, plan_order, start, stream_plan
 from stream.settings import StreamSettings
 from stream.video import Outcome, Stages, read_record, run_video
 
@@ -127,6 +128,8 @@ def outcomes(
         "stream: %d videos, %d done before, %d to process", len(order), len(order) - len(todo), len(todo)
     )
     window = cfg.max_videos_on_disk
+    if not stages.keep_videos:
+        clear_leftovers(stages.root, rows, todo, window)
     tasks = [(stages, dict(rows[i]), last_durable) for i in todo]
     label = lambda task: f"video {task[1]['video_id']}"  # noqa: E731
     done = ordered_map(
@@ -168,9 +171,12 @@ def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[st
         raise UsageError(
             "stream cuts its own detections: --from-images, --from-lmdb and --from-dets are build-shards'"
         )
+    # the raw videos are deleted once cut: a video whose crops were lost is fetched again, which
+    # yt-dlp's download archive would refuse
+    crawl = dataclasses.replace(settings["crawl"], download_archive=False, search_only=False)
     stages = Stages(
         root,
-        settings["crawl"],
+        crawl,
         settings["filter"],
         settings["detect"],
         settings["build-shards"],

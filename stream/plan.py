@@ -117,3 +117,23 @@ def needs_task(record: Outcome | None, last_durable: str | None) -> bool:
     if record.detect is None or record.last_key is None:
         return record.detect is None
     return last_durable is None or record.last_key > last_durable
+
+
+def clear_leftovers(root: Path, rows: list[dict[str, Any]], todo: list[int], window: int) -> int:
+    """Delete the raw files a killed run left of videos it had started and not recorded (their row
+    not ``ok``), except the first ``window`` videos to do, which pick their files up at once: the
+    others would sit on disk beside the window's downloads. Returns the videos cleared."""
+    from common.fanout import fanned_files
+
+    later = {rows[i]["video_id"] for i in todo[window:] if rows[i]["status"] != OK}
+    cleared = set()
+    for path in fanned_files(root / "videos"):
+        video_id = path.name.split(".", 1)[0]
+        if video_id in later:
+            path.unlink(missing_ok=True)
+            cleared.add(video_id)
+    if cleared:
+        log.info(
+            "stream: deleted the partial or uncut downloads of %d videos a killed run left", len(cleared)
+        )
+    return len(cleared)

@@ -53,9 +53,9 @@ def test_near_duplicate_distance_boundary(bits, reason):
     base = [0x0123456789ABCDEF] * 5
     rows = [{"video_id": v, "status": "ok", "reason": ""} for v in ("a", "b", "c")]
     probes = {
-        0: Probe(hashes=[f"{h:016x}" for h in base]),
-        1: Probe(hashes=[f"{h ^ flipped:016x}" for h in base]),
-        2: Probe(hashes=[f"{~h & (2**64 - 1):016x}" for h in base]),
+        "a": Probe(hashes=[f"{h:016x}" for h in base]),
+        "b": Probe(hashes=[f"{h ^ flipped:016x}" for h in base]),
+        "c": Probe(hashes=[f"{~h & (2**64 - 1):016x}" for h in base]),
     }
     mark_near_duplicates(rows, probes, cfg)
     assert [r["status"] for r in rows] == ["ok", reason, "ok"]
