@@ -12,6 +12,7 @@ from typing import Any
 from collect.failures import OK, RETRY_ON_RERUN
 from common.atomic import write_json
 from common.errors import UsageError
+from common.fanout import fanned_files
 from common.manifests import samples
 from common.manifests import videos as manifest
 from shards.write import plan_guard, progress
@@ -123,8 +124,6 @@ def clear_leftovers(root: Path, rows: list[dict[str, Any]], todo: list[int], win
     """Delete the raw files a killed run left of videos it had started and not recorded (their row
     not ``ok``), except the first ``window`` videos to do, which pick their files up at once: the
     others would sit on disk beside the window's downloads. Returns the videos cleared."""
-    from common.fanout import fanned_files
-
     later = {rows[i]["video_id"] for i in todo[window:] if rows[i]["status"] != OK}
     cleared = set()
     for path in fanned_files(root / "videos"):
