@@ -27,14 +27,11 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from collect.failures import OK
 from common.atomic import write_json
-from common.engine import ordered_map
 from common.errors import UsageError
 from common.manifests import boxes
 from common.manifests import detections as detections_file
@@ -47,14 +44,18 @@ from filter.videos import filter_rows, load_videos, near_duplicate_reason, signa
 from shards.build import plan_record
 from shards.checks.stats import write_stats
 from shards.checks.verify import drop_stale_report
+from shards.release.dets_report import write_report
 from shards.sources import detections
 from shards.write import plan_guard, progress
+from shards.write.items import Task
 from shards.write.tables import write_tables
 from shards.write.task_file import plan_folder
 from shards.write.writer import Build, writing
-from stream.plan import clear_leftovers, durable, needs_task, plan_order, start, stream_plan
+from stream.dets import stream_released
+from stream.plan import durable, plan_order, start, stream_plan
+from stream.runner import appending, outcomes
 from stream.settings import StreamSettings
-from stream.video import Outcome, Stages, read_record, run_video
+from stream.video import Outcome, Stages
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 5.0  # seconds between videos.parquet rewrites, as crawl
@@ -77,7 +78,7 @@ class Walk:
 
     def take(self, i: int, outcome: Outcome) -> None:
         self.rows[i].update(outcome.crawl)
-        status = outcome.crawl["status"] if outcome.crawl["status"] != OK else "downloaded"
+        status = self.rows[i]["status"] if self.rows[i]["status"] != OK else "downloaded"
         if outcome.probe is not None and outcome.filter is not None:
             self.probes[outcome.video_id] = probe = Probe(**outcome.probe)
             status = outcome.filter[0]
@@ -111,48 +112,6 @@ class Walk:
         return True
 
 
-def outcomes(
-    cfg: StreamSettings,
-    stages: Stages,
-    rows: list[dict[str, Any]],
-    order: list[int],
-    last_durable: str | None,
-) -> Iterator[tuple[int, Outcome]]:
-    """``(row, outcome)`` of every video in plan order: read from its record, or from its task
-    (``stream.video.run_video``), at most ``max_videos_on_disk`` tasks in flight."""
-    from tqdm import tqdm
-
-    records = {i: read_record(stages.root, rows[i]["video_id"]) for i in order}
-    todo = [i for i in order if needs_task(records[i], last_durable)]
-    log.info(
-        "stream: %d videos, %d done before, %d to process", len(order), len(order) - len(todo), len(todo)
-    )
-    window = cfg.max_videos_on_disk
-    if not stages.keep_videos:
-        clear_leftovers(stages.root, rows, todo, window)
-    tasks = [(stages, dict(rows[i]), last_durable) for i in todo]
-    label = lambda task: f"video {task[1]['video_id']}"  # noqa: E731
-    done = ordered_map(
-        run_video,
-        tasks,
-        engine=cfg.engine,
-        workers=min(cfg.workers, window),
-        address=cfg.address,
-        label=label,
-        window=window,
-    )
-    pending = set(todo)
-    with closing(done), tqdm(total=len(todo), desc="stream", unit="video", disable=None) as bar:
-        for i in order:
-            if i in pending:
-                outcome = next(done)
-                bar.update(1)
-            else:
-                outcome = records[i]
-            del records[i]
-            yield i, outcome
-
-
 def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Process every video of ``videos.parquet``; ``settings``: crawl's, filter's, detect's and
     build-shards' (``settings/<stage>.yaml``, or ``--config``'s sections)."""
@@ -163,25 +122,14 @@ def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[st
             f"{root / manifest.MANIFEST} lists no videos: run crawl --search-only (with --cities, --urls "
             "or --from-vnames) first"
         )
-    if (
-        settings["build-shards"].from_images
-        or settings["build-shards"].from_lmdb
-        or settings["build-shards"].from_dets
-    ):
-        raise UsageError(
-            "stream cuts its own detections: --from-images, --from-lmdb and --from-dets are build-shards'"
-        )
+    shards = settings["build-shards"]
+    if shards.from_images or shards.from_lmdb:
+        raise UsageError("stream cuts videos: --from-images and --from-lmdb are build-shards' own")
     # the raw videos are deleted once cut: a video whose crops were lost is fetched again, which
     # yt-dlp's download archive would refuse
     crawl = dataclasses.replace(settings["crawl"], download_archive=False, search_only=False)
-    stages = Stages(
-        root,
-        crawl,
-        settings["filter"],
-        settings["detect"],
-        settings["build-shards"],
-        cfg.keep_videos,
-    )
+    shards = dataclasses.replace(shards, from_dets=cfg.from_dets, dets_size=cfg.dets_size)
+    stages = Stages(root, crawl, settings["filter"], settings["detect"], shards, cfg.keep_videos)
     order = plan_order(rows)
     out = root / "shards"
     started = time.perf_counter()
@@ -189,64 +137,89 @@ def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[st
         start(out, stream_plan(stages, rows, order))
         index_rows, last_durable = durable(out)
     drop_stale_report(out, rewriting=True)
-    build = Build(out, len(index_rows), stages.shards.max_samples, stages.shards.max_bytes)
-    walk = Walk(stages, rows, build)
+    build = Build(out, len(index_rows), shards.max_samples, shards.max_bytes)
     try:
-        for i, outcome in outcomes(cfg, stages, rows, order, last_durable):
-            walk.take(i, outcome)
-        build.close()
-    except BaseException:
-        build.abort()
-        raise
+        if cfg.from_dets:
+            summary = stream_released(cfg, stages, rows, order, build, last_durable)
+        else:
+            summary = stream_own(cfg, stages, rows, order, build, last_durable)
     finally:
         manifest.save(root, rows)  # Ctrl-C too: what finished is on disk
-    summary = finish(stages, walk, index_rows + build.rows)
+    summary |= finish_shards(stages, summary.pop("tasks"), index_rows + build.rows, build.records)
+    return {**summary, "videos": len(order), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def stream_own(
+    cfg: StreamSettings,
+    stages: Stages,
+    rows: list[dict[str, Any]],
+    order: list[int],
+    build: Build,
+    last_durable: str | None,
+) -> dict[str, Any]:
+    """Own detections: every video filtered and detected, its valid boxes cut; then filter's and
+    detect's tables. Returns the summary, with build-shards' plan of the result as ``tasks``."""
+    walk = Walk(stages, rows, build)
+    jobs: list[tuple[int, Task | None]] = [(i, None) for i in order]
+    with appending(build):
+        for (i, _), outcome in zip(jobs, outcomes(cfg, stages, rows, jobs, last_durable), strict=True):
+            walk.take(i, outcome)
+    manifest.save(stages.root, rows)
+    filtered = finish_tables(stages, walk)
+    tasks, counts = detections.plan(stages.root)
     return {
-        **summary,
-        "videos": len(order),
+        "filter": filtered,
+        "kept_videos": counts["kept_videos"],
         "statuses": dict(sorted(walk.statuses.items())),
-        "seconds": round(time.perf_counter() - started, 1),
+        "tasks": tasks,
     }
 
 
-def finish(stages: Stages, walk: Walk, index_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write the files the staged commands write, from the same per-video files: filter's and
-    detect's tables, then build-shards' plan, index, samples and tracklets, and ``stats.json``.
+def finish_tables(stages: Stages, walk: Walk) -> dict[str, Any]:
+    """Write ``video_filter.parquet`` and ``detections.parquet`` as filter and detect write them,
+    from the same probes and per-video results; filter's counts.
 
     filter's rows come from ``filter.videos.filter_rows`` (the staged filter's code, its batch
     near-duplicate walk): they must keep exactly the videos this build kept, or it stops.
     """
-    root, out = stages.root, stages.root / "shards"
-    videos = load_videos(root)
+    videos = load_videos(stages.root)
     rows = filter_rows(videos, walk.probes, stages.filter)
     kept = {row["video_id"] for row in rows if row["keep"]}
     if kept != set(walk.results):
         raise RuntimeError(f"stream kept {len(walk.results)} videos, filter's rows keep {len(kept)}")
-    filtered = write_rows(root, rows)
-    table, _ = summary_table(kept_videos(root), walk.results)
-    detections_file.write(root, table)
+    filtered = write_rows(stages.root, rows)
+    table, _ = summary_table(kept_videos(stages.root), walk.results)
+    detections_file.write(stages.root, table)
+    return filtered
+
+
+def finish_shards(
+    stages: Stages, tasks: list[Task], index_rows: list[dict[str, Any]], trailing: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Write what build-shards writes beside the shards: ``plan.json`` of ``tasks`` (build-shards'
+    plan of the same build), ``index.parquet``, ``samples.parquet``, ``tracklets.parquet``,
+    ``stats.json`` and, with ``--from-dets``, ``dets_report.json``. Every complete part must hold
+    the plan's items in order (``progress.complete_parts``), or the build stops."""
+    root, out, cfg = stages.root, stages.root / "shards", stages.shards
+    source = "dets" if cfg.from_dets else "detections"
     with plan_folder(root) as scratch, writing(out):
-        tasks, counts = detections.plan(root)
-        shaping = {
-            "source": "detections",
-            "max_samples": stages.shards.max_samples,
-            "max_bytes": stages.shards.max_bytes,
-            "jpeg_quality": stages.shards.jpeg_quality,
-        }
-        plan = plan_record(stages.shards, root, shaping, tasks)
+        shaping = {"source": source, "max_samples": cfg.max_samples, "max_bytes": cfg.max_bytes}
+        plan = plan_record(cfg, root, {**shaping, "jpeg_quality": cfg.jpeg_quality}, tasks)
         write_json(out / plan_guard.PLAN_NAME, plan)
         done = progress.complete_parts(out, tasks)
         if len(done) != len(index_rows):
-            raise RuntimeError(f"{len(index_rows)} shards written, {len(done)} hold the staged plan's items")
-        index, statuses, n_tracklets = write_tables(out, tasks, index_rows, walk.build.records, scratch)
+            raise RuntimeError(f"{len(index_rows)} shards written, {len(done)} hold the plan's items")
+        index, statuses, n_tracklets = write_tables(out, tasks, index_rows, trailing, scratch)
     with writing(root / "stats.json"):
         write_stats(root)
-    return {
-        "filter": filtered,
-        "kept_videos": counts["kept_videos"],
+    summary = {
         "samples": statuses.get("ok", 0),
         "failed": {k: statuses[k] for k in sorted(statuses) if k != "ok"},
         "shards": len(index),
         "bytes": int(index["bytes"].sum()),
         **({"tracklets": n_tracklets} if n_tracklets else {}),
     }
+    if cfg.from_dets:
+        with writing(root / "dets_report.json"):
+            summary["regenerate"] = write_report(root, cfg.from_dets, tasks)
+    return summary

@@ -20,6 +20,7 @@ from stream.video import Outcome, Stages
 
 log = logging.getLogger(__name__)
 PLAN = "stream.json"
+RUNNING = ("engine", "address", "workers")
 
 
 def plan_order(rows: list[dict[str, Any]]) -> list[int]:
@@ -42,14 +43,20 @@ def plan_order(rows: list[dict[str, Any]]) -> list[int]:
 def stream_plan(stages: Stages, rows: list[dict[str, Any]], order: list[int]) -> dict[str, Any]:
     """What ``shards/stream.json`` records: the fingerprint of the videos and of every setting
     that shapes the shards, and what a refusal names when it differs."""
-    shaping = {
-        "max_samples": stages.shards.max_samples,
-        "max_bytes": stages.shards.max_bytes,
-        "jpeg_quality": stages.shards.jpeg_quality,
+    cfg = stages.shards
+    shaping: dict[str, Any] = {
+        "max_samples": cfg.max_samples,
+        "max_bytes": cfg.max_bytes,
+        "jpeg_quality": cfg.jpeg_quality,
     }
+    if cfg.from_dets:  # the release's boxes and how they are checked, instead of filter and detect
+        shaping |= {"from_dets": str(Path(cfg.from_dets).resolve()), "dets_size": cfg.dets_size}
+        shaping |= {k: v for k, v in vars(cfg).items() if k.startswith(("calibrate", "cut_unverified"))}
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode())
-    for name in ("filter", "detect"):
-        digest.update(repr(sorted(vars(getattr(stages, name)).items())).encode())
+    if not cfg.from_dets:
+        for name in ("filter", "detect"):  # where the work runs is no part of the plan
+            fields = {k: v for k, v in vars(getattr(stages, name)).items() if k not in RUNNING}
+            digest.update(repr(sorted(fields.items())).encode())
     for i in order:
         digest.update(rows[i]["video_id"].encode() + b"\0")
     return {
@@ -108,11 +115,18 @@ def durable(out: Path) -> tuple[list[dict[str, Any]], str | None]:
     return rows, last
 
 
-def needs_task(record: Outcome | None, last_durable: str | None) -> bool:
+def fetchable(row: dict[str, Any]) -> bool:
+    """Downloaded, or still to try: crawl does not try again a video it gave up on (private, removed...)."""
+    return row["status"] == OK or row["status"] in RETRY_ON_RERUN
+
+
+def needs_task(record: Outcome | None, last_durable: str | None, released: bool = False) -> bool:
     """Whether a video must go through its task (again): no record, a download to retry, or crops
-    not all in complete shards yet."""
+    not all in complete shards yet (``released``: ``--from-dets``, its boxes' records, cut or not)."""
     if record is None or record.crawl["status"] in RETRY_ON_RERUN:
         return True
+    if released:
+        return record.last_key is not None and (last_durable is None or record.last_key > last_durable)
     if record.crawl["status"] != OK or record.filter is None or record.filter[0] != "ok":
         return False
     if record.detect is None or record.last_key is None:

@@ -28,6 +28,7 @@ from detect.settings import DetectSettings
 from filter.probe import Probe, cached_probe
 from filter.settings import FilterSettings
 from filter.videos import decide, probe_cache
+from shards.release import import_dets
 from shards.settings import ShardSettings
 from shards.sources import detections
 from shards.write.items import Result, Task
@@ -58,6 +59,7 @@ class Outcome:
     filter: tuple[str, str] | None = None  # filter's (status, reason) before the near-duplicate walk
     detect: dict[str, Any] | None = None  # detect's result, when kept
     last_key: str | None = None  # the key of its last planned crop; None: no crop planned
+    matched: tuple[str, str, str | None] | None = None  # --from-dets: import_dets.match's answer
     results: list[Result] = field(default_factory=list)  # its crops after the task's ``after`` key
 
     def record(self) -> dict[str, Any]:
@@ -83,8 +85,9 @@ def read_record(root: Path, video_id: str) -> Outcome | None:
         return None  # a damaged record: the video is done again
     if not isinstance(data, dict) or data.pop("version", None) != RECORD_VERSION:
         return None
-    if data.get("filter") is not None:
-        data["filter"] = tuple(data["filter"])
+    for name in ("filter", "matched"):
+        if data.get(name) is not None:
+            data[name] = tuple(data[name])
     return Outcome(**data)
 
 
@@ -93,14 +96,18 @@ def raw_files(root: Path, video_id: str) -> list[Path]:
     return sorted(fanned_path(root / "videos", video_id).parent.glob(f"{video_id}.*"))
 
 
-def run_video(task: tuple[Stages, dict[str, Any], str | None]) -> Outcome:
-    """``(stages, videos.parquet row, after)`` -> the video's outcome, its crops those whose key
-    sorts after ``after`` (the last key already in a shard; None: all)."""
-    stages, row, after = task
+def run_video(task: tuple[Stages, dict[str, Any], Task | None, str | None]) -> Outcome:
+    """``(stages, videos.parquet row, released, after)`` -> the video's outcome, its crops those
+    whose key sorts after ``after`` (the last key already in a shard; None: all). ``released``:
+    with ``--from-dets``, the video's task of ``import_dets.plan`` (None: it has no boxes)."""
+    stages, row, released, after = task
     update, _ = process(stages.crawl, row, stages.root, threading.Event())
     outcome = Outcome(row["video_id"], update)
     try:
-        if update["status"] == OK and update.get("path"):
+        if stages.shards.from_dets:
+            if released is not None:
+                cut_released(stages, {**row, **update}, released, after, outcome)
+        elif update["status"] == OK and update.get("path"):
             examine(stages, {**row, **update}, after, outcome)
     finally:
         if not stages.keep_videos:
@@ -131,3 +138,27 @@ def examine(stages: Stages, row: dict[str, Any], after: str | None, outcome: Out
     todo = tuple(item for item in task.items if after is None or item.key > after)
     if todo:
         outcome.results = detections.run(Task(task.kind, task.context, todo), stages.shards.jpeg_quality)
+
+
+def released_context(task: Task, matched: tuple[str, str, str | None]) -> dict[str, Any]:
+    """The context ``import_dets.plan`` gives a video once its download is known (``matched``:
+    ``import_dets.match``'s status, reason and path): the calibration only for a matched video."""
+    status, reason, path = matched
+    context = {**task.context, "status": status, "reason": reason, "path": path}
+    if status != "ok":
+        context.pop("calibration", None)
+    return context
+
+
+def cut_released(
+    stages: Stages, row: dict[str, Any], task: Task, after: str | None, outcome: Outcome
+) -> None:
+    """``--from-dets``: match the downloaded video as build-shards does, then cut the released boxes
+    (calibrated first, when asked) with ``import_dets.run``; fills ``outcome``."""
+    vname = task.context["vname"]
+    outcome.matched = import_dets.match(vname, {vname: row}, stages.root)
+    outcome.last_key = task.items[-1].key if task.items else None
+    todo = tuple(item for item in task.items if after is None or item.key > after)
+    if todo:
+        context = released_context(task, outcome.matched)
+        outcome.results = import_dets.run(Task(task.kind, context, todo), stages.shards.jpeg_quality)

@@ -122,11 +122,17 @@ def detect(cal: dict[str, Any], frames: dict[int, np.ndarray]) -> dict[int, np.n
     return {i: d[:, :4] / s for i, d, s in zip(order, found, factors, strict=True)}
 
 
-def cache_key(context: dict[str, Any]) -> str:
-    """sha256 of the calibration inputs: settings, frames, boxes, stated size and the video file."""
-    cal = {k: v for k, v in context["calibration"].items() if k not in ("cache", "cut_unverified")}
+def video_file(context: dict[str, Any]) -> list[int]:
+    """``[size, mtime_ns]`` of the video file: which file a calibration measured."""
     stat = Path(context["path"]).stat()
-    inputs = [cal, context["size"], stat.st_size, stat.st_mtime_ns]
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def cache_key(context: dict[str, Any], file: list[int] | None = None) -> str:
+    """sha256 of the calibration inputs: settings, frames, boxes, stated size and the video file
+    (``file``: its ``video_file``, read from the file when None)."""
+    cal = {k: v for k, v in context["calibration"].items() if k not in ("cache", "cut_unverified")}
+    inputs = [cal, context["size"], *(file or video_file(context))]
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -159,7 +165,11 @@ def cached(context: dict[str, Any]) -> dict[str, Any] | None:
             data = f.read(CACHE_LIMIT + 1)
         stored = json.loads(data)
         key, result = stored["key"], stored["result"]
-        if len(data) > CACHE_LIMIT or key != cache_key(context) or stored["digest"] != digest(key, result):
+        if (
+            len(data) > CACHE_LIMIT
+            or key != stored_key(context, stored)
+            or stored["digest"] != digest(key, result)
+        ):
             return None
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None  # ValueError: not JSON, or NaN; KeyError, TypeError: not the dict calibrate stores
@@ -167,6 +177,17 @@ def cached(context: dict[str, Any]) -> dict[str, Any] | None:
     if not scoring.is_decision(result, context["size"], cal["rescale"]):
         return None
     return result if result.get("detector") == cal["detector"] else None
+
+
+def stored_key(context: dict[str, Any], stored: dict[str, Any]) -> str:
+    """The key the inputs give now. A video the streaming build deleted once cut is known by the
+    file its calibration recorded (``stored["file"]``): the other inputs must still match."""
+    try:
+        return cache_key(context)
+    except FileNotFoundError:
+        if context.get("path") is None or "file" not in stored:
+            raise
+        return cache_key(context, [int(v) for v in stored["file"]])
 
 
 def measure(context: dict[str, Any]) -> dict[str, Any]:
@@ -199,8 +220,10 @@ def calibrate(context: dict[str, Any]) -> dict[str, Any]:
     result = cached(context)
     if result is None:
         result = measure(context)
-        key = cache_key(context)
-        stored = {"key": key, "vname": context["vname"], "result": result, "digest": digest(key, result)}
+        file = video_file(context)
+        key = cache_key(context, file)
+        stored = {"key": key, "vname": context["vname"], "file": file, "result": result}
+        stored["digest"] = digest(key, result)
         cache_path(context).parent.mkdir(parents=True, exist_ok=True)
         write_json(cache_path(context), stored)
     return result | {"cut_with": cut_with(context, result)}

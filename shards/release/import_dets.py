@@ -94,8 +94,11 @@ def video_plan(
     size,
     owner: dict[str, str],
     calibration: calibrate_video.Calibration | None = None,
+    will_download: bool = False,
 ):
-    """``(context, items)`` of one video of the detections (``calibration``: a ``Calibration`` or None)."""
+    """``(context, items)`` of one video of the detections (``calibration``: a ``Calibration`` or None;
+    ``will_download``: a video listed in ``videos.parquet`` is planned as downloaded, the streaming
+    build matching it with ``match`` once it is)."""
     context: dict[str, Any] = {"vname": video.vname, "origin": video.origin, "path": None, "boxes": 0}
     context |= {"country": "", "city": "", "video_id": "", "size": None, "size_from": None, "extent": None}
     context |= {"malformed": [], "duplicates": 0, "ignored_keys": []}
@@ -115,7 +118,10 @@ def video_plan(
         parsed = dets_input.parse(video.dets)
     except ValueError as e:
         return context | {"status": "bad_dets", "reason": str(e)}, []
-    status, reason, path = match(video.vname, rows, root)
+    if will_download and video.vname in rows:
+        status, reason, path = "ok", "", None
+    else:
+        status, reason, path = match(video.vname, rows, root)
     stated = parsed.size or size
     context |= {"status": status, "reason": reason, "path": path, "boxes": len(parsed.boxes)}
     context |= {"size": list(stated) if stated else None, "extent": extent(parsed.boxes)}
@@ -142,12 +148,16 @@ def video_plan(
 
 
 def plan(
-    path: str, root: Path, dets_size: str | None, calibration: calibrate_video.Calibration | None = None
+    path: str,
+    root: Path,
+    dets_size: str | None,
+    calibration: calibrate_video.Calibration | None = None,
+    will_download: bool = False,
 ) -> tuple[list[Task], dict[str, Any]]:
     """One task per video (videos without boxes too: their context carries the report's figures).
 
     ``calibration`` (:func:`calibrate_video.from_settings`): check each video before cutting it;
-    ``None`` cuts as the boxes say (``--calibrate none``).
+    ``None`` cuts as the boxes say (``--calibrate none``). ``will_download``: see ``video_plan``.
     """
     if calibration is not None:
         calibrate_video.check_detector(calibration)
@@ -157,7 +167,7 @@ def plan(
     owner = owners(videos, rows)
     contexts, pairs = [], []
     for video in videos:
-        context, items = video_plan(video, rows, root, size, owner, calibration)
+        context, items = video_plan(video, rows, root, size, owner, calibration, will_download)
         video.dets = None  # the parsed items hold what is needed; a bundle of 46,260 videos is large
         contexts.append(context)
         pairs.extend((len(contexts) - 1, item) for item in items)

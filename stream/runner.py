@@ -1,0 +1,76 @@
+"""The tasks of a streaming build in plan order: each video's outcome from its record, or from its
+task, at most ``--max-videos-on-disk`` tasks in flight (so at most that many raw videos on disk)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+from common.engine import ordered_map
+from shards.write.items import Task
+from shards.write.writer import Build
+from stream.plan import clear_leftovers, fetchable, needs_task
+from stream.settings import StreamSettings
+from stream.video import Outcome, Stages, read_record, run_video
+
+log = logging.getLogger(__name__)
+
+
+def outcomes(
+    cfg: StreamSettings,
+    stages: Stages,
+    rows: list[dict[str, Any]],
+    jobs: list[tuple[int, Task | None]],
+    last_durable: str | None,
+) -> Iterator[Outcome]:
+    """The outcome of every job ``(manifest row, released task)`` in order: read from the video's
+    record, or from its task (``stream.video.run_video``), at most ``max_videos_on_disk`` in flight."""
+    from tqdm import tqdm
+
+    released = bool(stages.shards.from_dets)
+    records = {i: read_record(stages.root, rows[i]["video_id"]) for i, _ in jobs}
+    for i, record in records.items():
+        if record is None and not fetchable(rows[i]):  # crawl gave up on it: nothing to do
+            records[i] = Outcome(
+                rows[i]["video_id"], {"status": rows[i]["status"], "reason": rows[i]["reason"]}
+            )
+    todo = [k for k, (i, _) in enumerate(jobs) if needs_task(records[i], last_durable, released)]
+    log.info("stream: %d videos, %d done before, %d to process", len(jobs), len(jobs) - len(todo), len(todo))
+    window = cfg.max_videos_on_disk
+    if not stages.keep_videos:
+        clear_leftovers(stages.root, rows, [jobs[k][0] for k in todo], window)
+    tasks = [(stages, dict(rows[jobs[k][0]]), jobs[k][1], last_durable) for k in todo]
+    label = lambda task: f"video {task[1]['video_id']}"  # noqa: E731
+    done = ordered_map(
+        run_video,
+        tasks,
+        engine=cfg.engine,
+        workers=min(cfg.workers, window),
+        address=cfg.address,
+        label=label,
+        window=window,
+    )
+    pending = set(todo)
+    with closing(done), tqdm(total=len(todo), desc="stream", unit="video", disable=None) as bar:
+        for k, (i, _) in enumerate(jobs):
+            if k in pending:
+                outcome = next(done)
+                bar.update(1)
+            else:
+                outcome = records[i]
+            del records[i]
+            yield outcome
+
+
+@contextlib.contextmanager
+def appending(build: Build) -> Iterator[None]:
+    """Close the last shard when the body ends; an error abandons the open one (its part unwritten)."""
+    try:
+        yield
+        build.close()
+    except BaseException:
+        build.abort()
+        raise
