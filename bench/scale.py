@@ -8,7 +8,8 @@ persons, about 73,000 searched) and runs the real commands on them as a user wou
 export-lmdb, pretrain's start, tracklet tables), ``videos`` (crawl and filter at 73k videos
 against a loopback server), ``detections`` (detect's per-video files and summary, --from-dets
 planning, calibration cache and dets_report at 46k), ``report`` (stats and report.html at 46k
-videos), ``ray`` (the Ray engine with 46k tasks against the local pool). Each stage gets a
+videos), ``ray`` (the Ray engine with 46k tasks against the local pool), ``stream`` (the streaming
+build's plan, records and tables at 73k rows, 1 in 40 videos processed). Each stage gets a
 log-log fit of time against size (an exponent above 1.15 is a defect) and a linear fit of peak
 memory, projected to 4.18M and 10M crops. Prints one table; writes ``bench/results/scale.json``
 and ``bench/results/scale.md`` (docs/scale.md quotes them).
@@ -48,6 +49,7 @@ PARTS = {
     "detections": "bench.scale_parts.detections",
     "report": "bench.scale_parts.report_pages",
     "ray": "bench.scale_parts.ray_tasks",
+    "stream": "bench.scale_parts.stream",
 }
 RESULTS = REPO / "bench" / "results"
 

@@ -15,10 +15,10 @@ def doubled_or_abort(item: str) -> str:
 
 
 def probe_or_abort(task: tuple[str, str, int, int]):
-    """filter's probe task, except that it aborts its process on a video file named ``crash*``."""
+    """filter's probe task, except that it aborts its process on a video file whose name holds ``crash``."""
     from filter.videos import cached_probe
 
     path, cache, count, width = task
-    if Path(path).name.startswith("crash"):
+    if "crash" in Path(path).name:
         os.abort()
     return cached_probe(path, count, width, Path(cache))

@@ -68,12 +68,13 @@ REAL = ("one-by-one-person-detection.mp4", "street-crossing.mp4")
 
 @pytest.fixture(scope="module")
 def crawled(videos_dir: Path, tmp_path_factory) -> Path:
-    """A root whose videos are two real clips and a copy of the first named ``crash.mp4``."""
+    """A root whose videos are two real clips and a copy of the first named ``zz-crash.mp4`` (its
+    id sorts after the original's: of two copies filter keeps the one earlier in plan order)."""
     base = tmp_path_factory.mktemp("probe-crash")
-    shutil.copy(videos_dir / REAL[0], base / "crash.mp4")
+    shutil.copy(videos_dir / REAL[0], base / "zz-crash.mp4")
     urls = base / "urls.txt"
     urls.write_text(
-        "".join(f"{p}\n" for p in [videos_dir / REAL[0], base / "crash.mp4", videos_dir / REAL[1]])
+        "".join(f"{p}\n" for p in [videos_dir / REAL[0], base / "zz-crash.mp4", videos_dir / REAL[1]])
     )
     crawl(CrawlSettings(urls=str(urls), workers=1), base / "root")
     return base / "root"
@@ -92,8 +93,8 @@ def test_a_video_whose_probe_crashes_is_its_own_unreadable_row(crawled, tmp_path
     clean = filtered(crawled, tmp_path / "clean")
     monkeypatch.setattr(filter.videos, "_probe_task", probe_or_abort)
     crashed = filtered(crawled, tmp_path / "crashed")
-    assert clean.loc["crash.mp4", "status"] != "unreadable"  # a copy: probed, then a (near-)duplicate
-    assert (crashed.loc["crash.mp4", "status"], crashed.loc["crash.mp4", "reason"]) == (
+    assert clean.loc["zz-crash.mp4", "status"] != "unreadable"  # a copy: probed, then a (near-)duplicate
+    assert (crashed.loc["zz-crash.mp4", "status"], crashed.loc["zz-crash.mp4", "reason"]) == (
         "unreadable",
         f"probing crashed: {DIED_ALONE}",
     )

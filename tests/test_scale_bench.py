@@ -128,6 +128,9 @@ def test_smoke_runs_every_part(tmp_path):
     assert {r["part"] for r in table} == set(PARTS)
     assert all(r["rc"] == 0 and r["seconds"] > 0 and r["peak_mib"] > 0 for r in table)
     assert "## Growth and projection" in md.read_text()
+    stream = {r["stage"]: r["note"] for r in table if r["part"] == "stream"}
+    assert ", 0 raw videos left" in stream["stream"]  # every fetched video deleted once cut
+    assert ", 0 video requests over loopback, " in stream["stream rerun"]  # nothing fetched again
 
 
 def test_whole_job_on_paper_multiplies_the_measured_costs():

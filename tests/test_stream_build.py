@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = """
 crawl: {workers: 2}
 filter: {workers: 2}
-detect: {detector: hog, keypoints: none, frame_step: 10, batch_size: 8, workers: 2}
-shards: {max_samples: 12, workers: 2}
+detect: {detector: hog, keypoints: none, frame_step: 20, batch_size: 8, workers: 2}
+shards: {max_samples: 8, workers: 2}
 """
 TABLES = ("videos.parquet", "video_filter.parquet", "detections.parquet", "shards/index.parquet")
 
@@ -152,7 +152,7 @@ def assert_same_build(staged: Path, streamed: Path) -> None:
     for frame, root in ((staged_samples, staged), (streamed_samples, streamed)):
         frame["source_id"] = frame["source_id"].str.removeprefix(str(root.resolve()))
     pd.testing.assert_frame_equal(staged_samples, streamed_samples)
-    assert (staged_samples["status"] == "ok").sum() > 50
+    assert (staged_samples["status"] == "ok").sum() > 25
     boxes = sorted(p.relative_to(staged) for p in fanned_files(staged / "detections"))
     assert len(boxes) == 20 and boxes == sorted(
         p.relative_to(streamed) for p in fanned_files(streamed / "detections")
