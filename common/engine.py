@@ -201,6 +201,7 @@ def ordered_map(
     preload: Sequence[str] = (),
     label: Callable[[T], str] = str,
     window: int | None = None,
+    isolate: Callable[[T, str], R] | None = None,
 ) -> Iterator[R]:
     """``map(fn, items)`` in the order of ``items``, on ``engine``, a bounded number in flight.
 
@@ -210,43 +211,57 @@ def ordered_map(
     ``label(item)`` of the first unfinished item. ``"ray"``: Ray tasks, at most ``RAY_WINDOW_PER_CPU``
     per cluster CPU in flight (Ray retries a task whose worker died). ``window``: at most this
     many items in flight instead (started and not yet handed back), on either engine.
+    ``isolate``: a worker that dies costs only its own item, ``isolate(item, why)`` in its place
+    (local: the items in flight run again one at a time, each alone; Ray: after Ray's retries).
     """
     if window is not None and window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if engine == "ray":
-        return _ray_ordered(fn, items, workers, address, window)
+        return _ray_ordered(fn, items, workers, address, window, isolate)
     if context == "forkserver":
         ctx = forkserver_context(preload)
     elif context == "spawn":
         ctx = multiprocessing.get_context("spawn")
     else:
         raise ValueError(f"context must be 'spawn' or 'forkserver', got {context!r}")
-    return item_order(fn, items, workers, ctx, label, window)
+    return item_order(fn, items, workers, ctx, label, window, isolate)
 
 
 def _ray_ordered(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, address: str | None, window: int | None
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    address: str | None,
+    window: int | None,
+    isolate: Callable[[T, str], R] | None = None,
 ) -> Iterator[R]:
     """Ray tasks in the order of ``items``: a sliding window of ``window`` (default ``ray_window``)
     tasks, the next one submitted as each result is handed back (no barrier between windows)."""
     if not items:
         return
     import ray
+    from ray.exceptions import WorkerCrashedError
 
     ray_init(address, workers)
     remote = ray.remote(num_cpus=1, max_retries=2)(fn)
     todo = iter(items)
     first = window or ray_window(workers)
-    pending = collections.deque(remote.remote(item) for item in itertools.islice(todo, first))
+    pending = collections.deque((item, remote.remote(item)) for item in itertools.islice(todo, first))
     try:
         while pending:
-            with user_errors_unwrapped():
-                result = ray.get(pending[0])
+            item, ref = pending[0]
+            try:
+                with user_errors_unwrapped():
+                    result = ray.get(ref)
+            except WorkerCrashedError:
+                if isolate is None:
+                    raise
+                result = isolate(item, DIED_ALONE)
             pending.popleft()
-            pending.extend(remote.remote(item) for item in itertools.islice(todo, 1))
+            pending.extend((item, remote.remote(item)) for item in itertools.islice(todo, 1))
             yield result
     except BaseException:
-        _cancel_unfinished(list(pending))  # a first one that failed is finished: left alone
+        _cancel_unfinished([ref for _, ref in pending])  # a first one that failed is finished: left alone
         raise

@@ -110,33 +110,78 @@ def item_order(
     ctx: multiprocessing.context.BaseContext,
     label: Callable[[T], str],
     window: int | None = None,
+    isolate: Callable[[T, str], R] | None = None,
 ) -> Iterator[R]:
     """``map(fn, items)`` in the order of ``items``, at most ``window`` (default ``2 * workers``)
-    in flight; one worker runs in this process. A vanished worker is one line naming ``label`` of
-    the item waited on."""
-    if workers <= 1 or len(items) <= 1:
+    in flight. Without ``isolate`` one worker runs in this process, and a vanished worker is one
+    line naming ``label`` of the item waited on. With ``isolate`` the items always run in worker
+    processes; when one vanishes, the items in flight that had not finished run again one at a
+    time, each alone in a fresh process, and one whose process dies again is ``isolate(item, why)``;
+    then the others go on."""
+    if isolate is None and (workers <= 1 or len(items) <= 1):
         yield from map(fn, items)
         return
     window = window or 2 * workers
-    pool = ProcessPoolExecutor(min(workers, window, len(items)), mp_context=ctx)
-    pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
     remaining = iter(items)
+    while True:
+        in_flight = yield from _in_order(fn, remaining, workers, window, ctx, label, isolate)
+        if in_flight is None:
+            return
+        for item, result in in_flight:
+            if result is _SUSPECT:
+                yield _alone(fn, item, isolate, ctx)  # type: ignore[arg-type]  # isolate is set here
+            else:
+                yield result
+
+
+_SUSPECT = object()
+
+
+def _in_order(fn, todo: Iterator, workers: int, window: int, ctx, label, isolate):
+    """Run ``todo`` on a fresh pool, yielding results in order. Returns ``None`` when all finished,
+    or, when a worker vanished and ``isolate`` is set, the items that were in flight, in order,
+    each with its result or ``_SUSPECT`` when it had not finished."""
+    pool = ProcessPoolExecutor(max(1, min(workers, window)), mp_context=ctx)
+    pending: collections.deque[tuple[T, Future[R] | None]] = collections.deque()
     try:
-        for item in itertools.islice(remaining, window):
-            pending.append((item, pool.submit(fn, item)))
+        for item in itertools.islice(todo, window):
+            pending.append((item, _submit(pool, fn, item)))
         while pending:
-            item, future = pending.popleft()
+            item, future = pending[0]
             try:
+                if future is None:  # not submitted: the pool had broken already
+                    raise BrokenProcessPool(label(item))
                 result = future.result()
             except BrokenProcessPool:
-                raise worker_died(label(item)) from None
-            for following in itertools.islice(remaining, 1):
-                pending.append((following, pool.submit(fn, following)))
+                if isolate is None:
+                    raise worker_died(label(item)) from None
+                in_flight = [(it, _finished(fut)) for it, fut in pending]
+                stop_pool(pool)
+                return in_flight
+            pending.popleft()
+            for following in itertools.islice(todo, 1):
+                pending.append((following, _submit(pool, fn, following)))
             yield result
     except BaseException:
         stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+    return None
+
+
+def _submit(pool: ProcessPoolExecutor, fn, item) -> Future | None:
+    """``pool.submit(fn, item)``, or None when the pool broke (a worker died) since the last look."""
+    try:
+        return pool.submit(fn, item)
+    except BrokenProcessPool:
+        return None
+
+
+def _finished(future: Future | None) -> object:
+    """The result of a future that finished before the pool broke, else ``_SUSPECT``."""
+    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+        return future.result()
+    return _SUSPECT
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

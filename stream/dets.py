@@ -68,7 +68,8 @@ def stream_released(
                 i = jobs[job_of[id(task)]][0]
                 outcome = next(results)
                 rows[i].update(outcome.crawl)
-                matched = outcome.matched or import_dets.match(task.context["vname"], {}, stages.root)
+                vname = task.context["vname"]  # no answer: its task crashed (a crawl error now)
+                matched = outcome.matched or import_dets.match(vname, {vname: rows[i]}, stages.root)
                 task = Task(task.kind, released_context(task, matched), task.items)
                 cut = outcome.results
             else:

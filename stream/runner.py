@@ -14,7 +14,7 @@ from shards.write.items import Task
 from shards.write.writer import Build
 from stream.plan import clear_leftovers, fetchable, needs_task
 from stream.settings import StreamSettings
-from stream.video import Outcome, Stages, read_record, run_video
+from stream.video import Outcome, Stages, read_record, run_video, video_crashed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def outcomes(
         address=cfg.address,
         label=label,
         window=window,
+        isolate=video_crashed,
     )
     pending = set(todo)
     with closing(done), tqdm(total=len(todo), desc="stream", unit="video", disable=None) as bar:

@@ -22,6 +22,8 @@ from collect.failures import OK
 from collect.settings import CrawlSettings
 from common.atomic import write_json
 from common.fanout import fanned_path
+from common.manifests import boxes
+from common.manifests.videos import PROBED
 from detect.run import detect_video
 from detect.sampling import VideoJob
 from detect.settings import DetectSettings
@@ -115,6 +117,19 @@ def run_video(task: tuple[Stages, dict[str, Any], Task | None, str | None]) -> O
                 path.unlink(missing_ok=True)
     write_json(record_path(stages.root, outcome.video_id), outcome.record())
     return outcome
+
+
+def video_crashed(task: tuple[Stages, dict[str, Any], Task | None, str | None], why: str) -> Outcome:
+    """The outcome of a video whose task's process died, and died again alone (a decoder crash,
+    the OOM killer): a crawl ``error``, which the next run tries again; no record. Its raw files
+    and the detections file its task may have written are deleted: it is not kept."""
+    stages, row, _, _ = task
+    if not stages.keep_videos:
+        for path in raw_files(stages.root, row["video_id"]):
+            path.unlink(missing_ok=True)
+    boxes.path_of(stages.root, row["video_id"]).unlink(missing_ok=True)
+    fields = dict.fromkeys(PROBED) | {"path": None}
+    return Outcome(row["video_id"], {**fields, "status": "error", "reason": f"processing it crashed: {why}"})
 
 
 def examine(stages: Stages, row: dict[str, Any], after: str | None, outcome: Outcome) -> None:

@@ -19,7 +19,7 @@ from crashing_tasks import doubled_or_abort, probe_or_abort
 import filter.videos
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
-from common.engine import run_tasks
+from common.engine import ordered_map, run_tasks
 from common.errors import UsageError
 from common.local_pool import DIED_ALONE
 from filter.settings import FilterSettings
@@ -102,3 +102,22 @@ def test_a_video_whose_probe_crashes_is_its_own_unreadable_row(crawled, tmp_path
     columns = ["video_id", "status", "reason", "n_frames", "width", "height"]
     pd.testing.assert_frame_equal(crashed.loc[others, columns], clean.loc[others, columns])
     assert set(crashed.loc[others, "status"]) == {"ok"}
+
+
+@pytest.mark.parametrize(("workers", "window"), [(1, None), (2, None), (2, 3)])
+def test_in_item_order_a_crashing_task_is_isolated_and_the_order_kept(workers: int, window: int | None):
+    """``ordered_map(..., isolate=f)``, as the streaming build runs its videos: the results come in
+    item order, a crash is its own ``f(item, why)``, and every other item finishes."""
+    items = ["a", "crash-1", "b", "c", "crash-2", "d", "e"]
+    got = list(ordered_map(doubled_or_abort, items, workers=workers, window=window, isolate=isolated))
+    crashed = f"isolated crash-1: {DIED_ALONE}", f"isolated crash-2: {DIED_ALONE}"
+    assert got == ["aa", crashed[0], "bb", "cc", crashed[1], "dd", "ee"]
+
+
+def test_in_item_order_on_ray_a_crash_is_isolated_after_rays_retries(local_ray):
+    import crashing_tasks
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(crashing_tasks)
+    got = list(ordered_map(doubled_or_abort, ITEMS, engine="ray", workers=2, window=2, isolate=isolated))
+    assert got == ["aa", f"isolated crash-1: {DIED_ALONE}", "bb", "cc", "dd"]

@@ -27,7 +27,7 @@ import pytest
 from processes import kill_group_when
 
 from bench.scale_parts.stream_clips import make_clips
-from common.fanout import fanned_files
+from common.fanout import fanned_files, fanned_path
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = """
@@ -250,3 +250,27 @@ def test_bench_smoke(videos_dir, tmp_path):
     assert streamed["identical_shards"] is True
     assert staged["peak_raw_files"] == 4 and 1 <= streamed["peak_raw_files"] <= 2
     assert "videos per core-hour" in done.stdout
+
+
+def test_a_video_whose_process_died_twice_is_a_crawl_error_and_leaves_nothing(tmp_path):
+    """``stream.video.video_crashed``, what ``ordered_map`` (``tests/test_safety_probe_crash.py``)
+    puts in place of a video whose task's process died, then died again alone: a crawl ``error``
+    (the next run tries it again), no record, its raw and detections files gone."""
+    from common.manifests import boxes
+    from stream.video import Stages, raw_files, read_record, video_crashed
+
+    root = tmp_path / "root"
+    left = [fanned_path(root / "videos", "v1", name) for name in ("v1.mp4", "v1.f137.mp4.part")]
+    left.append(boxes.path_of(root, "v1"))
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    other = fanned_path(root / "videos", "v10", "v10.mp4")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(b"x")
+    stages = Stages(root, None, None, None, None)
+    outcome = video_crashed((stages, {"video_id": "v1"}, None, None), "the process running it alone died")
+    assert outcome.crawl["status"] == "error" and outcome.crawl["path"] is None
+    assert outcome.crawl["reason"] == "processing it crashed: the process running it alone died"
+    assert not any(path.exists() for path in left) and other.exists()
+    assert raw_files(root, "v1") == [] and read_record(root, "v1") is None
