@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pytest
 from processes import kill_group_when
 
 from bench.scale_parts.stream_clips import make_clips
+from bench.stream_throughput import RawDisk
 from common.fanout import fanned_files, fanned_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,31 +112,6 @@ def staged(inputs: dict[str, Path], tmp_path_factory) -> Path:
     return root
 
 
-class DiskWatch:
-    """Counts the raw video files (partial downloads included) under ``videos/`` every few
-    milliseconds in a thread: the most seen at once, and how many looks were taken."""
-
-    def __init__(self, videos: Path) -> None:
-        self.videos, self.peak, self.looks = videos, 0, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-
-    def watch(self) -> None:
-        while not self.stop.is_set():
-            with contextlib.suppress(FileNotFoundError):
-                self.peak = max(self.peak, sum(1 for _ in fanned_files(self.videos)))
-            self.looks += 1
-            time.sleep(0.003)
-
-    def __enter__(self) -> DiskWatch:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def assert_same_build(staged: Path, streamed: Path) -> None:
     """Every tar byte for byte; the tables, detections and stats equal; samples.parquet equal
     but for its source_id column (the video's absolute path, under each root)."""
@@ -172,9 +147,9 @@ def assert_same_build(staged: Path, streamed: Path) -> None:
 def test_two_videos_on_disk_at_most_and_the_staged_shards(inputs, staged, tmp_path):
     root = tmp_path / "stream"
     search_only(inputs, root)
-    with DiskWatch(root / "videos") as watch:
+    with RawDisk(root / "videos") as watch:
         run(inputs, "stream", root, "--max-videos-on-disk", "2", "--workers", "2")
-    assert watch.looks > 100 and watch.peak == 2  # two at once were seen, never three
+    assert watch.looks > 100 and watch.files == 2  # two at once were seen, never three
     assert not list(fanned_files(root / "videos"))  # every raw video deleted after its cut
     assert_same_build(staged, root)
 
@@ -183,9 +158,9 @@ def test_on_ray_the_same(inputs, staged, tmp_path):
     pytest.importorskip("ray")
     root = tmp_path / "stream"
     search_only(inputs, root)
-    with DiskWatch(root / "videos") as watch:
+    with RawDisk(root / "videos") as watch:
         run(inputs, "stream", root, "--max-videos-on-disk", "2", "--workers", "2", "--engine", "ray")
-    assert watch.looks > 100 and 1 <= watch.peak <= 2
+    assert watch.looks > 100 and 1 <= watch.files <= 2
     assert_same_build(staged, root)
 
 
@@ -226,9 +201,9 @@ def test_kill_at_three_points_then_rerun(inputs, staged, server, tmp_path):
         assert not fetched_since(server, before) & durable, moment
         durable, before = durable_videos(root), Counter(server.requests)
     assert len(durable) >= 3  # the last kill left crops in shards: the rerun must not fetch them
-    with DiskWatch(root / "videos") as watch:
+    with RawDisk(root / "videos") as watch:
         run(inputs, "stream", root, "--max-videos-on-disk", "2", "--workers", "2")
-    assert watch.peak <= 2
+    assert watch.files <= 2
     assert not fetched_since(server, before) & durable
     assert_same_build(staged, root)
 

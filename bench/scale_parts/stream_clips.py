@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from bench.scale_parts.video_clips import encode
 from common.media.frames import read_frames
 
 FRAMES = 110
 SIZE = (640, 360)
 FPS = 25
+CRF = 28
 # (source, first frame, mirrored): windows that filter keeps, 20 in all
 WINDOWS = [
     *[
@@ -27,22 +27,6 @@ WINDOWS = [
     *[("street-crossing.mp4", s, m) for s in (0, 280, 550) for m in (False, True)],
     *[("concourse-walkers.mp4", s, m) for s in (0, 220) for m in (False, True)],
 ]
-
-
-def encode(frames: list[np.ndarray], path: Path) -> None:
-    """``frames`` (BGR, ``SIZE``) as an H.264 mp4 at ``FPS``."""
-    import av
-
-    tmp = path.with_name(path.name + ".tmp.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS, options={"crf": "28", "preset": "veryfast"})
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    tmp.replace(path)
 
 
 def make_clips(folder: Path, data: Path, count: int = len(WINDOWS)) -> list[Path]:
@@ -64,5 +48,5 @@ def make_clips(folder: Path, data: Path, count: int = len(WINDOWS)) -> list[Path
         }
         for start, mirrored, path in wanted:
             clip = [frames[start + i] for i in range(FRAMES)]
-            encode([f[:, ::-1].copy() for f in clip] if mirrored else clip, path)
+            encode([f[:, ::-1].copy() for f in clip] if mirrored else clip, path, SIZE, FPS, CRF)
     return paths

@@ -27,14 +27,16 @@ FPS = 25
 CRF = 32
 
 
-def encode(frames: list[np.ndarray], path: Path) -> None:
-    """``frames`` (BGR, ``SIZE``) as an H.264 mp4 at ``FPS``, written to ``path``."""
+def encode(
+    frames: list[np.ndarray], path: Path, size: tuple[int, int] = SIZE, fps: int = FPS, crf: int = CRF
+) -> None:
+    """``frames`` (BGR, ``size``) as an H.264 mp4 at ``fps``, written to ``path``."""
     import av
 
     tmp = path.with_name(path.name + ".tmp.mp4")
     with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS, options={"crf": str(CRF), "preset": "veryfast"})
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        stream = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
                 out.mux(packet)
