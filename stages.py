@@ -123,6 +123,13 @@ COMMANDS: dict[str, Command] = {
         "evaluate a backbone (frozen or fine-tuned) with the Market-1501 protocol",
         root_lock=None,
     ),
+    "fetch-samples": Command(
+        "common.samples:FetchSettings",
+        "fetch_samples",
+        "common.samples:fetch_samples",
+        "fetch the sample footage (CC-BY-4.0) and the BlazePose/BlazeFace models, sha256-checked, into the data folder",
+        root_lock=None,
+    ),
     "demo": Command(
         "demo:DemoSettings",
         "demo",

@@ -40,13 +40,14 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
 import numpy as np
 
 from common.atomic import write_json
+from common.data import data_root
 from common.detectors.build import build_detector
 from common.media.frames import count_frames, read_frames
 from shards.release import calibrate_video, import_dets
 from shards.release.calibrate import OFFSETS
 
 RESULTS = REPO / "bench" / "results"
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
+VIDEOS = data_root()[0] / "videos"
 CLIPS = ("street-crossing.mp4", "one-by-one-person-detection.mp4", "concourse-walkers.mp4", "pedestrians.mp4")
 
 

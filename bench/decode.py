@@ -30,10 +30,11 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.decode")
 
 from common.atomic import write_json
+from common.data import data_root
 from common.media.frames import read_frames, read_frames_opencv, read_frames_pyav
 
 RESULTS = REPO / "bench" / "results"
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
+VIDEOS = data_root()[0] / "videos"
 Frames = Iterator[tuple[int, np.ndarray]]
 
 

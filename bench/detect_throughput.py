@@ -34,6 +34,7 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.detect_throughput")
 
 from common.atomic import write_json
+from common.data import data_root
 from common.detectors.hog import HogDetector
 from common.detectors.yolo import YoloDetector, resolve_device
 from common.media.frames import (
@@ -43,7 +44,7 @@ from common.media.frames import (
 from detect.pose import HRNetKeypoints
 
 RESULTS = REPO / "bench" / "results"
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
+VIDEOS = data_root()[0] / "videos"
 CLIPS = ("street-crossing.mp4", "one-by-one-person-detection.mp4", "concourse-walkers.mp4")
 
 

@@ -39,11 +39,12 @@ from bench.gpu_parts.context import Context
 from bench.gpu_parts.parts import DEFAULT_TOTAL_S, PARTS, STARTUP_S
 from bench.gpu_parts.report import markdown, printed
 from common.atomic import write_json, write_text
+from common.data import data_root
 from common.log import setup_logging
 
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs"
-DATA = REPO.parent / "shared" / "data"
+DATA = data_root()[0]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -32,11 +32,12 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.pretrain_throughput")
 
 from common.atomic import write_json
+from common.data import data_root
 from common.manifests.shard_index import write_shard_index
 from pretrain.logs import read_metrics
 from pretrain.settings import PretrainSettings
 
-UNLABELED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "unlabeled"
+UNLABELED = data_root()[0] / "unlabeled"
 
 
 def write_crop_shards(images: list[Path], out: Path, per_shard: int) -> list[Path]:

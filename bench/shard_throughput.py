@@ -44,6 +44,7 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
 
 from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed
 from common.atomic import write_json
+from common.data import data_root
 from common.engine import ray_init
 from common.manifests import video_filter
 from common.media.images import decode_bgr, encode_jpeg
@@ -57,7 +58,7 @@ from shards.write.tarshard import ShardWriter, shard_name
 __all__ = ["measure_decode", "main"]
 
 RESULTS = REPO / "bench" / "results"
-UNLABELED = REPO.parent / "shared" / "data" / "unlabeled"
+UNLABELED = data_root()[0] / "unlabeled"
 
 
 def subset(source: Path, n: int | None, dest: Path) -> Path:

@@ -41,10 +41,11 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
     run_as_module("bench.stream_throughput")
 
 from bench.scale_parts.stream_clips import WINDOWS, make_clips
+from common.data import data_root
 from common.fanout import fanned_files
 from common.table import aligned
 
-DATA = REPO.parent / "shared" / "data"
+DATA = data_root()[0]
 CONFIG = """
 crawl: {workers: 2}
 filter: {workers: 2}

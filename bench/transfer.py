@@ -45,12 +45,13 @@ import pipeline
 from bench.transfer_shards import TOWNCENTRE, build_shards
 from bench.transfer_table import format_rows, table
 from common.atomic import write_json, write_text
+from common.data import data_root
 from common.errors import UsageError
 from common.log import setup_logging
 
 log = logging.getLogger("bench.transfer")
 RESULTS = REPO / "bench" / "results"
-SHARED = REPO.parent / "shared" / "data"
+SHARED = data_root()[0]
 FOLDERS = {"viper": "VIPeR", "prid": "PRID", "grid": "GRID", "cuhk03": "CUHK03"}
 PAIRS = ("viper", "prid", "grid")  # every training identity has exactly two images
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.data import data_root
 from common.errors import UsageError
 from finetune import benchmarks_small as small
 from finetune import benchmarks_standard as standard
 from finetune.records import ReIDSplit
 
-SHARED_REID = Path("../shared/data/reid")
 DEFAULT_FOLDER = {
     "market1501": "Market-1501",
     "dukemtmc": "DukeMTMC-reID",
@@ -22,8 +22,8 @@ DEFAULT_FOLDER = {
 
 
 def default_data_dir(name: str) -> Path:
-    """``../shared/data/reid/<Folder>``, where the bundled benchmarks live."""
-    return SHARED_REID / DEFAULT_FOLDER[name]
+    """``<data>/reid/<Folder>``, where the bundled benchmarks live (the data folder: ``common.data``)."""
+    return data_root()[0] / "reid" / DEFAULT_FOLDER[name]
 
 
 def load_split(name: str, data_dir: str | Path | None = None, split_seed: int = 0) -> ReIDSplit:

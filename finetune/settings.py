@@ -13,7 +13,9 @@ DATASETS = ("market1501", "dukemtmc", "msmt17", "cuhk03", "viper", "prid", "grid
 @dataclass(frozen=True)
 class FinetuneSettings:
     dataset: Literal[DATASETS] = setting("viper", "target Re-ID dataset")  # type: ignore[valid-type]
-    data_dir: str | None = setting(None, "dataset folder (default: ../shared/data/reid/<DATASET>)")
+    data_dir: str | None = setting(
+        None, "dataset folder (default: <data>/reid/<DATASET>, the data folder of common.data)"
+    )
     init: str = setting(
         "random",
         "'random', 'imagenet' (torchvision's supervised weights), a torchvision state dict "
@@ -60,7 +62,9 @@ class FinetuneSettings:
 @dataclass(frozen=True)
 class EvaluateSettings:
     dataset: Literal[DATASETS] = setting("viper", "target Re-ID dataset")  # type: ignore[valid-type]
-    data_dir: str | None = setting(None, "dataset folder (default: ../shared/data/reid/<DATASET>)")
+    data_dir: str | None = setting(
+        None, "dataset folder (default: <data>/reid/<DATASET>, the data folder of common.data)"
+    )
     weights: str = setting(
         "random", "'random', 'imagenet', a torchvision state dict, a MoCo or fine-tuned checkpoint"
     )

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real sample data in ../shared/data, and a hermetic environment."""
+"""Shared fixtures: the real sample data (``common.data``: LUPERSON_DATA, ../shared/data, or the
+user cache fetch-samples fills), and a hermetic environment."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from common.data import data_root
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = data_root()[0]
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ["LUPERSON_STRICT_STATUSES"] = "1"  # an unlisted samples.parquet status fails the build
@@ -16,7 +19,9 @@ os.environ["LUPERSON_STRICT_STATUSES"] = "1"  # an unlisted samples.parquet stat
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"sample data missing: {path} (CI always has ../shared/data)")
+        pytest.skip(
+            f"sample data missing: {path} (CI always has ../shared/data; fetch-samples fetches the footage and models)"
+        )
     return path
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.data import data_root
 from common.errors import UsageError
 from detect.blazepose import BlazePoseKeypoints, coco_keypoints, sigmoid, square_warp
 from detect.person_rules import keypoint_reason
 from detect.settings import DetectSettings
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED = data_root()[0]
 MODEL = SHARED / "models" / "pose_landmark_full.tflite"
 THRESHOLD = DetectSettings().blazepose_keypoint_threshold
 PARTS = ("full", "top40", "bottom50")

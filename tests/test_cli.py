@@ -18,6 +18,10 @@ SUBCOMMANDS = [
     "finetune",
     "evaluate",
     "demo",
+    "stream",
+    "verify-shards",
+    "export-lmdb",
+    "fetch-samples",
 ]
 
 
@@ -62,7 +66,8 @@ def test_help_imports_no_heavy_library():
         ("build-shards", "(default: 95)"),
         ("finetune", "(default: ide)"),
         ("evaluate", "(default: viper)"),
-        ("demo", "(default: ../shared/data/videos)"),
+        ("demo", "(default: <data>/videos)"),
+        ("fetch-samples", "else ~/.cache/luperson)"),
     ],
 )
 def test_subcommand_help_shows_defaults(command: str, expected: str):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bench.scale_parts.measure import REPO
+from common.data import data_root
 
-DATA = REPO.parent / "shared" / "data"
+DATA = data_root()[0]
 # LUPerson at full size (the paper's §3 and Table 1): the sizes every fraction is taken of
 FULL = {"crops": 4_180_243, "videos": 46_260, "searched": 73_000, "kept": 50_534}
 NL_CROPS = 10_000_000  # LUPerson-NL, the projection's second target
