@@ -40,9 +40,7 @@ from common.errors import UsageError, require_path
 from common.manifests import videos as manifest
 
 SAVE_EVERY_S = 5.0  # seconds between manifest rewrites while downloading, at least
-# ... and at most this share of the run spent rewriting: a rewrite costs time in proportion to the
-# manifest (0.3-0.6 s at 73,000 rows), so a fixed interval made a crawl quadratic in its size
-SAVE_SHARE = 0.05
+SAVE_SHARE = 0.05  # ... and at most this share of the run spent rewriting (manifest.Saver)
 log = logging.getLogger(__name__)
 
 
@@ -201,7 +199,7 @@ def fetch_all(
     results = (fetched_ray if cfg.engine == "ray" else fetched_threads)(cfg, rows, todo, root)
     # Ray shows its own task bar
     bar = tqdm(total=len(todo), desc="download", unit="video", disable=True if cfg.engine == "ray" else None)
-    last_save, save_cost = float("-inf"), 0.0
+    saver = manifest.Saver(root, rows, SAVE_EVERY_S, SAVE_SHARE)
     try:
         with closing(results), bar:  # closing: an interrupted loop stops the running downloads now
             for i, (update, transferred) in results:
@@ -209,11 +207,7 @@ def fetch_all(
                 # A video finished after the last save stays "pending" on disk; a rerun finds its
                 # final file and only probes it again (download() never refetches a finished file),
                 # its title read back from video_info/.
-                if time.monotonic() - last_save >= max(SAVE_EVERY_S, save_cost / SAVE_SHARE):
-                    began = time.monotonic()
-                    manifest.save(root, rows)
-                    last_save = time.monotonic()
-                    save_cost = last_save - began
+                saver.maybe()
                 run[update["status"]] += 1
                 fetched += int(transferred)
                 if update["status"] != OK:

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import closing
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from common.actors import actor_shape, run_actors  # noqa: F401  (one import place for stages)
 from common.local_pool import DIED_ALONE, completion_order, item_order
@@ -120,7 +120,6 @@ def _ray(
     isolate: Callable[[T, str], R] | None,
 ) -> Iterator[tuple[int, R]]:
     import ray
-    from ray.exceptions import WorkerCrashedError
 
     ray_init(address, workers)
     remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=2)(fn)
@@ -136,17 +135,25 @@ def _ray(
             # finished: out of `pending` before anything is fetched, never cancelled below
             finished = [(ref, pending.pop(ref)) for ref in _ready(list(pending))]
             for ref, i in finished:
-                try:
-                    with user_errors_unwrapped():
-                        result = ray.get(ref)
-                except WorkerCrashedError:
-                    if isolate is None:
-                        raise
-                    result = isolate(items[i], DIED_ALONE)
-                yield i, result
+                yield i, _ray_result(ref, items[i], isolate)
     except BaseException:
         _cancel_unfinished(list(pending))
         raise
+
+
+def _ray_result(ref: Any, item: T, isolate: Callable[[T, str], R] | None) -> R:
+    """``ray.get(ref)`` of ``item``'s task; when its worker died after Ray's retries,
+    ``isolate(item, why)`` (or the error, without ``isolate``)."""
+    import ray
+    from ray.exceptions import WorkerCrashedError
+
+    try:
+        with user_errors_unwrapped():
+            return ray.get(ref)
+    except WorkerCrashedError:
+        if isolate is None:
+            raise
+        return isolate(item, DIED_ALONE)
 
 
 def ray_window(workers: int) -> int:
@@ -242,7 +249,6 @@ def _ray_ordered(
     if not items:
         return
     import ray
-    from ray.exceptions import WorkerCrashedError
 
     ray_init(address, workers)
     remote = ray.remote(num_cpus=1, max_retries=2)(fn)
@@ -252,13 +258,7 @@ def _ray_ordered(
     try:
         while pending:
             item, ref = pending[0]
-            try:
-                with user_errors_unwrapped():
-                    result = ray.get(ref)
-            except WorkerCrashedError:
-                if isolate is None:
-                    raise
-                result = isolate(item, DIED_ALONE)
+            result = _ray_result(ref, item, isolate)
             pending.popleft()
             pending.extend((item, remote.remote(item)) for item in itertools.islice(todo, 1))
             yield result

@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from collect.crawl import SAVE_EVERY_S, SAVE_SHARE
 from collect.failures import OK
 from common.atomic import write_json
 from common.errors import UsageError
@@ -58,7 +59,6 @@ from stream.settings import StreamSettings
 from stream.video import Outcome, Stages
 
 log = logging.getLogger(__name__)
-SAVE_EVERY_S = 5.0  # seconds between videos.parquet rewrites, as crawl
 
 
 class Walk:
@@ -74,7 +74,7 @@ class Walk:
         self.probes: dict[str, Probe] = {}
         self.results: dict[str, dict[str, Any]] = {}  # detect's result of each kept video
         self.statuses: Counter[str] = Counter()
-        self.last_save = time.monotonic()
+        self.saver = manifest.Saver(stages.root, rows, SAVE_EVERY_S, SAVE_SHARE)  # as crawl saves it
 
     def take(self, i: int, outcome: Outcome) -> None:
         self.rows[i].update(outcome.crawl)
@@ -89,9 +89,7 @@ class Walk:
             for result in outcome.results:
                 self.build.add(result)
         self.statuses[status] += 1
-        if time.monotonic() - self.last_save >= SAVE_EVERY_S:
-            manifest.save(self.stages.root, self.rows)
-            self.last_save = time.monotonic()
+        self.saver.maybe()
 
     def near_duplicate(self, video_id: str, probe: Probe) -> bool:
         """Whether a kept video is a near duplicate of a kept one earlier in plan order; its

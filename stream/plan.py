@@ -70,13 +70,7 @@ def stream_plan(stages: Stages, rows: list[dict[str, Any]], order: list[int]) ->
 
 def start(out: Path, plan: dict[str, Any]) -> None:
     """Record ``plan`` in ``out/stream.json``, or resume it; shards of another plan stop the build."""
-    path = out / PLAN
-    recorded = None
-    if path.is_file():
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, ValueError):
-            recorded = {}
+    recorded = plan_guard.read_plan(out, PLAN)
     if plan_guard.same_plan(recorded, plan):
         return
     found = plan_guard.data_files(out)
@@ -88,7 +82,7 @@ def start(out: Path, plan: dict[str, Any]) -> None:
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / plan_guard.PLAN_NAME).unlink(missing_ok=True)
-    write_json(path, plan)
+    write_json(out / PLAN, plan)
 
 
 def durable(out: Path) -> tuple[list[dict[str, Any]], str | None]:
@@ -97,21 +91,12 @@ def durable(out: Path) -> tuple[list[dict[str, Any]], str | None]:
     progress.clean_temporaries(out)
     rows: list[dict[str, Any]] = []
     last = None
-    while (part := progress.part_path(out, len(rows))).is_file():
-        try:
-            records, row = progress.read_part(part)
-            keys = records.column("key").to_pylist()
-        except Exception as e:  # an unreadable part: rewrite from here
-            log.warning("%s is unreadable (%s): rewriting its shard and what follows", part.name, e)
-            break
-        tar = out / row["shard"]
-        if not keys or not tar.is_file() or tar.stat().st_size != row["bytes"]:
+    for keys, row in progress.readable_parts(out):
+        if not keys:
             break
         rows.append(row)
         last = keys[-1]
-    for stale in (out / "parts").glob("*.parquet"):
-        if stale.name >= progress.part_path(out, len(rows)).name:
-            stale.unlink()
+    progress.drop_parts_from(out, len(rows))
     return rows, last
 
 

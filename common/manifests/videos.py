@@ -10,6 +10,7 @@ values of another type, a video id that cannot name a file) is a one-line ``Usag
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,21 @@ def to_frame(rows: list[dict[str, Any]]):
 def save(root: Path, rows: list[dict[str, Any]]) -> None:
     """Atomically rewrite ``root/videos.parquet``: a kill at any moment leaves a complete file."""
     write_parquet(root / MANIFEST, to_frame(rows))
+
+
+class Saver:
+    """Rewrites ``root/videos.parquet`` while ``rows`` change (``maybe``, after each video): at
+    least ``every_s`` seconds apart, and at most ``share`` of the time when a rewrite takes longer.
+    A rewrite costs time in proportion to the manifest (0.3-0.6 s at 73,000 rows), so a fixed
+    interval made a long run quadratic in its size."""
+
+    def __init__(self, root: Path, rows: list[dict[str, Any]], every_s: float, share: float) -> None:
+        self.root, self.rows, self.every_s, self.share = root, rows, every_s, share
+        self.last, self.cost = float("-inf"), 0.0
+
+    def maybe(self) -> None:
+        if time.monotonic() - self.last >= max(self.every_s, self.cost / self.share):
+            began = time.monotonic()
+            save(self.root, self.rows)
+            self.last = time.monotonic()
+            self.cost = self.last - began

@@ -20,9 +20,10 @@ DATA_GLOBS = ("lup-*.tar", "parts/*.parquet", "index.parquet", "samples.parquet"
 DESCRIBED = ("source", "input", "settings", "items")  # what plan.json records beside the fingerprint
 
 
-def read_plan(out: Path) -> dict[str, Any] | None:
-    """The plan recorded in ``out``: ``None`` when there is none, ``{}`` when it is unreadable."""
-    path = out / PLAN_NAME
+def read_plan(out: Path, name: str = PLAN_NAME) -> dict[str, Any] | None:
+    """The plan recorded in ``out`` (``name``: the streaming build keeps its own, ``stream.json``):
+    ``None`` when there is none, ``{}`` when it is unreadable."""
+    path = out / name
     if not path.is_file():
         return None
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -95,38 +95,48 @@ def start(out: Path, plan: dict[str, Any], discard_other: bool = False) -> None:
     write_json(out / plan_guard.PLAN_NAME, plan)
 
 
-def complete_parts(out: Path, tasks: Sequence[Task]) -> list[tuple[int, dict[str, Any]]]:
-    """``(records, index row)`` of parts 0..m-1: readable, their tar in place with the recorded
-    size, and their records the plan's first items in order (a build records the items in plan
-    order, one part per shard, so complete parts always hold a prefix of the plan); the parts
-    from the first that is not are removed, and their shards rewritten."""
+def readable_parts(out: Path) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """``(record keys, index row)`` of parts 0, 1, ... in turn, while each is readable and its tar
+    is in place with the recorded size (a warning names the first that is not)."""
     import pyarrow as pa
 
-    done = []
-    planned = (key for key, _ in planned_tracklets(tasks))
     number = 0
-    while True:
-        part = part_path(out, number)
+    while (part := part_path(out, number)).is_file():
         tar = out / shard_name(number)
-        if not part.is_file():
-            break
         try:
             records, row = read_part(part)
             keys = records.column("key").to_pylist()
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:
             log.warning("%s is unreadable (%s): rewriting its shard and what follows", part.name, e)
-            break
+            return
         if not tar.is_file() or tar.stat().st_size != row["bytes"]:
             log.warning("%s is missing or incomplete: rewriting it and what follows", tar.name)
-            break
-        if keys != list(islice(planned, len(keys))):
-            log.warning(
-                "%s does not hold the plan's next items: rewriting its shard and what follows", part.name
-            )
-            break
-        done.append((len(keys), row))
+            return
+        yield keys, row
         number += 1
+
+
+def drop_parts_from(out: Path, number: int) -> None:
+    """Remove the part files of shards ``number`` and up: their shards are written again."""
     for stale in (out / "parts").glob("*.parquet"):
         if stale.name >= part_path(out, number).name:
             stale.unlink()
+
+
+def complete_parts(out: Path, tasks: Sequence[Task]) -> list[tuple[int, dict[str, Any]]]:
+    """``(records, index row)`` of parts 0..m-1: readable, their tar in place with the recorded
+    size, and their records the plan's first items in order (a build records the items in plan
+    order, one part per shard, so complete parts always hold a prefix of the plan); the parts
+    from the first that is not are removed, and their shards rewritten."""
+    done = []
+    planned = (key for key, _ in planned_tracklets(tasks))
+    for keys, row in readable_parts(out):
+        if keys != list(islice(planned, len(keys))):
+            log.warning(
+                "%s does not hold the plan's next items: rewriting its shard and what follows",
+                part_path(out, len(done)).name,
+            )
+            break
+        done.append((len(keys), row))
+    drop_parts_from(out, len(done))
     return done
