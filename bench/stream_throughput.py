@@ -40,6 +40,7 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
 
     run_as_module("bench.stream_throughput")
 
+from bench.scale_parts.loopback import QuietFiles
 from bench.scale_parts.stream_clips import WINDOWS, make_clips
 from common.data import data_root
 from common.fanout import fanned_files
@@ -53,15 +54,6 @@ detect: {detector: hog, keypoints: none, frame_step: 10, batch_size: 8, workers:
 shards: {max_samples: 12, workers: 2}
 """
 VIDEO_MB, SEARCHED = 150, 73_000  # docs/scale.md's assumption for the projection
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            super().handle()
 
 
 class RawDisk:
@@ -139,7 +131,7 @@ def same_shards(a: Path, b: Path) -> bool:
 
 def bench(clips: list[Path], work: Path, max_on_disk: int, workers: int) -> dict[str, Any]:
     """Staged (the baseline), then streaming, over ``clips`` served on 127.0.0.1."""
-    handler = functools.partial(Quiet, directory=clips[0].parent)
+    handler = functools.partial(QuietFiles, directory=clips[0].parent)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

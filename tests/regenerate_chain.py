@@ -4,7 +4,6 @@ release-format ``vnames.txt`` and detection pickles for the sample footage, ``cr
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import pickle
@@ -16,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import webdataset as wds
+
+from bench.scale_parts.loopback import QuietFiles
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = {  # vnames.txt line -> sample file served on loopback (None: the server has no such file)
@@ -63,15 +64,6 @@ SCALE = {"uk+london+pedestrians": 1.5}
 WRITTEN = ["usa+newyork+one-by-one-person-detection", "uk+london+pedestrians", "usa+boston+street-crossing"]
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            super().handle()
-
-
 def run(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "pipeline.py", *args], cwd=REPO, capture_output=True, text=True, timeout=180
@@ -88,7 +80,7 @@ def build_chain(base: Path, videos_dir: Path) -> dict:
         with open(base / "dets" / f"{vname}.pkl", "wb") as f:
             pickle.dump(dets, f)
     srv = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=videos_dir)
+        ("127.0.0.1", 0), functools.partial(QuietFiles, directory=videos_dir)
     )
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()

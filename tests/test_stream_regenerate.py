@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from processes import kill_group_when
-from regenerate_chain import DETS, REPO, SOURCES, QuietHandler, run
+from regenerate_chain import DETS, REPO, SOURCES, run
 
+from bench.scale_parts.loopback import QuietFiles
 from common.fanout import fanned_files
 
 
@@ -31,7 +32,7 @@ def release(tmp_path_factory, videos_dir: Path):
             pickle.dump(dets, f)
     (base / "config.yaml").write_text("shards: {max_samples: 3, workers: 2}\n")
     srv = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=videos_dir)
+        ("127.0.0.1", 0), functools.partial(QuietFiles, directory=videos_dir)
     )
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -6,7 +6,6 @@ The URL template points at an HTTP server on 127.0.0.1 that serves ../shared/dat
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
 import functools
 import http.server
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.scale_parts.loopback import CountingFiles
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
 from common.fanout import bucket, fanned_files
@@ -33,23 +33,10 @@ LISTED = {  # vname line -> the sample it names (None: not on the server)
 VNAMES = "\n".join([*LISTED, "usa+newyork", "usa+boston+street-crossing"]) + "\n"
 
 
-class CountingHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            super().handle()
-
-    def do_GET(self) -> None:
-        self.server.requests[self.path] += 1
-        super().do_GET()
-
-
 @pytest.fixture(scope="module")
 def server(videos_dir: Path):
     srv = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(CountingHandler, directory=videos_dir)
+        ("127.0.0.1", 0), functools.partial(CountingFiles, directory=videos_dir)
     )
     srv.daemon_threads = True
     srv.requests = Counter()

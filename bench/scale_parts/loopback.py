@@ -82,6 +82,26 @@ class Catalog:
         return out
 
 
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    """A folder's files served on loopback (``functools.partial(QuietFiles, directory=...)``): no
+    log line per request, and a client that hangs up early (yt-dlp's probe does) is no error."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
+
+
+class CountingFiles(QuietFiles):
+    """``QuietFiles`` that counts the requests for each path in ``server.requests`` (a Counter)."""
+
+    def do_GET(self) -> None:
+        self.server.requests[self.path] += 1
+        super().do_GET()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: LoopbackServer
 
