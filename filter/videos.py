@@ -115,12 +115,15 @@ def mark_near_duplicates(rows: list[dict[str, Any]], probes: dict[str, Probe], c
     downloaded in, which lets the streaming build decide each video as it arrives. Only rows with
     all ``static_frames`` hashes take part; ``filter.near_dup`` decides.
     """
-    rows_in = [i for i, row in enumerate(rows) if row["status"] == "ok"]
-    rows_in = [i for i in rows_in if signature(probes[rows[i]["video_id"]], cfg) is not None]
-    rows_in.sort(key=lambda i: video_order(rows[i]["video_id"]))
+    found = {
+        i: signature(probes[row["video_id"]], cfg) for i, row in enumerate(rows) if row["status"] == "ok"
+    }
+    rows_in = sorted(
+        (i for i, sig in found.items() if sig is not None), key=lambda i: video_order(rows[i]["video_id"])
+    )
     signatures = np.empty((len(rows_in), cfg.static_frames), dtype=np.uint64)  # one matrix, filled once
     for n, i in enumerate(rows_in):
-        signatures[n] = signature(probes[rows[i]["video_id"]], cfg)
+        signatures[n] = found[i]
     for i, match in zip(rows_in, near_duplicates(signatures, cfg.near_duplicate_distance), strict=True):
         if match is not None:
             rows[i].update(
