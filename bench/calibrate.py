@@ -45,6 +45,7 @@ from common.detectors.build import build_detector
 from common.media.frames import count_frames, read_frames
 from shards.release import calibrate_video, import_dets
 from shards.release.calibrate import OFFSETS
+from shards.write.faces import Encoding
 
 RESULTS = REPO / "bench" / "results"
 VIDEOS = data_root()[0] / "videos"
@@ -94,7 +95,7 @@ def timed(fn, rounds: int) -> tuple[float, Any]:
 def bench_video(plain: Any, calibrated: Any, rounds: int) -> dict[str, Any]:
     """The figures of one video: its task without and with calibration."""
     ctx = calibrated.context
-    cut_s, results = timed(lambda: import_dets.run(plain, 95), rounds)
+    cut_s, results = timed(lambda: import_dets.run(plain, Encoding(95)), rounds)
     wanted = sorted({f - 1 + o for f, _ in ctx["calibration"]["boxes"] for o in OFFSETS})
     decode_s, _ = timed(lambda: list(read_frames(ctx["path"], wanted)), rounds)
     calibrate_s, result = timed(lambda: calibrate_video.measure(ctx), rounds)

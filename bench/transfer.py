@@ -99,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=None, help="JSON (default bench/results/transfer[_smoke].json)")
     p.add_argument("--md", default=None, help="markdown table (default: --out with .md)")
+    p.add_argument(
+        "--blur-faces", action="store_true",
+        help="build the shards with build-shards --blur-faces (issue 26's blurred-vs-unblurred comparison)",
+    )  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny CPU run (seconds)")
     args = p.parse_args(argv)
     if not args.positives or set(args.positives) - {"instance", "tracklet"}:
@@ -178,7 +182,7 @@ def pretrain_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], d
     if args.smoke:
         images = smoke_images(images, args.root / "smoke_unlabeled", per_folder=8)
     pattern = args.tracklet_pattern if "tracklet" in args.positives else None
-    shards = build_shards(stage, args.root, images, pattern)
+    shards = build_shards(stage, args.root, images, pattern, blur_faces=args.blur_faces)
     common = dict(
         shards=str(args.root / "shards"),
         arch=args.arch,

@@ -78,15 +78,27 @@ def count_tracklets(shards: Path) -> dict[str, int]:
     return {"crops": crops, "crops_in_tracklets": named, "tracklets": len(tracklets - {None})}
 
 
-def build_shards(stage: Callable[..., dict[str, Any]], root: Path, images: Path, pattern: str | None) -> dict:
-    """``root/shards`` (kept when already there); ``pattern``: with tracklets (see the module doc)."""
+def build_shards(
+    stage: Callable[..., dict[str, Any]],
+    root: Path,
+    images: Path,
+    pattern: str | None,
+    blur_faces: bool = False,
+) -> dict:
+    """``root/shards`` (kept when already there); ``pattern``: with tracklets (see the module doc);
+    ``blur_faces``: build-shards ``--blur-faces``."""
     out = root / "shards"
     if not (out / "index.parquet").exists():
         if pattern is None:
-            return {"shards": str(out), **stage("build-shards", root, from_images=str(images))}
+            return {
+                "shards": str(out),
+                **stage("build-shards", root, from_images=str(images), blur_faces=blur_faces),
+            }
         settings = pipeline.load_attr(pipeline.COMMANDS["build-shards"].settings)
         if "tracklet_pattern" in {f.name for f in dataclasses.fields(settings)}:
-            stage("build-shards", root, from_images=str(images), tracklet_pattern=pattern)
+            stage(
+                "build-shards", root, from_images=str(images), tracklet_pattern=pattern, blur_faces=blur_faces
+            )
             how = "build-shards --tracklet-pattern"
         else:
             write_tracklet_shards(images, out, pattern)

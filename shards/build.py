@@ -73,7 +73,7 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
             "source": source,
             "max_samples": cfg.max_samples,
             "max_bytes": cfg.max_bytes,
-            "jpeg_quality": cfg.jpeg_quality,
+            **cfg.encoding_plan(),
         }
         plan = plan_record(cfg, root, settings, tasks)
         with writing(root / "shards"):  # a full disk: one line naming the file and the free space
@@ -107,7 +107,7 @@ def write_plan(
         settings,
         pick.run_job,
         cfg.workers,
-        cfg.jpeg_quality,
+        cfg.encoding(),
         cfg.engine,
         cfg.address,
         plan=plan,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from common.errors import SettingsError
 from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
+from shards.write.faces import MODEL_NAME, Encoding
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 
@@ -81,6 +83,13 @@ class ShardSettings(EngineSettings):
         False, "also cut videos calibration did not verify, as --calibrate none would"
     )
     jpeg_quality: int = setting(95, "JPEG quality of re-encoded crops")
+    blur_faces: bool = setting(
+        False, "blur every face found (BlazeFace, and detect's head keypoints) before a crop is encoded"
+    )
+    face_model: str | None = setting(
+        None, "--blur-faces: BlazeFace full-range .tflite (default: models/ of the data folder)"
+    )
+    face_min_score: float = setting(0.15, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
     workers: int = setting(2, "worker processes (with --engine ray and no --address: the local Ray's CPUs)")
@@ -95,6 +104,7 @@ class ShardSettings(EngineSettings):
         super().__post_init__()
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
+        check_range(self, "face_min_score", 0, 1)
         check_positive(self, "calibrate_frames")
         check_nonnegative(self, "calibrate_height")
         check_range(self, "calibrate_min_agreement", 0, 1)
@@ -103,6 +113,22 @@ class ShardSettings(EngineSettings):
             parse_size(self.dets_size)
         if self.tracklet_pattern is not None:
             check_tracklet_pattern(self.tracklet_pattern, self.from_images)
+
+    def encoding(self) -> Encoding:
+        """How the workers encode crops: the JPEG quality and the face blurring."""
+        model = str(self.face_model) if self.face_model else ""
+        return Encoding(self.jpeg_quality, self.blur_faces, model, self.face_min_score)
+
+    def encoding_plan(self) -> dict[str, Any]:
+        """What of the encoding the shards' plan fingerprints (blurring only when on: the plans of
+        builds without it are those written before it existed)."""
+        plan: dict[str, Any] = {"jpeg_quality": self.jpeg_quality}
+        if self.blur_faces:
+            plan["blur_faces"] = {
+                "model": Path(self.face_model or MODEL_NAME).name,
+                "min_score": self.face_min_score,
+            }
+        return plan
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ def finish_shards(
     source = "dets" if cfg.from_dets else "detections"
     with plan_folder(root) as scratch, writing(out):
         shaping = {"source": source, "max_samples": cfg.max_samples, "max_bytes": cfg.max_bytes}
-        plan = plan_record(cfg, root, {**shaping, "jpeg_quality": cfg.jpeg_quality}, tasks)
+        plan = plan_record(cfg, root, {**shaping, **cfg.encoding_plan()}, tasks)
         write_json(out / plan_guard.PLAN_NAME, plan)
         done = progress.complete_parts(out, tasks)
         if len(done) != len(index_rows):

@@ -76,7 +76,7 @@ def stream_released(
                 task = unfetched(task, by_vname, stages)
                 todo = tuple(item for item in task.items if last_durable is None or item.key > last_durable)
                 cut = (
-                    import_dets.run(Task(task.kind, task.context, todo), cfg_shards.jpeg_quality)
+                    import_dets.run(Task(task.kind, task.context, todo), cfg_shards.encoding())
                     if todo
                     else []
                 )

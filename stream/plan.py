@@ -47,7 +47,7 @@ def stream_plan(stages: Stages, rows: list[dict[str, Any]], order: list[int]) ->
     shaping: dict[str, Any] = {
         "max_samples": cfg.max_samples,
         "max_bytes": cfg.max_bytes,
-        "jpeg_quality": cfg.jpeg_quality,
+        **cfg.encoding_plan(),
     }
     if cfg.from_dets:  # the release's boxes and how they are checked, instead of filter and detect
         shaping |= {"from_dets": str(Path(cfg.from_dets).resolve()), "dets_size": cfg.dets_size}

@@ -152,7 +152,7 @@ def examine(stages: Stages, row: dict[str, Any], after: str | None, outcome: Out
     outcome.last_key = task.items[-1].key
     todo = tuple(item for item in task.items if after is None or item.key > after)
     if todo:
-        outcome.results = detections.run(Task(task.kind, task.context, todo), stages.shards.jpeg_quality)
+        outcome.results = detections.run(Task(task.kind, task.context, todo), stages.shards.encoding())
 
 
 def released_context(task: Task, matched: tuple[str, str, str | None]) -> dict[str, Any]:
@@ -176,4 +176,4 @@ def cut_released(
     todo = tuple(item for item in task.items if after is None or item.key > after)
     if todo:
         context = released_context(task, outcome.matched)
-        outcome.results = import_dets.run(Task(task.kind, context, todo), stages.shards.jpeg_quality)
+        outcome.results = import_dets.run(Task(task.kind, context, todo), stages.shards.encoding())

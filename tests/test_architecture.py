@@ -117,7 +117,8 @@ def test_the_architecture_page_names_every_package():
 
 
 def test_files_and_functions_stay_small():
-    """Issue 14's size limits: no Python file over 300 lines, no function over 60."""
+    """A ceiling, not a target (issue 27): a module holds one idea whole, so no Python file over
+    600 lines (past that it holds more than one), no function over 60."""
     import ast
 
     root = Path(__file__).resolve().parent.parent
@@ -126,7 +127,7 @@ def test_files_and_functions_stay_small():
     too_long = []
     for path in files:
         source = path.read_text()
-        if source.count("\n") > 300:
+        if source.count("\n") > 600:
             too_long.append(f"{path.relative_to(root)}: {source.count(chr(10))} lines")
         for node in ast.walk(ast.parse(source)):
             if (

@@ -41,6 +41,7 @@ from common.media.frames import read_frames
 from shards.build import build_shards
 from shards.release import calibrate_video, import_dets
 from shards.settings import ShardSettings
+from shards.write.faces import Encoding
 
 REPO = Path(__file__).resolve().parent.parent
 RELEASE_MIN_SCORE = 1.0  # the "release" keeps confident HOG boxes only
@@ -245,7 +246,7 @@ def test_forbidden_rescale_is_a_mismatch_and_cut_unverified_cuts_as_without_cali
     for cal, status in ((fixed, "mismatch"), (replace(fixed, cut_unverified=True), "resolution_mismatch")):
         tasks, _ = import_dets.plan(built["dets"], root, None, cal)
         small = next(t for t in tasks if t.context["video_id"] == "small")
-        records = [r.record for r in import_dets.run(small, 95)]
+        records = [r.record for r in import_dets.run(small, Encoding(95))]
         assert {r["status"] for r in records} == {status}, records[0]
     assert "scale 0.333333 wins clearly but only 1 is allowed" in calibrate_video.cached(small.context)["why"]
     assert "beyond the 640x360 frame" in records[0]["reason"]  # cut unscaled, as --calibrate none: refused
@@ -266,7 +267,7 @@ def test_a_film_released_at_a_height_on_no_ladder_verifies_by_its_width(tmp_path
     tasks, _ = import_dets.plan(
         str(tmp_path / "dets.pkl"), root, None, calibrate_video.Calibration(frames=3, height=540)
     )
-    results = import_dets.run(tasks[0], 95)
+    results = import_dets.run(tasks[0], Encoding(95))
     film = calibrate_video.cached(tasks[0].context)
     assert (film["outcome"], film["scale"], film["offset"], film["frame_size"]) == (
         "verified",

@@ -17,6 +17,7 @@ from test_calibrate_footage import reencode, release
 from shards.build import build_shards
 from shards.release import calibrate_video, import_dets
 from shards.settings import ShardSettings
+from shards.write.faces import Encoding
 
 VNAME = "usa+boston+moving"
 IDS = (40, 64, 88)  # released frame ids of the moving clip with HOG boxes (5 in all)
@@ -35,7 +36,7 @@ def clean(tmp_path_factory, videos_dir) -> dict:
     (base / "dets.pkl").write_bytes(pickle.dumps({VNAME: release(moving, IDS)}))
     cal = calibrate_video.Calibration(**CALIBRATION)
     task = import_dets.plan(str(base / "dets.pkl"), root, None, cal)[0][0]
-    results = import_dets.run(task, 95)
+    results = import_dets.run(task, Encoding(95))
     stored = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving").read_bytes()
     return {"base": base, "root": root, "task": task, "results": results, "stored": stored}
 
@@ -102,7 +103,7 @@ def test_a_damaged_or_forged_cache_is_not_trusted(clean, name):
 def test_a_refused_cache_is_measured_again_and_cut_as_a_clean_run(clean, name):
     task, path = clean["task"], calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving")
     path.write_bytes(TAMPERINGS[name](clean["stored"]))
-    assert crops(import_dets.run(task, 95)) == crops(clean["results"])  # the same crops, cut alike
+    assert crops(import_dets.run(task, Encoding(95))) == crops(clean["results"])  # the same crops, cut alike
     assert path.read_bytes() == clean["stored"]  # and the measured result stored again
 
 

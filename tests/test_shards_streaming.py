@@ -29,6 +29,7 @@ from shards.release.lmdb_keys import format_key
 from shards.settings import ExportLmdbSettings, ShardSettings
 from shards.sources import images, pick
 from shards.write import progress, spill
+from shards.write.faces import Encoding
 from shards.write.items import Item, Task
 from shards.write.task_file import TaskFile, count_items, drop_items, payload_json, planned_items
 from shards.write.writer import write_shards
@@ -190,7 +191,7 @@ def test_a_source_out_of_key_order_is_caught(unlabeled_dir, tmp_path):
     tasks = [Task("images", {"root": str(crops[0].parent)}, tuple(items))]
     settings = {"source": "images", "max_samples": 10, "max_bytes": 10**9, "jpeg_quality": 95}
     with pytest.raises(RuntimeError, match="not the plan's next item in key order"):
-        write_shards(tasks, tmp_path / "shards", settings, pick.run_job, 1, 95)
+        write_shards(tasks, tmp_path / "shards", settings, pick.run_job, 1, Encoding(95))
     assert not (tmp_path / "shards" / "samples.parquet").exists()
 
 
@@ -204,7 +205,7 @@ def test_lmdb_tasks_leave_no_database_mapped(tmp_path, unlabeled_dir):
             txn.put(f"00_00_0000_{n:08d}".encode(), crop.read_bytes())
     env.close()
     tasks, counts = import_lmdb.plan(str(tmp_path / "db"), spill=tmp_path / "plan")
-    results = import_lmdb.run(tasks[0], 95)
+    results = import_lmdb.run(tasks[0], Encoding(95))
     assert [r.record["status"] for r in results] == ["ok"] * 3 and counts["keys_from"] == "database"
     assert results[1].files["jpg"] == crops[1].read_bytes()
     assert str(tmp_path / "db" / "data.mdb") not in Path("/proc/self/maps").read_text()

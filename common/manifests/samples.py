@@ -3,7 +3,8 @@
 Columns (``DEFAULTS``, in order, typed like their defaults): key, status (``ok`` or the failure
 code: the item was not written), reason (one line), shard (the tar holding it, ``""`` when it
 failed), source (detections, dets, images or lmdb), source_id (image path, LMDB key, video path
-or the ``vnames.txt`` line), video_id, country, city, frame, box, score, width, height, bytes.
+or the ``vnames.txt`` line), video_id, country, city, frame, box, score, width, height, bytes, faces (face regions blurred
+in the crop; -1: blurring was off), license (the source video's, as crawl recorded it; "" unknown).
 build-shards writes it a shard's rows at a time with ``writer`` (one row group each: a build of
 4.18M crops never holds them all); ``write`` writes a whole DataFrame; stats and the
 ``--from-dets`` report read it with ``read``.
@@ -78,6 +79,8 @@ DEFAULTS: dict[str, Any] = {
     "width": 0,
     "height": 0,
     "bytes": 0,
+    "faces": -1,
+    "license": "",
 }
 
 

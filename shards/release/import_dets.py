@@ -34,7 +34,8 @@ from shards.release import calibrate_video, dets_input
 from shards.release.calibrate_geometry import Mismatch, calibrated_scale, extent, fit
 from shards.settings import parse_size
 from shards.write.cut import Cut, Refused, cut_video
-from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
+from shards.write.faces import Encoding
+from shards.write.items import Item, Result, Task, encode_jpeg, faces_blurred, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def cut(
     frame: np.ndarray,
     context: dict[str, Any],
     scale: tuple[float, float, str],
-    quality: int,
+    encoding: Encoding,
     geometry: dict[str, Any] | None = None,
 ) -> Result:
     """The released box of one item, cut the release's way (``round()``, no clipping needed);
@@ -201,7 +202,8 @@ def cut(
     values = _values(context, p, offset)
     if x2 <= x1 or y2 <= y1:
         return failed(item.key, "empty_box", f"box {p['bbox']} rounds to an empty crop", **values)
-    jpg = encode_jpeg(frame[y1:y2, x1:x2], quality)
+    pixels, faces = encoding.blur(frame[y1:y2, x1:x2])
+    jpg = encode_jpeg(pixels, encoding.quality)
     meta = {
         "source": "dets",
         "vname": context["vname"],
@@ -218,11 +220,13 @@ def cut(
         "source_height": height,
         "dets_size": context["size"],
         "det": p["det"],
+        **faces,
     }
     if geometry is not None:
         meta["geometry"] = geometry
     files = {"jpg": jpg, "json": metadata_json(meta)}
-    rec = record(item.key, reason=note, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values)
+    size = {"width": x2 - x1, "height": y2 - y1, "bytes": len(jpg), "faces": faces_blurred(meta)}
+    rec = record(item.key, reason=note, **size, **values)
     return Result(item.key, files, rec)
 
 
@@ -251,7 +255,7 @@ def unusable(context: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str
     return None
 
 
-def run(task: Task, quality: int) -> list[Result]:
+def run(task: Task, encoding: Encoding) -> list[Result]:
     """Calibrate the video (when asked), decode the task's frames once each, in order, cut every usable box."""
     ctx = task.context
     early: dict[str, Result] = {}
@@ -274,10 +278,10 @@ def run(task: Task, quality: int) -> list[Result]:
     by_frame: dict[int, list[Item]] = {}
     for item in usable:
         by_frame.setdefault(item.payload["frame_id"] - 1 + offset, []).append(item)
-    return cut_video(ctx["path"], task.items, by_frame, _cutter(ctx, quality, calibration), fail, early)
+    return cut_video(ctx["path"], task.items, by_frame, _cutter(ctx, encoding, calibration), fail, early)
 
 
-def _cutter(context: dict[str, Any], quality: int, calibration: dict[str, Any] | None) -> Cut:
+def _cutter(context: dict[str, Any], encoding: Encoding, calibration: dict[str, Any] | None) -> Cut:
     """:func:`cut` with the calibrated scale, else the one :func:`fit` finds on the first decoded frame."""
     scale: tuple[float, float, str] | None = None
     geometry = None
@@ -293,6 +297,6 @@ def _cutter(context: dict[str, Any], quality: int, calibration: dict[str, Any] |
             except Mismatch as e:
                 raise Refused("resolution_mismatch", str(e)) from e
             geometry = calibrate_video.crop_geometry(calibration, scale[1]) if calibration else None
-        return cut(item, frame, context, scale, quality, geometry)
+        return cut(item, frame, context, scale, encoding, geometry)
 
     return cut_one

@@ -23,6 +23,7 @@ from common.errors import UsageError, one_line, require_path
 from common.manifests.samples import safe_key
 from shards.release import safe_pickle
 from shards.release.lmdb_keys import parse_key
+from shards.write.faces import Encoding
 from shards.write.items import Result, Task, failed, image_sample
 from shards.write.spill import SortedSpill, pair_schema
 from shards.write.task_file import TaskFile, payload_json, plan_space
@@ -160,7 +161,7 @@ def plan(path: str, spill: Path | None = None) -> tuple[TaskFile, dict[str, Any]
     return tasks, counts
 
 
-def run(task: Task, quality: int) -> list[Result]:
+def run(task: Task, encoding: Encoding) -> list[Result]:
     """Fetch, check and wrap the JPEG bytes of each key of the task."""
     import lmdb
 
@@ -184,5 +185,5 @@ def run(task: Task, quality: int) -> list[Result]:
                 )
                 continue
             meta = {"source": "lmdb", "lmdb_key": key, **fields}
-            results.append(image_sample(item.key, bytes(data), quality, meta, **values))
+            results.append(image_sample(item.key, bytes(data), encoding, meta, **values))
     return results

@@ -21,7 +21,8 @@ import numpy as np
 from common.manifests import boxes, video_filter
 from common.manifests.samples import sample_key
 from shards.write.cut import cut_video
-from shards.write.items import Item, Result, Task, encode_jpeg, failed, metadata_json, record
+from shards.write.faces import Encoding
+from shards.write.items import Item, Result, Task, encode_jpeg, faces_blurred, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]
@@ -130,7 +131,7 @@ def crop_box(xyxy: list[float], width: int, height: int) -> tuple[int, int, int,
     )
 
 
-def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) -> Result:
+def cut(item: Item, frame: np.ndarray, context: dict[str, Any], encoding: Encoding) -> Result:
     """One crop of one frame as a sample (``empty_box`` when nothing is left after clipping)."""
     p = item.payload
     values = _values(context, p)
@@ -140,7 +141,8 @@ def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) ->
     x1, y1, x2, y2 = crop_box(p["xyxy"], w, h)
     if x2 <= x1 or y2 <= y1:
         return failed(item.key, "empty_box", f"box {p['xyxy']} is outside the {w}x{h} frame", **values)
-    jpg = encode_jpeg(frame[y1:y2, x1:x2], quality)
+    pixels, faces = encoding.blur(frame[y1:y2, x1:x2], p["keypoints"], (x1, y1))
+    jpg = encode_jpeg(pixels, encoding.quality)
     meta = {
         "video_id": context["video_id"],
         "city": context["city"],
@@ -152,11 +154,16 @@ def cut(item: Item, frame: np.ndarray, context: dict[str, Any], quality: int) ->
         "crop_xyxy": [x1, y1, x2, y2],
         "source_width": w,
         "source_height": h,
+        **faces,
     }
     if "tracklet" in p:
         meta["tracklet"] = p["tracklet"]
     files = {"jpg": jpg, "json": metadata_json(meta)}
-    return Result(item.key, files, record(item.key, width=x2 - x1, height=y2 - y1, bytes=len(jpg), **values))
+    return Result(
+        item.key,
+        files,
+        record(item.key, width=x2 - x1, height=y2 - y1, bytes=len(jpg), faces=faces_blurred(meta), **values),
+    )
 
 
 def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +179,7 @@ def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(task: Task, quality: int) -> list[Result]:
+def run(task: Task, encoding: Encoding) -> list[Result]:
     """Decode the task's frames once each, in order, and cut every box."""
     ctx = task.context
     by_frame: dict[int, list[Item]] = {}
@@ -182,6 +189,6 @@ def run(task: Task, quality: int) -> list[Result]:
         ctx["path"],
         task.items,
         by_frame,
-        lambda item, frame: cut(item, frame, ctx, quality),
+        lambda item, frame: cut(item, frame, ctx, encoding),
         lambda item, status, reason: failed(item.key, status, reason, **_values(ctx, item.payload)),
     )

@@ -44,6 +44,7 @@ from typing import NamedTuple
 
 from common.errors import UsageError, require_path
 from common.manifests.samples import safe_key
+from shards.write.faces import Encoding
 from shards.write.items import Item, Result, Task, failed, image_sample
 from shards.write.spill import SortedSpill, pair_schema
 from shards.write.task_file import TaskFile, payload_json, plan_space
@@ -273,7 +274,7 @@ def tracklet_of_item(item: Item) -> dict[str, str]:
     return {"tracklet": item.payload["tracklet"]} if "tracklet" in item.payload else {}
 
 
-def run(task: Task, quality: int) -> list[Result]:
+def run(task: Task, encoding: Encoding) -> list[Result]:
     """Read, check and (for non-JPEG) re-encode each image of the task."""
     root = Path(task.context["root"])
     results = []
@@ -292,5 +293,5 @@ def run(task: Task, quality: int) -> list[Result]:
             results.append(failed(item.key, "unreadable", f"{type(e).__name__}: {e}", **values))
             continue
         meta = {"source": "images", "path": rel, **tracklet_of_item(item)}
-        results.append(image_sample(item.key, data, quality, meta, **values))
+        results.append(image_sample(item.key, data, encoding, meta, **values))
     return results

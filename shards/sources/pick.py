@@ -10,6 +10,7 @@ from common.errors import UsageError
 from shards.release import calibrate_video, import_dets, import_lmdb
 from shards.settings import ShardSettings
 from shards.sources import detections, images
+from shards.write.faces import Encoding
 from shards.write.items import Result, Task
 
 RUNNERS = {
@@ -40,15 +41,15 @@ def plan(
     return ("detections", *detections.plan(root))
 
 
-def run_task(task: Task, quality: int) -> list[Result]:
+def run_task(task: Task, encoding: Encoding) -> list[Result]:
     """Results of one task, one per item, in item order."""
     if task.kind not in RUNNERS:
         raise ValueError(f"unknown task kind {task.kind!r}")
-    return RUNNERS[task.kind](task, quality)
+    return RUNNERS[task.kind](task, encoding)
 
 
-def run_job(job: tuple[Task, int]) -> list[Result]:
-    """``run_task(task, quality)`` of one ``(task, quality)`` pair: a one-argument, module-level
+def run_job(job: tuple[Task, Encoding]) -> list[Result]:
+    """``run_task(task, encoding)`` of one ``(task, encoding)`` pair: a one-argument, module-level
     function, as Ray tasks and the local pool both need."""
-    task, quality = job
-    return run_task(task, quality)
+    task, encoding = job
+    return run_task(task, encoding)

@@ -14,6 +14,7 @@ from typing import Any
 
 from common.manifests import samples
 from common.media.images import decode_bgr, encode_jpeg, is_jpeg, to_bgr
+from shards.write.faces import Encoding
 
 RECORD_DEFAULTS = samples.DEFAULTS  # one row of shards/samples.parquet per planned item
 
@@ -56,13 +57,19 @@ def failed(key: str, status: str, reason: str, **values: Any) -> Result:
     return Result(key, None, record(key, status=status, reason=reason, **values))
 
 
+def faces_blurred(meta: dict[str, Any]) -> int:
+    """samples.parquet's ``faces``: regions blurred in the crop, -1 when blurring was off."""
+    return int(meta["faces"]["blurred"]) if "faces" in meta else -1
+
+
 def metadata_json(meta: dict[str, Any]) -> bytes:
     """Compact, key-sorted JSON: the same metadata always gives the same bytes."""
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def image_sample(key: str, data: bytes, quality: int, meta: dict[str, Any], **values: Any) -> Result:
-    """A sample from encoded image bytes: JPEG kept byte-for-byte, other formats re-encoded.
+def image_sample(key: str, data: bytes, encoding: Encoding, meta: dict[str, Any], **values: Any) -> Result:
+    """A sample from encoded image bytes: JPEG kept byte-for-byte, other formats (and a crop whose
+    faces were blurred) re-encoded.
 
     The bytes are always decoded once, so a corrupt or truncated file is caught here.
     """
@@ -80,10 +87,18 @@ def image_sample(key: str, data: bytes, quality: int, meta: dict[str, Any], **va
     height, width = pixels.shape[:2]
     keep = is_jpeg(data)
     try:
-        jpg = data if keep else encode_jpeg(to_bgr(pixels), quality)
+        bgr = None if keep and not encoding.blur_faces else to_bgr(pixels)
+        if encoding.blur_faces:
+            blurred, faces = encoding.blur(bgr)
+            keep = keep and blurred is bgr  # no face: the JPEG stays as it was
+            bgr, meta = blurred, {**meta, **faces}
+        jpg = data if keep else encode_jpeg(bgr, encoding.quality)
     except (cv2.error, ValueError) as e:
         why = f"cannot re-encode {pixels.shape} {pixels.dtype} pixels as JPEG: {e}"
         return failed(key, "unencodable", why, **values)
     meta = {**meta, "width": width, "height": height, "reencoded": not keep}
     files = {"jpg": jpg, "json": metadata_json(meta)}
-    return Result(key, files, record(key, width=width, height=height, bytes=len(jpg), **values))
+    blurred = faces_blurred(meta)
+    return Result(
+        key, files, record(key, width=width, height=height, bytes=len(jpg), faces=blurred, **values)
+    )

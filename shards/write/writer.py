@@ -20,6 +20,7 @@ from typing import Any, overload
 from common.integrity import DISK_FULL, write_failure
 from shards.checks.verify import drop_stale_report
 from shards.write import plan_guard, progress
+from shards.write.faces import Encoding
 from shards.write.items import Result, Task
 from shards.write.tables import write_tables
 from shards.write.tarshard import ShardWriter, shard_name
@@ -86,8 +87,8 @@ class Build:
             self.writer = None
 
 
-def job_label(job: tuple[Task, int]) -> str:
-    """``"the items a..b"`` of a ``(task, quality)`` job, for a worker that died on it."""
+def job_label(job: tuple[Task, Encoding]) -> str:
+    """``"the items a..b"`` of a ``(task, encoding)`` job, for a worker that died on it."""
     items = job[0].items
     if not items:
         return "an empty task"
@@ -110,28 +111,28 @@ def reusable_parts(
     return done, drop_items(tasks, sum(n for n, _ in done))
 
 
-class Jobs(Sequence[tuple[Task, int]]):
-    """``(task, quality)`` of each task, made when the engine asks for it: a plan kept on disk
+class Jobs(Sequence[tuple[Task, Encoding]]):
+    """``(task, encoding)`` of each task, made when the engine asks for it: a plan kept on disk
     (``TaskFile``) is read a task at a time."""
 
-    def __init__(self, tasks: Sequence[Task], quality: int) -> None:
+    def __init__(self, tasks: Sequence[Task], encoding: Encoding) -> None:
         self.tasks = tasks
-        self.quality = quality
+        self.encoding = encoding
 
     def __len__(self) -> int:
         return len(self.tasks)
 
     @overload
-    def __getitem__(self, i: int) -> tuple[Task, int]: ...
+    def __getitem__(self, i: int) -> tuple[Task, Encoding]: ...
     @overload
-    def __getitem__(self, i: slice) -> list[tuple[Task, int]]: ...
-    def __getitem__(self, i: int | slice) -> tuple[Task, int] | list[tuple[Task, int]]:
+    def __getitem__(self, i: slice) -> list[tuple[Task, Encoding]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[Task, Encoding] | list[tuple[Task, Encoding]]:
         if isinstance(i, slice):
-            return [(task, self.quality) for task in self.tasks[i]]
-        return self.tasks[i], self.quality
+            return [(task, self.encoding) for task in self.tasks[i]]
+        return self.tasks[i], self.encoding
 
-    def __iter__(self) -> Iterator[tuple[Task, int]]:
-        return ((task, self.quality) for task in self.tasks)
+    def __iter__(self) -> Iterator[tuple[Task, Encoding]]:
+        return ((task, self.encoding) for task in self.tasks)
 
 
 def append_results(build: Build, results: Callable[[], Iterator[list[Result]]], bar: Any) -> None:
@@ -171,9 +172,9 @@ def write_shards(
     tasks: Sequence[Task],
     out: Path,
     settings: dict[str, Any],
-    run_job: Callable[[tuple[Task, int]], list[Result]],
+    run_job: Callable[[tuple[Task, Encoding]], list[Result]],
     workers: int,
-    quality: int,
+    encoding: Encoding,
     engine: str = "local",
     address: str | None = None,
     plan: dict[str, Any] | None = None,
@@ -183,7 +184,7 @@ def write_shards(
     """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet, samples.parquet and
     tracklets.parquet (``shards.write.tables``; ``scratch``: where tracklet rows are sorted).
 
-    ``run_job((task, quality))`` makes a task's results, on ``engine`` (``shards.write.workers``).
+    ``run_job((task, encoding))`` makes a task's results, on ``engine`` (``shards.write.workers``).
     ``plan`` is what ``plan.json`` records (at least ``fingerprint``, the default); another plan's
     shards in ``out`` stop the build unless ``discard_other`` (``progress.start``).
     """
@@ -197,7 +198,7 @@ def write_shards(
 
     build = Build(out, len(done), settings["max_samples"], settings["max_bytes"])
     start = time.perf_counter()
-    jobs = Jobs(todo, quality)
+    jobs = Jobs(todo, encoding)
     drop_stale_report(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
     bar = tqdm(total=n_items, initial=n_done, unit="img", desc="build-shards", mininterval=1.0)
     results = partial(engine_map, run_job, jobs, workers, "shards.sources.pick", engine, address, job_label)
