@@ -34,6 +34,7 @@ from collect.ids import is_remote, url_key, video_id_for
 from collect.probe import ProbeError, probe_video
 from collect.search import search_candidates
 from collect.settings import CrawlSettings
+from collect.video_info import licence_refusal
 from collect.vnames import VNameList, load_vnames, report, video_url
 from common.engine import run_tasks
 from common.errors import UsageError, require_path
@@ -120,9 +121,13 @@ def process(cfg: CrawlSettings, row: dict[str, Any], root: Path, stop: threading
         log.exception("%s: unexpected failure", vid)
         got = Fetched("error", f"{type(e).__name__}: {e}")
     update: dict[str, Any] = {"status": got.status, "reason": got.reason}
-    for key in ("title", "channel"):
+    for key in ("title", "channel", "license", "upload_date"):
         if not row.get(key) and got.info.get(key):
             update[key] = got.info[key]
+    refused = licence_refusal(cfg.license, {**row, **update}) if got.status == OK else None
+    if refused:  # a file fetched before --license, or a local copy: kept on disk, not in the build
+        got = Fetched("not_licensed", refused)
+        update.update(status=got.status, reason=refused)
     if got.status != OK or got.path is None:
         update.update(dict.fromkeys(manifest.PROBED), path=None)
         return update, got.transferred

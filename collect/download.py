@@ -17,7 +17,7 @@ from typing import Any
 
 from collect.failures import OK, classify, classify_message, one_line
 from collect.settings import CrawlSettings
-from collect.video_info import info_path, info_saver, load_info, meta_of
+from collect.video_info import info_path, info_saver, licence_refusal, load_info, meta_of
 from collect.ytdl import KeepLogger, backoff, download_archive, download_options
 from common.atomic import atomic_path
 from common.fanout import fanned_path
@@ -39,7 +39,7 @@ class Fetched:
     reason: str = ""
     path: Path | None = None
     transferred: bool = False  # bytes were fetched or copied by this run
-    info: dict[str, Any] = field(default_factory=dict)  # title, channel, duration_s from yt-dlp
+    info: dict[str, Any] = field(default_factory=dict)  # video_info.meta_of's fields from yt-dlp
 
 
 def video_path(videos: Path, video_id: str, ext: str) -> Path:
@@ -94,6 +94,10 @@ def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
             seen["finished"] = d.get("filename")
 
     def size_filter(info: dict, *, incomplete: bool = False) -> str | None:
+        refused = None if incomplete else licence_refusal(cfg.license, meta_of(info))
+        if refused:
+            seen["not_licensed"] = refused
+            return "not licensed: " + refused
         size = info.get("filesize") or info.get("filesize_approx")
         if size and size > limit:
             seen["too_large"] = f"{_mb(size)} > max_filesize_mb {cfg.max_filesize_mb}"
@@ -115,6 +119,8 @@ def _attempt(cfg: CrawlSettings, video_id: str, url: str, videos: Path, stop: th
         status, reason = classify(e)
         return Fetched(status, reason)
     meta = meta_of(info)
+    if "not_licensed" in seen:
+        return Fetched("not_licensed", seen["not_licensed"], info=meta)
     if "too_large" in seen:
         return Fetched("too_large", seen["too_large"], info=meta)
     if logger.saw("larger than max-filesize"):

@@ -29,9 +29,25 @@ ENTRY_FIELDS = ("id", "url", "title", "channel", "uploader", "duration", "live_s
 NOT_DOWNLOADABLE = {"is_live", "is_upcoming"}
 
 
-def cache_path(root: Path, query: str) -> Path:
+CREATIVE_COMMONS = (
+    "EgIwAQ%253D%253D"  # YouTube's search filter "Creative Commons" (sp=; field 6 of the filters)
+)
+
+
+def search_url(query: str, n: int, license: str) -> str:
+    """What yt-dlp extracts for a search: ``ytsearch<n>:<query>``, or with ``creative-commons`` the
+    results page with YouTube's own Creative Commons filter (yt-dlp's youtube:search_url)."""
+    if license == "creative-commons":
+        from urllib.parse import quote_plus
+
+        return f"{YOUTUBE}results?search_query={quote_plus(query)}&sp={CREATIVE_COMMONS}"
+    return f"ytsearch{n}:{query}"
+
+
+def cache_path(root: Path, query: str, license: str = "any") -> Path:
     slug = sanitize_id(query)[:60]
-    return root / "search" / f"{slug}-{hashlib.sha1(query.encode()).hexdigest()[:8]}.json"
+    key = query if license == "any" else f"{query}\0{license}"  # filtered results are others
+    return root / "search" / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.json"
 
 
 def check_youtube_reachable(cfg: CrawlSettings) -> None:
@@ -56,8 +72,8 @@ def run_query(cfg: CrawlSettings, query: str, n: int) -> list[dict[str, Any]]:
     import yt_dlp
 
     logger = KeepLogger(prefix=f"search {query!r}: ")
-    with yt_dlp.YoutubeDL(search_options(cfg, logger)) as ydl:
-        result = ydl.extract_info(f"ytsearch{n}:{query}", download=False)
+    with yt_dlp.YoutubeDL({**search_options(cfg, logger), "playlistend": n}) as ydl:
+        result = ydl.extract_info(search_url(query, n, cfg.license), download=False)
     entries = (result or {}).get("entries") or []
     return [{k: e.get(k) for k in ENTRY_FIELDS} for e in entries if isinstance(e, dict) and e.get("id")]
 
@@ -66,7 +82,7 @@ def cached_query(cfg: CrawlSettings, root: Path, query: str, n: int, reach: list
     """``run_query`` through the cache; checks that YouTube is reachable before the first real search."""
     import json
 
-    path = cache_path(root, query)
+    path = cache_path(root, query, cfg.license)
     if path.exists():
         cached = json.loads(path.read_text())
         if cached.get("n", 0) >= n or len(cached["entries"]) < cached.get("n", 0):

@@ -58,6 +58,11 @@ class CrawlSettings(EngineSettings):
         False, "count frames by decoding every one (exact, slow) instead of the container's count"
     )
     search_only: bool = setting(False, "write videos.parquet but download nothing")
+    license: Literal["any", "creative-commons"] = setting(
+        "any",
+        "creative-commons: search with YouTube's Creative Commons filter and keep only videos whose "
+        "recorded licence is Creative Commons (the others: status not_licensed, never downloaded)",
+    )
     download_archive: bool = setting(
         True,
         "record finished downloads in download_archive.txt and never fetch them again (the streaming "

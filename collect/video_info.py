@@ -1,4 +1,5 @@
-"""``video_info/<bucket>/<id>.json``: a video's title and channel, on disk before its file can appear.
+"""``video_info/<bucket>/<id>.json``: a video's title, channel, licence and upload date, on disk
+before its file can appear.
 
 yt-dlp learns a video's title only when it extracts the video, and ``videos.parquet`` is rewritten
 at most every ``SAVE_EVERY_S``. Without this file a kill after ``<id>.<ext>.part`` is renamed and
@@ -29,12 +30,34 @@ def info_path(videos: Path, video_id: str) -> Path:
 
 
 def meta_of(info: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's fields of a yt-dlp info dict: title, channel (or uploader), duration_s."""
+    """The manifest's fields of a yt-dlp info dict: title, channel (or uploader), duration_s,
+    license (YouTube's wording, e.g. "Creative Commons Attribution license (reuse allowed)"; None
+    when the page states none) and upload_date (YYYYMMDD)."""
     return {
         "title": info.get("title"),
         "channel": info.get("channel") or info.get("uploader"),
         "duration_s": info.get("duration"),
+        "license": info.get("license"),
+        "upload_date": info.get("upload_date"),
     }
+
+
+def is_creative_commons(license: str | None) -> bool:
+    """YouTube lists a video under Creative Commons: its licence line says so."""
+    return bool(license) and "creative commons" in str(license).lower()
+
+
+def licence_refusal(wanted: str, info: dict[str, Any]) -> str | None:
+    """Why a video with ``info`` (``meta_of``'s fields) is not kept under ``--license wanted``;
+    None when it is."""
+    if wanted == "any" or is_creative_commons(info.get("license")):
+        return None
+    found = info.get("license")
+    return (
+        f"licence {found!r} is not Creative Commons"
+        if found
+        else "no licence recorded (not Creative Commons)"
+    )
 
 
 def load_info(path: Path) -> dict[str, Any]:

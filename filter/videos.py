@@ -149,6 +149,8 @@ def filter_rows(videos, probes: dict[str, Probe], cfg: FilterSettings) -> list[d
             "path": str(v.path),
             "city": None if pd.isna(getattr(v, "city", None)) else str(v.city),
             "title": None if pd.isna(getattr(v, "title", None)) else str(v.title),
+            "url": None if pd.isna(getattr(v, "url", None)) else str(v.url),
+            "license": None if pd.isna(getattr(v, "license", None)) else str(v.license),
             "status": "duplicate",
             "reason": "same video id as an earlier row",
         }

@@ -126,7 +126,8 @@ def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[st
     # the raw videos are deleted once cut: a video whose crops were lost is fetched again, which
     # yt-dlp's download archive would refuse
     crawl = dataclasses.replace(settings["crawl"], download_archive=False, search_only=False)
-    shards = dataclasses.replace(shards, from_dets=cfg.from_dets, dets_size=cfg.dets_size)
+    blur = cfg.blur_faces or shards.blur_faces
+    shards = dataclasses.replace(shards, from_dets=cfg.from_dets, dets_size=cfg.dets_size, blur_faces=blur)
     stages = Stages(root, crawl, settings["filter"], settings["detect"], shards, cfg.keep_videos)
     order = plan_order(rows)
     out = root / "shards"

@@ -22,6 +22,11 @@ class StreamSettings(EngineSettings):
     dets_size: str | None = setting(
         None, "with --from-dets: WIDTHxHEIGHT the released boxes were found at (when a pickle states none)"
     )
+    blur_faces: bool = setting(
+        False,
+        "blur every face before a crop is encoded, as build-shards --blur-faces (also on when build-shards' "
+        "saved settings have it)",
+    )
     keep_videos: bool = setting(False, "keep each raw video after it is cut (as the staged commands do)")
     workers: int = setting(2, "videos processed at once (at most --max-videos-on-disk)")
 

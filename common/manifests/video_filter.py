@@ -1,6 +1,7 @@
 """``video_filter.parquet``: filter's decision on each downloaded video, one row per video.
 
-Columns: video_id, path (relative to the workspace root, as in ``videos.parquet``), city, keep
+Columns: video_id, path (relative to the workspace root, as in ``videos.parquet``), city, url and
+license (crawl's, carried to every crop), keep
 (true/false), status (one of ``STATUSES``: ``ok`` when kept, else the rule that dropped it), reason
 (one line saying why), n_frames, fps, width, height. Files written before the vocabulary was
 unified (``reason`` holding the code, ``detail`` the line) are read under today's names. filter writes it with ``write``; detect (kept videos) and build-shards / stats read it
@@ -19,7 +20,9 @@ from common.manifests.parquet import read_table
 from common.manifests.statuses import check_statuses
 
 FILE = "video_filter.parquet"
-COLUMNS = ["video_id", "path", "city", "keep", "status", "reason", "n_frames", "fps", "width", "height"]
+COLUMNS = [
+    "video_id", "path", "city", "url", "license", "keep", "status", "reason", "n_frames", "fps", "width", "height",
+]  # fmt: skip
 STATUSES = ("ok", "duplicate", "unreadable", "too_short", "too_small", "vr", "static", "near_duplicate")
 OLD_NAMES = {"reason": "status", "detail": "reason"}
 # The typed columns; the others hold text (or nothing) as written, kept as pandas objects.

@@ -1,6 +1,7 @@
 """``videos.parquet``: one row per candidate video, rewritten atomically after every change.
 
-Columns (DESIGN.md): video_id, url, city, query, title, channel, duration_s, width, height, fps,
+Columns (DESIGN.md): video_id, url, city, query, title, channel, license and upload_date (yt-dlp's,
+when the video page states them), duration_s, width, height, fps,
 n_frames, codec, status, reason, path, plus ``bytes`` (file size), and for ``--from-vnames``
 ``country`` and ``vname`` (the official list's ``country+city+id`` line). ``path`` is relative
 to the workspace root; readers use ``root / path``. A manifest written before a column existed
@@ -23,7 +24,7 @@ MANIFEST = "videos.parquet"
 # are retried on the next crawl; permanent ones are not.
 OK = "ok"
 PENDING = "pending"
-STATUSES = (OK, "unavailable", "private", "rate_limited", "too_large", "not_found", "error")
+STATUSES = (OK, "unavailable", "private", "rate_limited", "too_large", "not_found", "not_licensed", "error")
 RETRY_ON_RERUN = frozenset({PENDING, "rate_limited", "error"})
 REQUIRED = ("video_id", "url", "status")
 SAFE_ID = r"[A-Za-z0-9_-]+"  # what collect.ids.sanitize_id leaves: a file name, never a path
@@ -36,6 +37,8 @@ COLUMNS: dict[str, str] = {
     "query": "str",
     "title": "str",
     "channel": "str",
+    "license": "str",
+    "upload_date": "str",
     "duration_s": "float64",
     "width": "Int64",
     "height": "Int64",

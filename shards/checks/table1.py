@@ -28,6 +28,20 @@ PAPER_ROW = {
 }
 
 
+def face_stats(ok) -> dict[str, int] | None:
+    """Face blurring over the written crops (``faces``: regions blurred, -1 when it was off):
+    crops checked, crops with a face blurred, regions blurred; None when no crop was checked."""
+    checked = ok.loc[ok["faces"] >= 0, "faces"]
+    if checked.empty:
+        return None
+    return {
+        "crops_checked": len(checked),
+        "crops_with_faces": int((checked > 0).sum()),
+        "regions": int(checked.sum()),
+        "crops_not_checked": len(ok) - len(checked),
+    }
+
+
 def estimated_persons(samples) -> int | None:
     """Sum over videos of the most valid persons (crops written) in one sampled frame (§3.1)."""
     framed = samples.loc[
@@ -82,7 +96,7 @@ def dataset_stats(root: Path, samples=None, counted: BoxTally | None = None) -> 
 
     root = Path(root)
     samples = samples_file.read(root / "shards") if samples is None else samples
-    ok = samples.loc[samples["status"] == "ok", ["video_id", "city", "width", "height"]]
+    ok = samples.loc[samples["status"] == "ok", ["video_id", "city", "width", "height", "faces", "license"]]
     source = ",".join(sorted(samples["source"].unique())) or "none"
     videos = ok.loc[ok["video_id"] != "", "video_id"].nunique()
     cities = ok.loc[ok["city"] != "", "city"].nunique()
@@ -107,6 +121,8 @@ def dataset_stats(root: Path, samples=None, counted: BoxTally | None = None) -> 
         "shards": len(index),
         "bytes": int(index["bytes"].sum()),
         "crops_per_city": _counts(ok.loc[ok["city"] != "", "city"]),
+        "licenses": _counts(ok["license"].replace("", "unknown")) if len(ok) else {},
+        "faces": face_stats(ok),
         "video_filter": video_filter_stats(root),
         "detections": detection_stats(tally(root) if counted is None else counted),
         "notes": notes,

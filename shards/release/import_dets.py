@@ -75,6 +75,21 @@ def match(vname: str, rows: dict[str, dict[str, Any]], root: Path) -> tuple[str,
     return "ok", "", str(path)
 
 
+def provenance(row: dict[str, Any] | None) -> dict[str, str | None]:
+    """The crops' ``url`` (a remote one only) and ``license`` from the video's videos.parquet row."""
+    import pandas as pd
+
+    def text(name: str) -> str | None:
+        value = (row or {}).get(name)
+        return None if value is None or pd.isna(value) else str(value)
+
+    url = text("url")
+    return {
+        "url": url if url and url.startswith(("http://", "https://")) else None,
+        "license": text("license"),
+    }
+
+
 def owners(videos: list[dets_input.VideoDets], rows: dict[str, Any]) -> dict[str, str]:
     """``video_id -> vname`` that keeps it when several lines name one video: the line crawl listed, else the first."""
     chosen: dict[str, str] = {}
@@ -107,7 +122,7 @@ def video_plan(
         country, city, video_id = parse_vname(video.vname)
     except ValueError as e:
         return context | {"status": "bad_vname", "reason": str(e)}, []
-    context |= {"country": country, "city": city, "video_id": video_id}
+    context |= {"country": country, "city": city, "video_id": video_id, **provenance(rows.get(video.vname))}
     if owner[video_id] != video.vname:
         return context | {
             "status": "duplicate_video",
@@ -210,6 +225,8 @@ def cut(
         "country": context["country"],
         "city": context["city"],
         "video_id": context["video_id"],
+        "url": context.get("url"),
+        "license": context.get("license"),
         "frame_id": p["frame_id"],
         "frame": p["frame_id"] - 1 + offset,
         "obj_idx": p["obj_idx"],
@@ -238,6 +255,7 @@ def _values(context: dict[str, Any], payload: dict[str, Any], offset: int = 0) -
         "video_id": context["video_id"],
         "country": context["country"],
         "city": context["city"],
+        "license": context.get("license") or "",
         "frame": payload["frame_id"] - 1 + offset,
         "box": payload["obj_idx"],
         "score": float(score) if isinstance(score, int | float) and not isinstance(score, bool) else math.nan,

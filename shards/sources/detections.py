@@ -63,11 +63,22 @@ def read_items(root: Path, video_id: str) -> list[Item] | None:
 
 
 def video_context(root: Path, video) -> dict[str, Any]:
-    """A task's context: the video's id, absolute path and city (a ``video_filter.parquet`` row)."""
+    """A task's context (a ``video_filter.parquet`` row): the video's id, absolute path, city, and
+    its provenance for the crops' JSON: the source URL (None for a local file) and licence."""
     import pandas as pd
 
-    city = "" if pd.isna(getattr(video, "city", None)) else str(getattr(video, "city", ""))
-    return {"video_id": str(video.video_id), "path": str(root / str(video.path)), "city": city}
+    def text(name: str) -> str | None:
+        value = getattr(video, name, None)
+        return None if value is None or pd.isna(value) else str(value)
+
+    url = text("url")
+    return {
+        "video_id": str(video.video_id),
+        "path": str(root / str(video.path)),
+        "city": text("city") or "",
+        "url": url if url and url.startswith(("http://", "https://")) else None,
+        "license": text("license"),
+    }
 
 
 def video_task(root: Path, video) -> Task | None:
@@ -146,6 +157,8 @@ def cut(item: Item, frame: np.ndarray, context: dict[str, Any], encoding: Encodi
     meta = {
         "video_id": context["video_id"],
         "city": context["city"],
+        "url": context.get("url"),
+        "license": context.get("license"),
         "frame": p["frame"],
         "box": p["box"],
         "score": p["score"],
@@ -173,6 +186,7 @@ def _values(context: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
         "source_id": context["path"],
         "video_id": context["video_id"],
         "city": context["city"],
+        "license": context.get("license") or "",
         "frame": payload["frame"],
         "box": payload["box"],
         "score": math.nan if payload["score"] is None else payload["score"],
