@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from common.errors import SettingsError
 from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
-from shards.write.faces import MODEL_NAME, Encoding
+from shards.write.faces import MODEL_NAME, POSE_MODEL_NAME, Encoding
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 
@@ -90,6 +90,11 @@ class ShardSettings(EngineSettings):
         None, "--blur-faces: BlazeFace full-range .tflite (default: models/ of the data folder)"
     )
     face_min_score: float = setting(0.15, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
+    face_pose_model: str | None = setting(
+        None,
+        "--blur-faces: BlazePose .tflite that finds the head of a crop without stored keypoints (imported "
+        "crops, --from-dets; default: models/ of the data folder; none: BlazeFace alone)",
+    )
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
     workers: int = setting(2, "worker processes (with --engine ray and no --address: the local Ray's CPUs)")
@@ -117,7 +122,8 @@ class ShardSettings(EngineSettings):
     def encoding(self) -> Encoding:
         """How the workers encode crops: the JPEG quality and the face blurring."""
         model = str(self.face_model) if self.face_model else ""
-        return Encoding(self.jpeg_quality, self.blur_faces, model, self.face_min_score)
+        pose = str(self.face_pose_model) if self.face_pose_model else ""
+        return Encoding(self.jpeg_quality, self.blur_faces, model, self.face_min_score, pose_model=pose)
 
     def encoding_plan(self) -> dict[str, Any]:
         """What of the encoding the shards' plan fingerprints (blurring only when on: the plans of
@@ -127,6 +133,7 @@ class ShardSettings(EngineSettings):
             plan["blur_faces"] = {
                 "model": Path(self.face_model or MODEL_NAME).name,
                 "min_score": self.face_min_score,
+                "pose_model": Path(self.face_pose_model or POSE_MODEL_NAME).name,
             }
         return plan
 

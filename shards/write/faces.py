@@ -1,6 +1,6 @@
 """Face blurring of person crops before they are encoded (``--blur-faces``, issue 26).
 
-Two sources find the faces of a crop:
+Three sources find the faces of a crop:
 
 - **BlazeFace** full range (MediaPipe, ``face_detection_full_range_sparse.tflite``, on LiteRT):
   run on the crop's top square (its whole width, from its top edge; a standing person's head is
@@ -9,6 +9,11 @@ Two sources find the faces of a crop:
   boxes scoring ``min_score`` or more are kept, overlapping ones suppressed (IoU > 0.3).
 - **Head keypoints** where detect stored them (COCO nose, eyes, ears; crops cut from
   detections): a square around the visible ones, at least ``HEAD_FRACTION`` of the crop's height.
+- **BlazePose** (``pose_landmark_full.tflite``, detect's offline keypoint model) on a crop that
+  carries no keypoints (imported crops, the release's boxes): the same square around its head
+  keypoints whose confidence exceeds ``POSE_THRESHOLD``. BlazeFace alone misses most faces under
+  ~15 px wide, which Re-ID crops are full of (README, "Face blurring"); the pose model finds the
+  head of the crop's person from the whole body.
 
 A face region is the face box enlarged ``ENLARGE`` times around its centre (BlazeFace's box holds
 eyes, nose and mouth, not the hair, ears or chin line), then Gaussian-blurred with sigma a quarter
@@ -38,11 +43,13 @@ ENLARGE = 1.5
 SIGMA_PER_SIDE = 0.25
 HEAD_KEYPOINTS = (0, 1, 2, 3, 4)  # COCO: nose, left eye, right eye, left ear, right ear
 HEAD_FRACTION = 0.12  # a head is about 1/7.5 of a standing person's height
+POSE_MODEL_NAME = "pose_landmark_full.tflite"
+POSE_THRESHOLD = 0.5
 
 
-def default_model() -> Path:
-    """``models/face_detection_full_range_sparse.tflite`` in the data folder (common/data.py)."""
-    return data_root()[0] / "models" / MODEL_NAME
+def default_model(name: str = MODEL_NAME) -> Path:
+    """``models/<name>`` in the data folder (common/data.py): BlazeFace's, or BlazePose's."""
+    return data_root()[0] / "models" / name
 
 
 def _anchors() -> np.ndarray:
@@ -183,6 +190,7 @@ class Encoding:
     face_model: str = ""
     face_min_score: float = 0.5
     keypoint_threshold: float = 0.3
+    pose_model: str = ""  # "" the data folder's; "none": no pose model for crops without keypoints
     _detectors: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def detector(self) -> BlazeFace:
@@ -190,6 +198,31 @@ class Encoding:
         if "blazeface" not in self._detectors:
             self._detectors["blazeface"] = BlazeFace(self.face_model or default_model(), self.face_min_score)
         return self._detectors["blazeface"]
+
+    def pose(self):
+        """This process's BlazePose (``detect.blazepose``), None with ``pose_model="none"``."""
+        if self.pose_model == "none":
+            return None
+        if "blazepose" not in self._detectors:
+            from detect.blazepose import BlazePoseKeypoints
+
+            self._detectors["blazepose"] = BlazePoseKeypoints(
+                self.pose_model or str(default_model(POSE_MODEL_NAME))
+            )
+        return self._detectors["blazepose"]
+
+    def heads(
+        self, bgr: np.ndarray, keypoints: list | None, origin: tuple[int, int]
+    ) -> tuple[np.ndarray, str]:
+        """(head boxes, their source): from the stored keypoints, else from BlazePose on the crop."""
+        height, width = bgr.shape[:2]
+        if keypoints:
+            return keypoint_heads(keypoints, origin, height, self.keypoint_threshold), "keypoints"
+        pose = self.pose()
+        if pose is None:
+            return np.zeros((0, 4), np.float32), "blazepose"
+        [kps] = pose([(bgr[..., :3], np.array([[0, 0, width, height, 1.0]]))])
+        return keypoint_heads(kps[0].ravel().tolist(), (0, 0), height, POSE_THRESHOLD), "blazepose"
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_detectors": {}}
@@ -201,12 +234,16 @@ class Encoding:
         self, bgr: np.ndarray, keypoints: list | None = None, origin: tuple[int, int] = (0, 0)
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """(pixels, the crop JSON's ``faces`` entry) of a BGR crop; the pixels unchanged and ``{}``
-        when blurring is off. ``faces``: regions blurred, and how many each source found."""
+        when blurring is off. ``faces``: how many regions were blurred, how many faces each source
+        found (``blazeface``, ``keypoints``: detect's, ``blazepose``: run here), and the regions (x1, y1,
+        x2, y2 in crop pixels)."""
         if not self.blur_faces:
             return bgr, {}
         height, width = bgr.shape[:2]
         found = self.detector()(bgr)[:, :4]
-        heads = keypoint_heads(keypoints or [], origin, height, self.keypoint_threshold)
+        heads, source = self.heads(bgr, keypoints, origin)
         regions = face_regions(np.concatenate([found, heads]), width, height)
-        record = {"blurred": len(regions), "blazeface": len(found), "keypoints": len(heads)}
+        record = {"blurred": len(regions), "blazeface": len(found), "keypoints": 0, "blazepose": 0}
+        record[source] = len(heads)
+        record["regions"] = [list(r) for r in regions]
         return (blur_regions(bgr, regions) if regions else bgr), {"faces": record}
