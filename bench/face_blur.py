@@ -10,7 +10,7 @@ head keypoints detect stored). For each crop, one process, one thread:
 
 Printed: ms per crop of each, their ratio, and per set the crops with a face blurred. With
 ``--sheets DIR`` it also writes contact sheets, each tile the crop before (left) and after
-(right), numbered, with ``sheets.json`` naming the crop of each number: the input of the face
+(right) of its top 45 %, numbered, with ``sheets.json`` naming the crop of each number: the input of the face
 recall count by eye (README, "Face blurring").
 
     python bench/face_blur.py --sheets /tmp/face_sheets      # 40 crops a set + the demo's shards
@@ -87,7 +87,7 @@ def measure(crops: list, encoding: Encoding) -> tuple[list[dict[str, Any]], list
         faces = record["faces"]
         rows.append(
             {"set": group, "crop": name, "base_s": base_s, "blur_s": blur_s, "changed": jpg != plain}
-            | {k: faces[k] for k in ("blurred", "blazeface", "keypoints")}
+            | {k: faces[k] for k in ("blurred", "blazeface", "keypoints", "blazepose")}
         )
         blurred.append(out)
     return rows, blurred
@@ -102,29 +102,32 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         blur = 1000 * float(np.mean([r["blur_s"] for r in mine]))
         out.append(
             {"set": group, "crops": len(mine), "with_faces": sum(r["blurred"] > 0 for r in mine)}
-            | {"by_keypoints": sum(r["keypoints"] > 0 for r in mine), "encode_ms": round(base, 2)}
+            | {f"by_{k}": sum(r[k] > 0 for r in mine) for k in ("blazeface", "keypoints", "blazepose")}
+            | {"encode_ms": round(base, 2)}
             | {"blur_encode_ms": round(blur, 2), "ratio": round(blur / base, 1) if base else None}
         )
     return out
 
 
-def write_sheets(folder: Path, crops: list, blurred: list[np.ndarray], per_sheet: int = 50) -> None:
-    """Contact sheets of (before | after) pairs at 160 px high, 10 a row, numbered; sheets.json."""
+def write_sheets(folder: Path, crops: list, blurred: list[np.ndarray], per_sheet: int = 40) -> None:
+    """Contact sheets of the top 45 % of each crop (where a standing person's head is), before and
+    after, 140 px high, 8 pairs a row, numbered; ``sheets.json`` names each number's crop."""
     folder.mkdir(parents=True, exist_ok=True)
     tiles, names = [], []
     for n, ((group, name, pixels, _, _), after) in enumerate(zip(crops, blurred, strict=True)):
-        scale = 160 / pixels.shape[0]
-        width = min(100, max(1, round(pixels.shape[1] * scale)))
-        pair = [cv2.resize(p, (width, 160), interpolation=cv2.INTER_CUBIC) for p in (pixels, after)]
-        tile = np.zeros((176, 204, 3), np.uint8)
-        tile[:160, :width], tile[:160, 102 : 102 + width] = pair
-        cv2.putText(tile, str(n), (2, 172), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1)
+        top = max(1, round(0.45 * pixels.shape[0]))
+        scale = 140 / top
+        width = min(120, max(1, round(pixels.shape[1] * scale)))
+        pair = [cv2.resize(p[:top], (width, 140), interpolation=cv2.INTER_CUBIC) for p in (pixels, after)]
+        tile = np.zeros((156, 246, 3), np.uint8)
+        tile[:140, :width], tile[:140, 122 : 122 + width] = pair
+        cv2.putText(tile, str(n), (2, 152), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
         tiles.append(tile)
         names.append(f"{group}/{name}")
     for first in range(0, len(tiles), per_sheet):
         chunk = tiles[first : first + per_sheet]
-        chunk += [np.zeros_like(tiles[0])] * (-len(chunk) % 10)
-        rows = [np.concatenate(chunk[i : i + 10], axis=1) for i in range(0, len(chunk), 10)]
+        chunk += [np.zeros_like(tiles[0])] * (-len(chunk) % 8)
+        rows = [np.concatenate(chunk[i : i + 8], axis=1) for i in range(0, len(chunk), 8)]
         cv2.imwrite(str(folder / f"sheet_{first // per_sheet:02d}.png"), np.concatenate(rows, axis=0))
     write_json(folder / "sheets.json", dict(enumerate(names)))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from common.detectors.blazepose import BlazePoseKeypoints
 from common.detectors.build import build_detector as build
 from common.detectors.yolo import resolve_device
-from detect.blazepose import BlazePoseKeypoints
 from detect.person_rules import PersonRules
 from detect.pose import HRNetKeypoints, MMPoseKeypoints
 from detect.settings import DetectSettings

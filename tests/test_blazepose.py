@@ -1,4 +1,4 @@
-"""BlazePose keypoints (``detect.blazepose``) on real person crops of ../shared/data/reid.
+"""BlazePose keypoints (``common.detectors.blazepose``) on real person crops of ../shared/data/reid.
 
 Whole crops should pass §3.1's keypoint rules, their top 40 % (no lower body) and bottom half
 (no head) should fail them; keypoints should lie where the body parts are and move with the
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from common.data import data_root
+from common.detectors.blazepose import BlazePoseKeypoints, coco_keypoints, sigmoid, square_warp
 from common.errors import UsageError
-from detect.blazepose import BlazePoseKeypoints, coco_keypoints, sigmoid, square_warp
 from detect.person_rules import keypoint_reason
 from detect.settings import DetectSettings
 

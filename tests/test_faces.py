@@ -74,7 +74,7 @@ def test_blur_regions_is_strong_for_any_face_size():
 
 def test_head_keypoints_of_the_real_pose_model_cover_the_face(face_model, shared_data, reid_dir):
     """BlazePose's nose, eyes and ears on a frontal crop give a head box over BlazeFace's face."""
-    from detect.blazepose import BlazePoseKeypoints
+    from common.detectors.blazepose import BlazePoseKeypoints
 
     pose_model = shared_data / "models" / "pose_landmark_full.tflite"
     if not pose_model.is_file():
@@ -130,7 +130,25 @@ def test_build_shards_writes_blurred_crops_and_records_them(face_model, reid_dir
         )
         far[max(0, y1 - 8) : y2 + 8, max(0, x1 - 8) : x2 + 8] = False  # JPEG blocks near the edge
     assert np.abs(written[far] - source[far]).mean() < 2.0  # re-encoded at quality 95, same pixels
+    assert pipeline.main(["stats", "--root", str(root)]) == 0
+    page = (root / "report.html").read_text()
+    assert page.count('class="face"') == 1 and (root / "report_files" / "faces_000.jpg").is_file()
     stats = json.loads((root / "stats.json").read_text())
     assert stats["faces"]["crops_checked"] == 2
     assert stats["faces"]["crops_with_faces"] == 1
     assert stats["faces"]["regions"] == meta["face"]["faces"]["blurred"]
+
+
+def test_report_examples_are_blurred_like_the_crops(face_model, shared_data):
+    """report.html's example boxes are drawn on frames: with blurring on, their faces are blurred."""
+    from shards.checks.report_examples import draw
+
+    frame = cv2.imread(str(shared_data / "images" / "zidane.jpg"))
+    box = (840, 60, 1160, 720)  # the man on the right, his face at about (920-1068, 120-268)
+    plain, outline = draw(frame, box, None, 0.3, True)
+    blurred, same = draw(frame, box, None, 0.3, True, Encoding(blur_faces=True, face_model=str(face_model)))
+    assert outline == same
+    scale = (outline[3] - outline[1]) / (box[3] - box[1])
+    x1, y1 = outline[0] + round(90 * scale), outline[1] + round(70 * scale)
+    face = (slice(y1, y1 + round(140 * scale)), slice(x1, x1 + round(140 * scale)))
+    assert detail(blurred[face]) < 0.3 * detail(plain[face])

@@ -36,11 +36,11 @@ from typing import Any
 from bench.scale_parts.context import DATA
 from bench.scale_parts.measure import REPO
 from common.atomic import write_json
+from common.detectors.blazepose import BlazePoseKeypoints
 from common.detectors.hog import HogDetector
 from common.media.frames import read_frames
 from common.media.images import encode_jpeg
 from common.table import aligned
-from detect.blazepose import BlazePoseKeypoints
 from shards.sources.detections import crop_box
 
 CLIPS = ("street-crossing.mp4", "one-by-one-person-detection.mp4", "concourse-walkers.mp4", "pedestrians.mp4")

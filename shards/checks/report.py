@@ -105,15 +105,24 @@ def legend(thresholds: set[float]) -> str:
 
 
 def detections_html(
-    root: Path, counted: BoxTally, per_status: int, seed: int, thresholds: dict[str, float]
+    root: Path,
+    counted: BoxTally,
+    per_status: int,
+    seed: int,
+    thresholds: dict[str, float],
+    blur: ex.Encoding | None = None,
+    shown: list | None = None,
 ) -> str:
-    """Boxes per status, then a grid of examples per status (``ok`` first, then §3.1's order)."""
+    """Boxes per status, then a grid of examples per status (``ok`` first, then §3.1's order);
+    ``blur``: faces blurred in every example; ``shown`` gets the examples written."""
     counts = counted.by_status()
     if not counts:
         return "<p>No boxes: the root has no <code>detections/</code> box files (or they are empty).</p>"
     parts = [html_table(["status", "boxes"], list(counts.items()), "status-counts")]
     chosen = ex.chosen_boxes(counted, per_status, seed)
-    examples, notes = ex.write_examples(root, chosen, thresholds)
+    examples, notes = ex.write_examples(root, chosen, thresholds, blur)
+    if shown is not None:
+        shown.extend(examples)
     parts.append(legend({e["threshold"] for e in examples}))
     parts += [f'<p class="note">{escape(n)}</p>' for n in notes]
     for status, n in counts.items():
@@ -123,6 +132,28 @@ def detections_html(
         )
         parts.append('<div class="grid">' + "".join(example_html(e) for e in shown) + "</div>")
     return "\n".join(parts)
+
+
+def faces_html(root: Path, stats: dict[str, Any], samples, n: int, seed: int, shown: list) -> str:
+    """Face blurring: the counts of stats.json and ``n`` blurred crops as the shards hold them
+    (regions outlined); one line when the build did not blur."""
+    faces = stats.get("faces")
+    if not faces:
+        return "<p>Faces were not blurred (build-shards without <code>--blur-faces</code>).</p>"
+    rows = [(k.replace("_", " "), f"{v:,}") for k, v in faces.items()]
+    examples = ex.write_face_examples(root, samples, n, seed)
+    shown.extend(examples)
+    figures = "".join(
+        f'<figure><img class="face" src="{escape(e["src"])}" alt="{escape(e["key"])}">'
+        f"<figcaption>{escape(e['key'])}</figcaption></figure>"
+        for e in examples
+    )
+    return (
+        html_table(["crops", "count"], rows, "faces")
+        + f'<p><span class="key" style="background:{_rgb(ex.FACE_REGION)}"></span>region blurred '
+        "(the crops as written; every example on this page is blurred the same way)</p>"
+        + f'<div class="grid">{figures}</div>'
+    )
 
 
 def videos_html(root: Path, table) -> str:
@@ -212,15 +243,19 @@ def write_report(
     root = Path(root)
     counted = tally(root) if counted is None else counted
     (root / ex.FOLDER).mkdir(parents=True, exist_ok=True)
+    blur, shown = ex.blurring(root, stats.get("faces")), []
     body = [
         "<h2>Detections by status</h2>",
-        detections_html(root, counted, examples, seed, thresholds or ex.THRESHOLDS),
+        detections_html(root, counted, examples, seed, thresholds or ex.THRESHOLDS, blur, shown),
+        "<h2>Face blurring</h2>",
+        faces_html(root, stats, samples, examples, seed, shown),
         "<h2>Figures</h2>",
         figures_html(root, figures),
         "<h2>Videos</h2>",
         videos_html(root, per_video(root, counted, samples)),
         dets_report_html(root),
     ]
+    ex.remove_stale_images(root, shown)
     _remove_stale_tables(root / ex.FOLDER, "".join(body))
     write_text(root / PAGE, page(root, stats, figures, body))
     return root / PAGE

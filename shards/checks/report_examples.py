@@ -1,4 +1,5 @@
-"""Example boxes of ``report.html``: per detection status, a seeded choice of boxes drawn on their frames.
+"""Example images of ``report.html``: per detection status, a seeded choice of boxes drawn on their
+frames; and crops whose faces were blurred, as the shards hold them.
 
 Each example is a crop of the sampled frame around the box (``CONTEXT`` of the box's size on every
 side), scaled to ``HEIGHT`` pixels high, with the box outline (green when kept, red when dropped)
@@ -7,6 +8,11 @@ below it in magenta. The threshold is the one detect applied: a ``keypoint_thres
 per-box file's metadata when detect recorded one, else the default of its ``keypoint_model``
 (``thresholds``: blazepose 0.8, hrnet 0.3, detect's defaults). Frames are read with
 ``common.media.frames.read_frames``, the reader detect sampled them with.
+
+When the build blurred faces (``--blur-faces``), every example is blurred too before it is
+written (the build's own ``Encoding``: BlazeFace on the example, the box's head keypoints): the
+page never shows a face the shards do not. The face examples are crops with a face blurred, read
+from their shard, the blurred regions outlined (``FACE_REGION``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from common.atomic import atomic_path
 from common.manifests import boxes, video_filter
 from common.media.frames import read_frames
 from shards.checks.box_tally import BoxTally, pick
+from shards.write.faces import Encoding
 
 CONTEXT = 0.3  # context around the box, as a fraction of its width / height, on each side
 HEIGHT = 200  # pixels: every example image is this high ...
@@ -29,6 +36,7 @@ KEPT_BOX = (0, 200, 0)
 DROPPED_BOX = (0, 0, 255)
 KEYPOINT_ABOVE = (255, 255, 0)
 KEYPOINT_BELOW = (255, 0, 255)
+FACE_REGION = (0, 220, 255)
 # detect's defaults (detect/settings.py): blazepose_keypoint_threshold, keypoint_threshold (HRNet)
 THRESHOLDS = {"blazepose": 0.8, "hrnet": 0.3}
 COLUMNS = ["video_id", "frame", "x1", "y1", "x2", "y2", "score", "status", "keypoint_model"]
@@ -66,8 +74,32 @@ def chosen_boxes(tally: BoxTally, per_status: int, seed: int):
     return pd.DataFrame([found[p] for p in picks]).reset_index(drop=True)
 
 
-def draw(frame: np.ndarray, box, keypoints, threshold: float, kept: bool) -> tuple[np.ndarray, list[int]]:
-    """The example image of one box and where its outline lies in it ([x1, y1, x2, y2] pixels)."""
+def blurring(root: Path, faces: dict[str, Any] | None) -> Encoding | None:
+    """The build's face blurring (its saved build-shards, else stream, settings) when ``faces``
+    (stats.json's) says crops were checked; None otherwise."""
+    import yaml
+
+    if not faces:
+        return None
+    saved: dict[str, Any] = {}
+    for name in ("build-shards", "stream"):
+        path = Path(root) / "settings" / f"{name}.yaml"
+        if path.is_file():
+            saved = (yaml.safe_load(path.read_text()) or {}) | saved
+    score = saved.get("face_min_score")
+    return Encoding(
+        blur_faces=True,
+        face_model=saved.get("face_model") or "",
+        face_min_score=Encoding.face_min_score if score is None else float(score),
+        pose_model=saved.get("face_pose_model") or "",
+    )
+
+
+def draw(
+    frame: np.ndarray, box, keypoints, threshold: float, kept: bool, blur: Encoding | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """The example image of one box and where its outline lies in it ([x1, y1, x2, y2] pixels);
+    ``blur``: the faces in it blurred first."""
     import cv2
 
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -79,7 +111,11 @@ def draw(frame: np.ndarray, box, keypoints, threshold: float, kept: bool) -> tup
         raise ValueError(f"box {x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f} lies outside the {fw}x{fh} frame")
     scale = min(HEIGHT / (cy2 - cy1), MAX_WIDTH / (cx2 - cx1))
     size = (max(1, round((cx2 - cx1) * scale)), max(1, round((cy2 - cy1) * scale)))
-    image = cv2.resize(frame[cy1:cy2, cx1:cx2], size, interpolation=cv2.INTER_AREA)
+    region = frame[cy1:cy2, cx1:cx2]
+    if blur is not None:
+        flat = None if keypoints is None else np.asarray(keypoints, np.float64).ravel().tolist()
+        region = blur.blur(region, flat, (cx1, cy1))[0]
+    image = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
 
     def at(x: float, y: float) -> tuple[int, int]:
         return round((x - cx1) * scale), round((y - cy1) * scale)
@@ -112,7 +148,7 @@ def _keypoints_and_threshold(file: str, thresholds: dict[str, float]) -> tuple[l
 
 
 def draw_video(
-    path: Path, rows, thresholds: dict[str, float]
+    path: Path, rows, thresholds: dict[str, float], blur: Encoding | None = None
 ) -> dict[Any, tuple[np.ndarray, list[int], float]]:
     """Every chosen box of one video drawn, frame by frame as decoded: {row label: (image, outline,
     threshold)}; a box off its frame is left out."""
@@ -126,7 +162,7 @@ def draw_video(
             limit = limits[int(r["row"])]
             try:
                 image, outline = draw(
-                    frame, (r["x1"], r["y1"], r["x2"], r["y2"]), kps, limit, r["status"] == "ok"
+                    frame, (r["x1"], r["y1"], r["x2"], r["y2"]), kps, limit, r["status"] == "ok", blur
                 )
             except ValueError:
                 continue
@@ -134,7 +170,9 @@ def draw_video(
     return drawn
 
 
-def draw_all(root: Path, chosen, thresholds: dict[str, float]) -> tuple[dict, list[str]]:
+def draw_all(
+    root: Path, chosen, thresholds: dict[str, float], blur: Encoding | None = None
+) -> tuple[dict, list[str]]:
     """Every chosen box drawn ({row label: (image, outline, threshold)}) and notes on those that
     could not be (a video not in ``video_filter.parquet`` or unreadable, a frame not decoded)."""
     paths, notes, drawn = video_paths(root), [], {}
@@ -143,7 +181,7 @@ def draw_all(root: Path, chosen, thresholds: dict[str, float]) -> tuple[dict, li
             notes.append(f"{len(rows)} example(s) of video {vid}: not in {video_filter.FILE}")
             continue
         try:
-            now = draw_video(paths[vid], rows, thresholds)
+            now = draw_video(paths[vid], rows, thresholds, blur)
         except OSError as e:
             notes.append(f"{len(rows)} example(s) of video {vid}: cannot read {paths[vid]} ({e})")
             continue
@@ -154,13 +192,13 @@ def draw_all(root: Path, chosen, thresholds: dict[str, float]) -> tuple[dict, li
 
 
 def write_examples(
-    root: Path, chosen, thresholds: dict[str, float]
+    root: Path, chosen, thresholds: dict[str, float], blur: Encoding | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Draw and write the chosen boxes to ``<root>/report_files/`` (removing the previous run's
     examples there); return the examples for the page, in ``chosen``'s order, and the notes."""
     import cv2
 
-    drawn, notes = draw_all(Path(root), chosen, thresholds)
+    drawn, notes = draw_all(Path(root), chosen, thresholds, blur)
     out, examples = Path(root) / FOLDER, []
     out.mkdir(parents=True, exist_ok=True)
     for n, (label, r) in enumerate(chosen.iterrows()):
@@ -176,8 +214,52 @@ def write_examples(
             | {"src": f"{FOLDER}/{name}", "outline": outline, "threshold": limit}
             | {"size": (round(r["x2"] - r["x1"]), round(r["y2"] - r["y1"]))}
         )
+    return examples, notes
+
+
+def write_face_examples(root: Path, samples, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` crops with a face blurred (a seeded choice among samples.parquet's ``faces > 0``),
+    read from their shards and written to ``report_files/faces_<i>.jpg`` with the blurred regions
+    outlined: ``[{"src", "key", "regions"}]``."""
+    import json
+    import tarfile
+
+    import cv2
+
+    blurred = samples.loc[(samples["status"] == "ok") & (samples["faces"] > 0), ["key", "shard"]]
+    chosen = blurred.sample(min(n, len(blurred)), random_state=seed).sort_values("key")
+    found: dict[str, dict[str, bytes]] = {}
+    for shard, keys in chosen.groupby("shard")["key"]:
+        wanted = set(keys)
+        with tarfile.open(Path(root) / "shards" / str(shard)) as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                if key in wanted and ext in ("jpg", "json"):
+                    found.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    out, examples = Path(root) / FOLDER, []
+    for i, key in enumerate(chosen["key"]):
+        files = found.get(key, {})
+        if set(files) != {"jpg", "json"}:
+            continue
+        image = cv2.imdecode(np.frombuffer(files["jpg"], np.uint8), cv2.IMREAD_COLOR)
+        regions = json.loads(files["json"]).get("faces", {}).get("regions", [])
+        scale = HEIGHT / image.shape[0]
+        image = cv2.resize(
+            image, (max(1, round(image.shape[1] * scale)), HEIGHT), interpolation=cv2.INTER_AREA
+        )
+        for x1, y1, x2, y2 in regions:
+            corners = (round(x1 * scale), round(y1 * scale)), (round(x2 * scale) - 1, round(y2 * scale) - 1)
+            cv2.rectangle(image, *corners, FACE_REGION, 1)
+        name = f"faces_{i:03d}.jpg"
+        with atomic_path(out / name) as tmp:
+            tmp.write_bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+        examples.append({"src": f"{FOLDER}/{name}", "key": key, "regions": regions})
+    return examples
+
+
+def remove_stale_images(root: Path, examples: list[dict[str, Any]]) -> None:
+    """The ``*.jpg`` of ``report_files/`` a previous run wrote and this page does not show."""
     written = {Path(e["src"]).name for e in examples}
-    for stale in out.glob("*.jpg"):  # the previous run's examples
+    for stale in (Path(root) / FOLDER).glob("*.jpg"):
         if stale.name not in written:
             stale.unlink()
-    return examples, notes

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from common.data import data_root
+from common.detectors.blazepose import BlazePoseKeypoints
 from common.errors import UsageError
 
 MODEL_NAME = "face_detection_full_range_sparse.tflite"
@@ -200,12 +201,10 @@ class Encoding:
         return self._detectors["blazeface"]
 
     def pose(self):
-        """This process's BlazePose (``detect.blazepose``), None with ``pose_model="none"``."""
+        """This process's BlazePose (``common.detectors.blazepose``), None with ``pose_model="none"``."""
         if self.pose_model == "none":
             return None
         if "blazepose" not in self._detectors:
-            from detect.blazepose import BlazePoseKeypoints
-
             self._detectors["blazepose"] = BlazePoseKeypoints(
                 self.pose_model or str(default_model(POSE_MODEL_NAME))
             )
