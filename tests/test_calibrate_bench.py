@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from shards.release.calibrate import OFFSETS
 
 REPO = Path(__file__).resolve().parent.parent
+PRINTED = {  # what print_table shows of a video
+    "boxes", "cut_s", "calibrate_s", "calibrate_decode_s", "calibrate_over_cut",
+    "outcome", "scale", "offset", "agreement", "runner_up_agreement",
+}  # fmt: skip
 
 
 def test_calibrate_bench_smoke(tmp_path, videos_dir):
@@ -26,9 +30,12 @@ def test_calibrate_bench_smoke(tmp_path, videos_dir):
     assert result["rounds"] == 1 and result["calibration"]["frames"] == 2
     clip = result["videos"]["street-crossing.mp4"]
     assert (clip["outcome"], clip["scale"], clip["offset"]) == ("verified", 1.0, 0)
-    assert clip["crops"] == clip["boxes"] > 0 and clip["released_frames"] >= 2
-    assert clip["calibration_frames_decoded"] <= 2 * 5  # only the frames it needs
-    assert clip["cut_s"] > 0 and clip["calibrate_s"] > clip["calibrate_decode_s"] > 0
-    assert clip["calibrate_over_cut"] == pytest.approx(clip["calibrate_s"] / clip["cut_s"], rel=0.02)
-    assert result["total"]["verified_at_scale_1_offset_0"] == 1
+    assert clip["crops"] == clip["boxes"] > 0 and clip["released_frames"] >= 2  # every box cut
+    # The same detector on the same frames finds the same boxes: a mismatched frame or scale
+    # between the released detections and the calibration's would score far below 1.
+    assert clip["agreement"] >= 0.9
+    # the 2 calibration frames (far apart) at each offset: what calibration decodes, no frame twice
+    assert clip["calibration_frames_decoded"] == 2 * len(OFFSETS)
+    assert set(clip) >= PRINTED
+    assert result["total"]["videos"] == 1 and result["total"]["verified_at_scale_1_offset_0"] == 1
     assert "street-crossing.mp4" in run.stdout and f"wrote {out}" in run.stdout

@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
+PRINTED = {"video_fps_per_core", "video_fps_wall", "ratio", "exact"}  # bench/decode.py's table, per method
 
 
 def load(name: str):
@@ -27,10 +26,10 @@ def test_decode_bench_smoke(tmp_path, videos_dir, capsys):
     clip = saved["videos"]["concourse-walkers.mp4"]
     assert clip["frames"] == 340 and clip["sampled"] == 4
     methods = clip["methods"]
-    assert methods["opencv read every frame (baseline)"]["ratio"] == 1.0
+    # exact: the same frame numbers, pixel for pixel, as the baseline's decode of every frame
     assert methods["read_frames (pyav gop + nonref skip)"]["exact"]
     assert methods["opencv grab"]["exact"] and methods["pyav decode all"]["exact"]
-    assert all(m["video_fps_per_core"] > 0 for m in methods.values())
+    assert all(set(m) >= PRINTED for m in methods.values())  # every figure the table shows
     printed = capsys.readouterr().out
     assert "read_frames (pyav gop + nonref skip)" in printed
     assert f"torchcodec: {saved['torchcodec']}" in printed
@@ -47,11 +46,11 @@ def test_detect_bench_smoke(tmp_path, videos_dir, capsys):
     assert saved["device"] == "cpu" and saved["frames"] == 2
     assert saved["batch"] == 2 and saved["timed_frames"] == 10  # 2 real frames fill 5 full batches
     rows = saved["rows"]
-    assert rows["decode (read_frames, 1 core)"]["ratio"] == 1.0
     assert set(rows) >= {"hog", "yolov5n", "yolov5n + hrnet_w32"}
+    # Counts, not rates: the baseline decoded the 2 real frames, every model row ran the same 10
+    # frames in its 5 batches, and boxes/s is reported exactly for the rows that run HRNet.
+    assert rows["decode (read_frames, 1 core)"]["frames"] == saved["frames"]
     timed = [r for name, r in rows.items() if not name.startswith("decode")]
-    assert all(r["batches"] >= 5 and r["frames"] == 10 for r in timed)
-    assert all(r["sampled_frames_per_s"] > 0 for r in rows.values())
-    pose = rows["yolov5n + hrnet_w32"]
-    assert pose["boxes_per_s"] == pytest.approx(pose["sampled_frames_per_s"] * saved["persons_per_frame"])
+    assert all(r["batches"] == 5 and r["frames"] == 10 for r in timed)
+    assert {name for name, r in rows.items() if "boxes_per_s" in r} == {n for n in rows if "hrnet" in n}
     assert "yolov5n + hrnet_w32" in capsys.readouterr().out
