@@ -99,6 +99,12 @@ COMMANDS: dict[str, Command] = {
         "shards.release.export_lmdb:export_lmdb",
         "write the shards as the official LUPerson LMDB with keys.pkl",
     ),
+    "takedown": Command(
+        "shards.settings:TakedownSettings",
+        "takedown",
+        "shards.release.takedown:takedown",
+        "remove crops (by video id or key) from the shards, tables and LMDB export, and from every later build",
+    ),
     "pretrain": Command(
         "pretrain.settings:PretrainSettings",
         "pretrain",

@@ -13,7 +13,8 @@ item with status and reason) and ``stats.json`` (the paper's Table 1 figures).
 ``--from-dets`` also writes ``dets_report.json`` (videos listed / downloaded / cut, crops expected /
 written, by reason). On a root whose shards came from another plan (other inputs or settings) the
 build is refused with one line naming what differs; ``--replace-shards`` builds the new plan beside
-them and swaps it in only when complete.
+them and swaps it in only when complete. Crops a takedown removed (``python pipeline.py takedown``)
+are never written again: they are recorded ``taken_down`` in samples.parquet.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.checks.stats import write_stats
+from shards.release import takedown
 from shards.release.dets_report import write_report
 from shards.settings import ShardSettings
 from shards.sources import pick
@@ -65,6 +67,7 @@ def build_shards(cfg: ShardSettings, root: Path) -> dict[str, Any]:
     A plan of one item per crop waits on disk in a temporary folder of the root, not in memory.
     """
     root = Path(root).resolve()  # tasks carry absolute paths: Ray workers run elsewhere
+    takedown.finish_pending(root)  # one cut short: its crops must be out of the shards this reuses
     with plan_folder(root) as scratch:
         source, tasks, counts = pick.plan(cfg, root, scratch)
         if not tasks:

@@ -168,3 +168,15 @@ class VerifySettings:
 
     def __post_init__(self) -> None:
         check_positive(self, "workers")
+
+
+@dataclass(frozen=True)
+class TakedownSettings:
+    videos: tuple[str, ...] = setting((), "video ids: every crop of each is taken down")
+    keys: tuple[str, ...] = setting(
+        (), "crop keys to take down (<video_id>_<frame:08d>_<box:03d>, or any key of samples.parquet)"
+    )
+    from_file: str | None = setting(
+        None, "a file of video ids and crop keys, one a line ('#' starts a comment)"
+    )
+    reason: str = setting("", "why (required with ids): kept in samples.parquet and <root>/takedowns.jsonl")

@@ -45,6 +45,7 @@ from filter.videos import filter_rows, load_videos, near_duplicate_reason, signa
 from shards.build import plan_record
 from shards.checks.stats import write_stats
 from shards.checks.verify import drop_stale_report
+from shards.release import takedown
 from shards.release.dets_report import write_report
 from shards.sources import detections
 from shards.write import plan_guard, progress
@@ -132,6 +133,7 @@ def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[st
     order = plan_order(rows)
     out = root / "shards"
     started = time.perf_counter()
+    takedown.finish_pending(root)  # one cut short: its crops must be out of the shards this keeps
     with writing(out):
         start(out, stream_plan(stages, rows, order))
         index_rows, last_durable = durable(out)

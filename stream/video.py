@@ -145,7 +145,8 @@ def examine(stages: Stages, row: dict[str, Any], after: str | None, outcome: Out
     outcome.detect = detect_video(stages.detect, root, VideoJob(vid, str(path), probe.n_frames))
     if outcome.detect["status"] != "ok":
         return
-    video = SimpleNamespace(video_id=vid, path=row["path"], city=row.get("city"))
+    provenance = {"url": row.get("url"), "license": row.get("license")}
+    video = SimpleNamespace(video_id=vid, path=row["path"], city=row.get("city"), **provenance)
     task = detections.video_task(root, video)
     if task is None or not task.items:
         return

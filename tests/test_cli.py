@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "stream",
     "verify-shards",
     "export-lmdb",
+    "takedown",
     "fetch-samples",
 ]
 

@@ -34,7 +34,8 @@ KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # no dots: WebDataset ends a key at 
 # unreadable, hidden; LMDB: missing; own detections: bad_box, empty_box; videos: video_missing,
 # video_unreadable, frame_unreadable; --from-dets: bad_vname, bad_dets, bad_frame,
 # duplicate_video, no_boxes, not_downloaded, not_listed, resolution_mismatch and calibration's
-# unverified and mismatch.
+# unverified and mismatch; any source: taken_down (``python pipeline.py takedown`` removed the crop,
+# and every later build leaves it out: ``common.manifests.takedowns``).
 STATUSES = (
     "ok",
     "empty",
@@ -59,6 +60,7 @@ STATUSES = (
     "resolution_mismatch",
     "unverified",
     "mismatch",
+    "taken_down",
 )
 REMEDY = "rerun build-shards"
 STRICT_ENV = "LUPERSON_STRICT_STATUSES"  # set by the tests: an unlisted code fails the build

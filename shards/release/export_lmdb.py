@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import shutil
 import sys
@@ -40,6 +41,7 @@ from typing import Any, NamedTuple
 
 from common.atomic import atomic_path, write_json
 from common.errors import UsageError
+from common.manifests import takedowns
 from common.manifests.parquet import rows_table
 from common.manifests.shard_index import INDEX_NAME, read_shard_index
 from shards.release import tarindex
@@ -261,6 +263,104 @@ def export_summary(
     }
 
 
+def is_current(out: Path, index) -> bool:
+    """Whether the export in ``out`` was made from the shards ``index`` lists, as they are."""
+    previous = previous_export(out / "export.json")
+    summary = previous.get("summary")
+    keys_format = summary.get("keys_format") if isinstance(summary, dict) else None
+    if keys_format not in ("dict", "list"):
+        return False
+    return previous.get("fingerprint") == fingerprint(index, ExportLmdbSettings(keys_format=keys_format))
+
+
+def keys_groups(path: Path, sample_keys: set[str]):
+    """``(kept rows, LMDB keys of the rows of sample_keys)`` of each row group of ``keys.parquet``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = pa.array(sorted(sample_keys), pa.string())
+    with pq.ParquetFile(path) as file:
+        for group in range(file.num_row_groups):
+            table = file.read_row_group(group).cast(keys_schema())
+            gone = pc.is_in(table.column("sample_key"), value_set=wanted)
+            yield table.filter(pc.invert(gone)), table.filter(gone).column("lmdb_key").to_pylist()
+
+
+def delete_entries(database: Path, lmdb_keys: list[str]) -> None:
+    """Delete ``lmdb_keys`` from the database, then replace ``data.mdb`` with a compacted copy
+    (made in ``.lmdb.tmp``): deleted entries leave their bytes in free pages, a compacted copy has none."""
+    import lmdb
+
+    data = database / "data.mdb"
+    tmp = database.parent / ".lmdb.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    # room for the pages the deletions copy on write
+    env = lmdb.open(str(database), map_size=data.stat().st_size + (64 << 20) + 8192 * len(lmdb_keys))
+    try:
+        with env.begin(write=True) as txn:
+            for key in lmdb_keys:
+                txn.delete(key.encode("ascii"))
+        env.copy(str(tmp), compact=True)
+    finally:
+        env.close()
+    with open(tmp / "data.mdb", "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp / "data.mdb", data)
+    shutil.rmtree(tmp)
+
+
+def remove_samples(out: Path, sample_keys: set[str], index=None) -> int:
+    """Take the samples ``sample_keys`` out of the export in ``out`` (``python pipeline.py takedown``);
+    the LMDB entries deleted.
+
+    Their entries leave the database (compacted: no page keeps their bytes), ``keys.pkl`` and
+    ``keys.parquet``; every other key stays as it is (an export made anew numbers the images again,
+    without gaps). ``index``: the shards after the takedown, which ``export.json`` then records,
+    when the export was made from the shards before it (:func:`is_current`); without it the export
+    stays as stale as it was. An unfinished export (no ``export.json``) loses its database, which
+    export-lmdb writes again. Run again, it deletes nothing more and leaves the same files.
+    """
+    import pyarrow.parquet as pq
+
+    report = previous_export(out / "export.json")
+    summary, parquet = report.get("summary"), out / "keys.parquet"
+    if not isinstance(summary, dict) or not parquet.is_file() or not (out / "lmdb" / "data.mdb").is_file():
+        for folder in (out / "lmdb", out / ".lmdb.tmp"):
+            shutil.rmtree(folder, ignore_errors=True)
+        for name in ("keys.pkl", "keys.parquet", "export.json"):
+            (out / name).unlink(missing_ok=True)
+        return 0
+    gone = [key for _, keys in keys_groups(parquet, sample_keys) for key in keys]
+    if gone:  # the database first: keys.parquet finds them again after a kill
+        delete_entries(out / "lmdb", gone)
+    keys: list[str] = []
+    places: set[tuple[str, ...]] = set()
+    jpeg_bytes = 0
+    with atomic_path(parquet) as tmp, pq.ParquetWriter(tmp, keys_schema()) as writer:
+        for kept, _ in keys_groups(parquet, sample_keys):
+            writer.write_table(kept)
+            keys += kept.column("lmdb_key").to_pylist()
+            columns = [kept.column(name).to_pylist() for name in ("country", "city", "video")]
+            places.update(zip(*columns, strict=True))
+            jpeg_bytes += sum(kept.column("bytes").to_pylist())
+    write_keys_pkl(out, keys, summary["keys_format"])
+    counts = {
+        "images": len(keys),
+        "countries": len({p[:1] for p in places}),
+        "cities": len({p[:2] for p in places}),
+        "videos": len(places),
+        "jpeg_bytes": jpeg_bytes,
+        "data_mdb_bytes": (out / "lmdb" / "data.mdb").stat().st_size,
+    }
+    stamp = report.get("fingerprint")
+    if index is not None:
+        stamp = fingerprint(index, ExportLmdbSettings(keys_format=summary["keys_format"]))
+    write_json(out / "export.json", {"fingerprint": stamp, "summary": summary | counts})
+    return len(gone)
+
+
 def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     """Write ``<out>/lmdb`` and ``<out>/keys.pkl`` from ``<root>/shards``; return the figures.
 
@@ -270,6 +370,11 @@ def export_lmdb(cfg: ExportLmdbSettings, root: Path) -> dict[str, Any]:
     """
     root = Path(root)
     out = Path(cfg.output) if cfg.output else root / "lup_lmdb"
+    if takedowns.read_pending(root) is not None:
+        raise UsageError(
+            f"a takedown was cut short ({takedowns.pending_path(root)}): finish it first with "
+            f"python pipeline.py takedown --root {root}"
+        )
     index = shard_list(root)
     claim(out)
     stamp = fingerprint(index, cfg)

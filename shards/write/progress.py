@@ -61,6 +61,13 @@ def read_part(path: Path) -> tuple[Any, dict[str, Any]]:
     return table, json.loads(table.schema.metadata[META_KEY])
 
 
+def read_row(path: Path) -> dict[str, Any]:
+    """The index row of a part file, without reading its records."""
+    import pyarrow.parquet as pq
+
+    return json.loads(pq.read_schema(path).metadata[META_KEY])
+
+
 def clean_temporaries(out: Path) -> None:
     """Remove half-written files a killed run left behind (``.<name>.<pid>.tmp``)."""
     for folder in (out, out / "parts"):

@@ -55,14 +55,18 @@ class ShardWriter:
     """One open shard: ``add(key, {ext: bytes})``, then ``close()`` renames it into place.
 
     ``fits(files)`` says whether a sample still fits under ``max_samples`` and ``max_bytes``
-    (the closed file size, exactly); an empty shard always accepts one sample.
+    (the closed file size, exactly); an empty shard always accepts one sample. ``reserve`` counts
+    a sample against both caps without writing it: a taken-down crop keeps its place, so the
+    shard closes where it would have closed with the crop in it.
     """
 
     def __init__(self, path: Path, max_samples: int, max_bytes: int) -> None:
         self.path = path
         self.max_samples = max_samples
         self.max_bytes = max_bytes
-        self.n_samples = 0
+        self.n_samples = 0  # written
+        self.slots = 0  # written and reserved
+        self.reserved = 0  # bytes the reserved samples would take
         self.keys: list[str] = []
         self._stack = contextlib.ExitStack()
         self._tmp = self._stack.enter_context(atomic_path(path))
@@ -73,11 +77,12 @@ class ShardWriter:
         return sum(member_bytes(f"{key}.{ext}", len(data)) for ext, data in files.items())
 
     def fits(self, key: str, files: dict[str, bytes]) -> bool:
-        if self.n_samples == 0:
+        if self.slots == 0:
             return True
-        if self.n_samples >= self.max_samples:
+        if self.slots >= self.max_samples:
             return False
-        return closed_size(self._tar.offset + self.sample_bytes(key, files)) <= self.max_bytes
+        end = self._tar.offset + self.reserved + self.sample_bytes(key, files)
+        return closed_size(end) <= self.max_bytes
 
     def add(self, key: str, files: dict[str, bytes]) -> None:
         """Append one sample; members in sorted extension order."""
@@ -86,6 +91,12 @@ class ShardWriter:
             self._tar.addfile(member_info(f"{key}.{ext}", len(data)), io.BytesIO(data))
         self.keys.append(key)
         self.n_samples += 1
+        self.slots += 1
+
+    def reserve(self, key: str, files: dict[str, bytes]) -> None:
+        """Count one sample against the caps, as ``add`` would, without writing it."""
+        self.reserved += self.sample_bytes(key, files)
+        self.slots += 1
 
     def close(self) -> dict[str, object]:
         """Finish the archive, rename it into place and return its index row."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from common.integrity import DISK_FULL, write_failure
+from common.manifests import takedowns
 from shards.checks.verify import drop_stale_report
 from shards.write import plan_guard, progress
 from shards.write.faces import Encoding
@@ -43,13 +44,20 @@ def writing(path: Path) -> Iterator[None]:
 
 
 class Build:
-    """Appends results to shards in ``out``, numbering from ``first``, writing a part per shard."""
+    """Appends results to shards in ``out``, numbering from ``first``, writing a part per shard.
+
+    ``out`` is a folder of the workspace root (``shards``, or ``shards.next`` while a plan replaces
+    another): a crop the root's takedown requests name (``common.manifests.takedowns``) is not
+    written but recorded ``taken_down``, and keeps its place in its shard (``ShardWriter.reserve``),
+    so the shards are those a takedown of it leaves behind.
+    """
 
     def __init__(self, out: Path, first: int, max_samples: int, max_bytes: int) -> None:
         self.out = out
         self.number = first
         self.max_samples = max_samples
         self.max_bytes = max_bytes
+        self.takedowns = takedowns.taken_down(out.parent)
         self.writer: ShardWriter | None = None
         self.records: list[dict[str, Any]] = []  # items seen since the last shard closed
         self.rows: list[dict[str, Any]] = []  # index rows of the shards closed here
@@ -59,11 +67,16 @@ class Build:
             if self.writer is not None and not self.writer.fits(result.key, result.files):
                 self.close()
             path = self.out / shard_name(self.number)
+            reason = self.takedowns.reason(result.key, result.record["video_id"]) if self.takedowns else None
             with writing(path):
                 if self.writer is None:
                     self.writer = ShardWriter(path, self.max_samples, self.max_bytes)
-                self.writer.add(result.key, result.files)
-            result.record["shard"] = self.writer.path.name
+                if reason is None:
+                    self.writer.add(result.key, result.files)
+                    result.record["shard"] = self.writer.path.name
+                else:
+                    self.writer.reserve(result.key, result.files)
+                    result.record.update(status=takedowns.STATUS, reason=reason)
         self.records.append(result.record)
 
     def close(self) -> None:
@@ -72,7 +85,8 @@ class Build:
             return
         with writing(self.writer.path):
             row = self.writer.close()
-        row["first_key"], row["last_key"] = self.writer.keys[0], self.writer.keys[-1]
+        keys = self.writer.keys or [""]  # every crop of the shard taken down: an empty tar
+        row["first_key"], row["last_key"] = keys[0], keys[-1]
         with writing(progress.part_path(self.out, self.number)):
             progress.write_part(self.out, self.number, self.records, row)
         log.debug("wrote %s: %d samples, %d bytes", row["shard"], row["n_samples"], row["bytes"])
