@@ -5,7 +5,9 @@ Figures go to ``<root>/figures/``: ``examples.png`` (a grid of random crops, lik
 Unreadable inputs end in one line naming the file; on a root it cannot write to, Table 1 is still
 printed and the command fails with one line naming what it could not write. ``stats`` also writes
 ``<root>/report.html`` (:mod:`shards.checks.report`: Table 1, example boxes per detection status,
-the figures, per-video counts, ``dets_report.json``) with its images in ``<root>/report_files/``.
+the figures, per-video counts, ``dets_report.json``) with its images in ``<root>/report_files/``,
+and ``<root>/DATASHEET.md`` (:mod:`shards.checks.datasheet`: Gebru et al.'s seven sections, answered
+from the workspace where it can, the rest marked for the maintainer).
 
 ``write_stats`` is the one writer of ``stats.json``: ``build-shards`` calls it after a build (no
 figures), ``stats`` calls it with the figures it drew (the same content plus a ``figures`` key).
@@ -20,6 +22,7 @@ from common.atomic import write_json, write_text
 from common.errors import UsageError
 from common.manifests import samples as samples_file
 from shards.checks.box_tally import tally
+from shards.checks.datasheet import write_datasheet
 from shards.checks.figures import write_figures
 from shards.checks.report import write_report
 from shards.checks.table1 import dataset_stats, table1
@@ -54,6 +57,7 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
         write_stats(root, figures, report)
         write_text(root / "figures" / "table1.txt", table + "\n")
         page = write_report(root, report, figures, samples, cfg.seed, cfg.report_examples, counted=counted)
+        sheet = write_datasheet(root, report)
     except OSError as e:  # a read-only or full root; reading errors are UsageErrors already
         print(table, flush=True)
         where = e.filename or root
@@ -77,4 +81,5 @@ def stats(cfg: StatsSettings, root: Path) -> dict[str, Any]:
     summary["failed"] = report["failed"]
     summary["figures"] = {k: v if v.startswith("skipped") else Path(v).name for k, v in figures.items()}
     summary["report"] = str(page)
+    summary["datasheet"] = str(sheet)
     return {k: ("-" if v is None else v) for k, v in summary.items()}
