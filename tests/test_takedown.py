@@ -269,6 +269,11 @@ def test_video_ids_from_a_file(videos_dir, tmp_path):
     shutil.rmtree(root / "shards")
     build_shards(cfg, root)  # from scratch: the crops keep their places, so the same shards
     assert shard_files(root) == expected
+    # report.html draws example boxes on the frames: none of a taken-down video
+    assert main("stats", "--root", str(root), "--report-examples", "40") == 0
+    page = (root / "report.html").read_text()
+    assert 'alt="clipA frame' in page and 'alt="clipB frame' not in page
+    assert "taken down (takedowns.jsonl)" in page
 
 
 def outputs(root: Path) -> dict[str, bytes]:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from common.atomic import atomic_path
-from common.manifests import boxes, video_filter
+from common.manifests import boxes, takedowns, video_filter
+from common.manifests.samples import sample_key
 from common.media.frames import read_frames
 from shards.checks.box_tally import BoxTally, pick
 from shards.write.faces import Encoding
@@ -39,7 +40,7 @@ KEYPOINT_BELOW = (255, 0, 255)
 FACE_REGION = (0, 220, 255)
 # detect's defaults (detect/settings.py): blazepose_keypoint_threshold, keypoint_threshold (HRNet)
 THRESHOLDS = {"blazepose": 0.8, "hrnet": 0.3}
-COLUMNS = ["video_id", "frame", "x1", "y1", "x2", "y2", "score", "status", "keypoint_model"]
+COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "status", "keypoint_model"]
 REQUIRED = ("frame", "x1", "y1", "x2", "y2", "status")
 FOLDER = "report_files"
 
@@ -176,6 +177,17 @@ def draw_all(
     """Every chosen box drawn ({row label: (image, outline, threshold)}) and notes on those that
     could not be (a video not in ``video_filter.parquet`` or unreadable, a frame not decoded)."""
     paths, notes, drawn = video_paths(root), [], {}
+    removed = takedowns.taken_down(root)
+    if removed:  # a takedown's crops are shown nowhere, their boxes on the frames included
+        gone = [
+            removed.reason(sample_key(str(r.video_id), int(r.frame), int(r.box)), str(r.video_id)) is not None
+            if r.box == r.box  # NaN: a box file without box numbers; its video may still be named
+            else removed.reason("", str(r.video_id)) is not None
+            for r in chosen.itertuples()
+        ]
+        if any(gone):
+            notes.append(f"{sum(gone)} example(s) not shown: taken down ({takedowns.LOG})")
+            chosen = chosen[[not g for g in gone]]
     for vid, rows in chosen.groupby("video_id", sort=True):
         if vid not in paths:
             notes.append(f"{len(rows)} example(s) of video {vid}: not in {video_filter.FILE}")
