@@ -83,9 +83,7 @@ def crawled(videos_dir: Path, tmp_path_factory) -> Path:
 def filtered(crawled: Path, into: Path) -> pd.DataFrame:
     shutil.copytree(crawled, into)
     filter_videos(FilterSettings(workers=2), into)
-    table = pd.read_parquet(into / "video_filter.parquet")
-    videos = pd.read_parquet(into / "videos.parquet")[["video_id", "url"]]
-    table = table.merge(videos, on="video_id")
+    table = pd.read_parquet(into / "video_filter.parquet")  # it carries crawl's url
     return table.assign(name=[Path(u).name for u in table["url"]]).set_index("name")
 
 
