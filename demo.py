@@ -1,4 +1,4 @@
-"""``python pipeline.py demo``: every built stage, in order, on the sample footage, CPU-sized.
+"""``python pipeline.py demo``: every stage, in order, on the sample footage, CPU-sized.
 
 Settings of each stage come from ``configs/demo.yaml`` (or ``--config``); the demo only wires
 one stage's output into the next, and has detect check the §3.1 keypoint rules with the offline
@@ -7,7 +7,7 @@ benchmarks are looked for in the data folder (``common.data``: ``--data``, ``LUP
 ``../shared/data``, else the user cache). When it holds no footage or no model, the demo first
 runs ``fetch-samples`` (``common.samples``). The Re-ID benchmarks are never fetched (they are
 research-only): without them, evaluate and finetune are skipped with one line saying how to give
-them (``--reid-data``). A stage that is not built yet is reported as "not built".
+them (``--reid-data``).
 """
 
 from __future__ import annotations
@@ -74,21 +74,6 @@ def demo_data(settings: DemoSettings) -> DemoData:
         summary["fetched"] = fetched["fetched"]
     reid = Path(settings.reid_data) if settings.reid_data else folder / "reid"
     return DemoData(videos, reid, pose, summary)
-
-
-class NotBuilt(Exception):
-    """The stage's package has no entry function yet."""
-
-
-def _run(command: str, settings: Any, root: Path) -> dict[str, Any]:
-    module = stages.COMMANDS[command].function.partition(":")[0]
-    try:
-        stages.load_attr(stages.COMMANDS[command].function)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            raise NotBuilt(command) from None
-        raise
-    return stages.run_stage(command, settings, root)
 
 
 def write_url_list(videos: Path, out: Path) -> Path:
@@ -160,12 +145,7 @@ def demo(settings: DemoSettings, root: Path, config: str | None = None) -> dict[
             summaries[command] = {"status": why}
             continue
         start = time.perf_counter()
-        try:
-            summary = _run(command, make_settings(), root)
-        except NotBuilt:
-            summaries[command] = {"status": "not built"}
-            continue
-        summary = dict(summary)
+        summary = dict(stages.run_stage(command, make_settings(), root))
         if command == "pretrain" and summary.get("backbone"):
             backbone["path"] = str(summary["backbone"])
         summary["seconds"] = round(time.perf_counter() - start, 1)

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from common.errors import UsageError
-from common.log import is_main_process, setup_logging
+from common.log import setup_logging
 from common.settings import add_settings_flags
 from common.summary import print_summary
+from common.workspace import is_lock_holder
 from demo import demo
+from shards.sources import IMPORTER_FIELDS
 from stages import (  # noqa: F401  (re-exported: benchmarks and tests run stages through pipeline)
     CHAINED_BEFORE,
     COMMANDS,
-    IMPORTER_FIELDS,
     chained_settings,
     load_attr,
     resolve,
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pipeline.py {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    if is_main_process():  # under an external torchrun every rank returns here
+    if is_lock_holder():  # under an external torchrun every rank returns here
         print_summary({args.command: summary})
     return 0
 

@@ -145,9 +145,8 @@ COMMANDS: dict[str, Command] = {
 }
 
 # build-shards chains these stages first when it cuts crops from its own detections; a run that
-# imports crops or takes released detections (any of IMPORTER_FIELDS set) skips them.
+# imports crops or takes released detections (any of shards.sources.IMPORTER_FIELDS set) skips them.
 CHAINED_BEFORE = {"build-shards": ("filter", "detect")}
-IMPORTER_FIELDS = ("from_images", "from_lmdb", "from_dets")
 CHAIN_FLAGS = ("engine", "address")
 
 

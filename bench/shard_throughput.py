@@ -45,9 +45,9 @@ if __name__ == "__main__" and __spec__ is None:  # run by path: run as a module 
 from bench.shard_read import decode_rows, measure_decode, mixed_shards, read_rows, row, timed
 from common.atomic import write_json
 from common.data import data_root
-from common.engine import ray_init
 from common.manifests import video_filter
 from common.media.images import decode_bgr, encode_jpeg
+from common.ray_cluster import ray_init
 from shards.build import build_shards
 from shards.release.export_lmdb import export_lmdb
 from shards.release.lmdb_keys import format_key

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.media import frames
+
 
 class ProbeError(Exception):
     """OpenCV cannot read the file as a video."""
@@ -30,8 +32,8 @@ def probe_video(path: Path, count_frames: bool = False) -> dict[str, Any]:
     """Frames, fps, width, height, duration (s), codec and byte size of ``path``, read with OpenCV.
 
     ``n_frames`` is the container's frame count (what ``CAP_PROP_FRAME_COUNT`` reports); with
-    ``count_frames`` (or when the container has no count) every frame is grabbed and counted,
-    which is exact but costs a full decode.
+    ``count_frames`` (or when the container has no count) it is ``common.media.frames.count_frames``:
+    the frames a read-every-frame loop returns, as filter counts them.
     """
     import cv2
 
@@ -44,14 +46,12 @@ def probe_video(path: Path, count_frames: bool = False) -> dict[str, Any]:
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         codec = _fourcc_text(int(cap.get(cv2.CAP_PROP_FOURCC)))
-        if count_frames or n_frames <= 0:
-            n_frames = 0
-            while cap.grab():
-                n_frames += 1
     finally:
         cap.release()
     if width <= 0 or height <= 0:
         raise ProbeError(f"{path.name} has no video stream OpenCV can decode")
+    if count_frames or n_frames <= 0:
+        n_frames = frames.count_frames(path)
     return {
         "n_frames": n_frames,
         "fps": fps if fps > 0 else None,

@@ -55,7 +55,9 @@ class CrawlSettings(EngineSettings):
         "deno", "JavaScript runtime yt-dlp runs for YouTube's challenges (needs it on PATH)"
     )
     count_frames: bool = setting(
-        False, "count frames by decoding every one (exact, slow) instead of the container's count"
+        False,
+        "count the frames a read-every-frame loop returns (exact: from the packet index, or by decoding "
+        "every frame when it cannot be planned) instead of the container's count",
     )
     search_only: bool = setting(False, "write videos.parquet but download nothing")
     license: Literal["any", "creative-commons"] = setting(

@@ -16,7 +16,7 @@ flight, for a stage that appends them as they come (the shard writer): a local p
 can start from a clean forkserver (no inherited pyarrow threads), or Ray tasks in a sliding window.
 
 Work with a costly set-up (a detector and a pose model on a GPU) runs on long-lived Ray actors
-instead, each building its object once: ``run_actors(factory, args, items, ...)``.
+instead, each building its object once: ``common.actors.run_actors(factory, args, items, ...)``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import closing
 from typing import Any, Literal, TypeVar
 
-from common.actors import actor_shape, run_actors  # noqa: F401  (one import place for stages)
 from common.local_pool import DIED_ALONE, completion_order, item_order
-from common.ray_cluster import project_packages, ray_init, user_errors_unwrapped  # noqa: F401
+from common.ray_cluster import ray_init, user_errors_unwrapped
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -26,6 +26,8 @@ from common.errors import UsageError
 T = TypeVar("T")
 R = TypeVar("R")
 STOP_WAIT_S = 5.0  # a stopped pool's worker has this long to end on SIGTERM before SIGKILL
+# The reason recorded for an item whose process died again when it ran alone: on this pool, on Ray
+# (after its retries) and in detect (a video decoded alone).
 DIED_ALONE = "the process running it alone died (a crash, e.g. in a decoder, or a kill)"
 
 

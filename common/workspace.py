@@ -37,7 +37,8 @@ def make_folder(folder: Path, what: str) -> list[Path]:
 
 
 def is_lock_holder() -> bool:
-    """The process that locks for a distributed run: rank 0, on node 0 (torchrun sets ``RANK``)."""
+    """Rank 0 of a distributed run (torchrun sets ``RANK``), or the only process: the one that
+    locks the workspace, saves the settings, logs below warnings and prints the summary."""
     return int(os.environ.get("RANK", "0")) == 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common.local_pool import DIED_ALONE
 from common.manifests import boxes as box_file
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
 from detect.person_rules import PersonRules, box_reason
@@ -22,9 +23,6 @@ from detect.sampling import Decoders, VideoJob, sampled_frames, worker_death
 from detect.track_windows import TrackSettings, WindowBuffer, add_window, window_records
 
 log = logging.getLogger(__name__)
-# The error row of a video whose decoding process dies; DataLoader's words for how (a signal, or
-# only "exited unexpectedly", depending on which check saw it first) go to the log.
-CRASHED = "the process decoding it alone died (a decoder crash or a kill: see the log)"
 
 
 class BatchRunner:
@@ -136,8 +134,10 @@ class BatchRunner:
             else:
                 unfinished.append(job)
         if len(part) == 1 and unfinished:  # decoded alone: this video kills its process
-            log.warning("detect: %s failed: %s (%s)", part[0].video_id, CRASHED, death)
-            self.results[part[0].video_id] = {"frames_sampled": 0, "status": "error", "reason": CRASHED}
+            # the row says what every engine says; DataLoader's words for how (a signal, or only
+            # "exited unexpectedly", depending on which check saw it first) go to the log
+            log.warning("detect: %s failed: %s (%s)", part[0].video_id, DIED_ALONE, death)
+            self.results[part[0].video_id] = {"frames_sampled": 0, "status": "error", "reason": DIED_ALONE}
             return []
         if not unfinished:
             return []

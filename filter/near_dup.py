@@ -4,7 +4,8 @@ A signature is a video's k 64-bit pHashes (``filter.phash``); two videos match w
 Hamming distance of their frame hashes (frame i with frame i) is <= ``max_distance``. Walking the
 videos in order, one that matches an earlier *kept* video is dropped as a duplicate of the closest
 (the earliest on a tie); one that matches only dropped videos is kept (A~B and B~C but not A~C:
-A and C kept, B dropped). That is what the quadratic loop this replaces did (issue 14).
+A and C kept, B dropped). Comparing every pair decides that directly (``bench/near_dup.py``'s
+``every_pair``: the benchmark's baseline and the tests' reference), in quadratic time.
 
 Videos are decided in batches, in order. A batch is looked up in ``filter.hamming_index`` (the kept
 videos of earlier batches) and compared pair by pair within itself; every candidate is measured

@@ -80,8 +80,7 @@ def _stream_facts(path: Path) -> tuple[int, float, str]:
         return count_frames(path), fps, "opencv"
     if index.truncated:
         raise OSError(f"truncated: {len(index.pts)} of {index.declared_frames} frames in the file")
-    n_frames = index.n_frames if index.seekable else count_frames(path)
-    return n_frames, index.fps, index.codec
+    return count_frames(path, index), index.fps, index.codec
 
 
 def probe_video(path: str | Path, count: int, width: int) -> Probe:

@@ -37,16 +37,14 @@ from common.errors import UsageError
 from common.manifests import boxes
 from common.manifests import detections as detections_file
 from common.manifests import videos as manifest
+from common.manifests.shard_index import drop_stale_verdict
 from detect.inputs import kept_videos
 from detect.run import summary_table
 from filter.near_dup import NearDuplicates
 from filter.probe import Probe
 from filter.videos import filter_rows, load_videos, near_duplicate_reason, signature, write_rows
-from shards.build import plan_record
-from shards.checks.stats import write_stats
-from shards.checks.verify import drop_stale_report
+from shards.build import write_reports
 from shards.release import takedown
-from shards.release.dets_report import write_report
 from shards.sources import detections
 from shards.write import plan_guard, progress
 from shards.write.items import Task
@@ -137,7 +135,7 @@ def stream(cfg: StreamSettings, root: Path, settings: dict[str, Any]) -> dict[st
     with writing(out):
         start(out, stream_plan(stages, rows, order))
         index_rows, last_durable = durable(out)
-    drop_stale_report(out, rewriting=True)
+    drop_stale_verdict(out, rewriting=True)
     build = Build(out, len(index_rows), shards.max_samples, shards.max_bytes)
     try:
         if cfg.from_dets:
@@ -204,15 +202,12 @@ def finish_shards(
     root, out, cfg = stages.root, stages.root / "shards", stages.shards
     source = "dets" if cfg.from_dets else "detections"
     with plan_folder(root) as scratch, writing(out):
-        shaping = {"source": source, "max_samples": cfg.max_samples, "max_bytes": cfg.max_bytes}
-        plan = plan_record(cfg, root, {**shaping, **cfg.encoding_plan()}, tasks)
-        write_json(out / plan_guard.PLAN_NAME, plan)
+        write_json(out / plan_guard.PLAN_NAME, plan_guard.plan_record(cfg, root, source, tasks))
         done = progress.complete_parts(out, tasks)
         if len(done) != len(index_rows):
             raise RuntimeError(f"{len(index_rows)} shards written, {len(done)} hold the plan's items")
         index, statuses, n_tracklets = write_tables(out, tasks, index_rows, trailing, scratch)
-    with writing(root / "stats.json"):
-        write_stats(root)
+    regenerate = write_reports(root, cfg, tasks)
     summary = {
         "samples": statuses.get("ok", 0),
         "failed": {k: statuses[k] for k in sorted(statuses) if k != "ok"},
@@ -220,7 +215,4 @@ def finish_shards(
         "bytes": int(index["bytes"].sum()),
         **({"tracklets": n_tracklets} if n_tracklets else {}),
     }
-    if cfg.from_dets:
-        with writing(root / "dets_report.json"):
-            summary["regenerate"] = write_report(root, cfg.from_dets, tasks)
-    return summary
+    return summary if regenerate is None else {**summary, "regenerate": regenerate}

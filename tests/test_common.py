@@ -34,8 +34,8 @@ def test_summary_table_flattens_nested_figures():
         ("dropped.vr", 0),
         ("kept", 4),
     ]
-    table = format_table({"filter": {"kept": 1234}, "pretrain": {"status": "not built"}})
+    table = format_table({"filter": {"kept": 1234}, "evaluate": {"status": "skipped: no benchmark"}})
     lines = table.splitlines()
     assert lines[0].split() == ["stage", "figure", "value"]
     assert "1,234" in lines[2] and lines[2].startswith("filter")
-    assert lines[3].split() == ["pretrain", "status", "not", "built"]
+    assert lines[3].split() == ["evaluate", "status", "skipped:", "no", "benchmark"]

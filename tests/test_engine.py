@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from common.engine import actor_shape, ordered_map, run_actors, run_tasks
+from common.actors import actor_shape, run_actors
+from common.engine import ordered_map, run_tasks
 from common.manifests.shard_index import (
     sha256_file,  # a real per-file task, importable by pool and Ray workers
 )
@@ -246,7 +247,7 @@ def test_bad_engine_arguments(engine: str, workers: int):
 
 def test_cluster_workers_get_the_stage_packages():
     """What a cluster's workers receive as py_modules: every stage package, each a package folder."""
-    from common.engine import project_packages
+    from common.ray_cluster import project_packages
 
     folders = [Path(p) for p in project_packages()]
     assert {"collect", "common", "detect", "filter", "shards"} <= {f.name for f in folders}

@@ -1,16 +1,16 @@
 """One vocabulary in every workspace file: ``status`` (a closed set of codes) and ``reason`` (a line).
 
-Files written before the vocabulary was unified (video_filter's ``reason``/``detail``, the per-box
-files' ``reason``) are read under today's names, and writers refuse a code outside their set.
+Writers refuse a code outside their set; a file naming its columns otherwise (no release wrote
+one) is refused with one line naming it, never read under other names.
 """
 
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from common.errors import UsageError
 from common.manifests import boxes, video_filter
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
 from detect.person_rules import REASONS, PersonRules
@@ -19,16 +19,16 @@ from filter.settings import FilterSettings
 from filter.videos import decide
 
 
-def test_an_older_video_filter_file_reads_under_todays_names(tmp_path):
-    old = pd.DataFrame(
+def test_a_video_filter_file_with_other_column_names_is_refused(tmp_path):
+    other = pd.DataFrame(
         {"video_id": ["a", "b"], "path": ["videos/a.mp4", "videos/b.mp4"], "keep": [True, False]}
         | {"reason": ["ok", "static"], "detail": ["", "max frame difference 0.001"]}
     )
-    old.to_parquet(tmp_path / video_filter.FILE)
-    table = video_filter.read(tmp_path, ("video_id", "keep", "status", "reason"))
-    assert table["status"].tolist() == ["ok", "static"]
-    assert table["reason"].tolist() == ["", "max frame difference 0.001"]
-    assert "detail" not in table.columns
+    other.to_parquet(tmp_path / video_filter.FILE)
+    with pytest.raises(
+        UsageError, match=r"video_filter\.parquet lacks columns \['status'\]; run filter again"
+    ):
+        video_filter.read(tmp_path, ("video_id", "keep", "status", "reason"))
 
 
 def test_todays_video_filter_file_round_trips(tmp_path):
@@ -54,18 +54,21 @@ def test_writers_refuse_a_status_outside_their_set(tmp_path):
         write_video_boxes(tmp_path / "v.parquet", "v", box_rows, 1)
 
 
-def test_an_older_box_file_reads_under_todays_names(tmp_path):
-    columns = {name: [] for name in boxes.schema().names}
+def test_a_box_file_with_other_column_names_is_refused(tmp_path):
     box_rows = BoxRows("hog", "none")
     box_rows.add_frame(
         0, [[0, 0, 60, 150, 2.0], [0, 0, 30, 150, 2.0]], [None, None], PersonRules(min_score=1.0)
     )
-    columns = dict(box_rows.columns, video_id=["v", "v"])
-    old = pa.table(columns).rename_columns(["reason" if n == "status" else n for n in columns])
-    pq.write_table(old.replace_schema_metadata({"frames_sampled": "3"}), tmp_path / "v.parquet")
-    assert boxes.read(tmp_path / "v.parquet", ["valid", "status"])["status"].tolist() == ["ok", "too_narrow"]
+    write_video_boxes(tmp_path / "v.parquet", "v", box_rows, 3)
     summary = read_video_summary(tmp_path / "v.parquet")
     assert summary["reasons"] == {"ok": 1, "too_narrow": 1} and summary["frames_sampled"] == 3
+    table = pq.read_table(tmp_path / "v.parquet")
+    other = table.rename_columns(["reason" if n == "status" else n for n in table.column_names])
+    pq.write_table(other, tmp_path / "v.parquet")
+    with pytest.raises(
+        UsageError, match=r"v\.parquet lacks columns \['status'\]; delete it and run detect again"
+    ):
+        read_video_summary(tmp_path / "v.parquet")
 
 
 def test_each_code_a_stage_gives_is_in_its_files_set():

@@ -1,9 +1,9 @@
-"""The near-duplicate check (``filter.near_dup``) against the quadratic loop it replaced.
+"""The near-duplicate check (``filter.near_dup``) against the definition, every pair compared.
 
-The reference is that loop verbatim (``bench.near_dup.old_mark_near_duplicates``, also the
-benchmark's baseline): every test asks for the same status and reason on every row, on random
-signatures with planted near copies, on chains and ties made by hand, on one clip copied thousands
-of times, and on the real sample videos' pHashes.
+The reference is ``bench.near_dup.every_pair`` (also the benchmark's baseline), itself checked on
+chains and ties made by hand: every test asks for the same match on every row, on random
+signatures with planted near copies, on one clip copied thousands of times and on the real sample
+videos' pHashes; the stage's ``mark_near_duplicates`` for the same status and reason on every row.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import pytest
 
 import filter.hamming_index
 import filter.near_dup
-from bench.near_dup import main, old_mark_near_duplicates, stage_input, synthetic_signatures
+from bench.near_dup import every_pair, main, synthetic_signatures
 from filter.hamming_index import HammingIndex
 from filter.near_dup import NearDuplicates, max_total, near_duplicates
-from filter.phash import mean_distances
 from filter.probe import Probe, probe_video
 from filter.settings import FilterSettings
 from filter.videos import mark_near_duplicates
@@ -27,33 +26,45 @@ from filter.videos import mark_near_duplicates
 K = FilterSettings().static_frames
 
 
-def decisions(mark, signatures: np.ndarray, distance: float, mixed: bool = False) -> list[tuple[str, str]]:
-    """(status, reason) of every row after ``mark``; ``mixed``: some rows already dropped by an
-    earlier rule and some probes with too few hashes, which both versions must leave out."""
-    rows, probes = stage_input(signatures)
+def stage_input(signatures: np.ndarray, mixed: bool = False) -> tuple[list[dict], dict[str, Probe]]:
+    """Rows and probes as ``filter_rows`` hands them to ``mark_near_duplicates``; the ids sort in
+    row order, so plan order is row order. ``mixed``: some rows already dropped by an earlier rule
+    and some probes with too few hashes, which the check must leave out."""
+    rows = [{"video_id": f"v{i:06d}", "status": "ok", "reason": ""} for i in range(len(signatures))]
+    probes = {f"v{i:06d}": Probe(hashes=[f"{int(h):016x}" for h in sig]) for i, sig in enumerate(signatures)}
     if mixed:
         for i in range(0, len(rows), 17):
             rows[i].update(status="static", reason="max frame difference 0.1")
         for i in range(5, len(rows), 23):
             probes[rows[i]["video_id"]].hashes = probes[rows[i]["video_id"]].hashes[:-1]
-    mark(rows, probes, FilterSettings(near_duplicate_distance=distance))
+    return rows, probes
+
+
+def decisions(signatures: np.ndarray, distance: float, mixed: bool = False) -> list[tuple[str, str]]:
+    """(status, reason) of every row after the stage's ``mark_near_duplicates``."""
+    rows, probes = stage_input(signatures, mixed)
+    mark_near_duplicates(rows, probes, FilterSettings(near_duplicate_distance=distance))
     return [(r["status"], r["reason"]) for r in rows]
 
 
-def as_decisions(matches: list) -> list[tuple[str, str]]:
-    """``near_duplicates`` output in the words of ``mark_near_duplicates`` (ids as ``stage_input``)."""
-    return [
-        ("ok", "") if m is None else ("near_duplicate", f"like v{m[0]:06d} (distance {m[1]:.1f})")
-        for m in matches
-    ]
+def expected_decisions(signatures: np.ndarray, distance: float, mixed: bool = False) -> list[tuple[str, str]]:
+    """What ``decisions`` must give: rows of another status and probes short of K hashes left as
+    they are, the others decided by ``every_pair`` in row order."""
+    rows, probes = stage_input(signatures, mixed)
+    taking = [i for i, r in enumerate(rows) if r["status"] == "ok" and len(probes[r["video_id"]].hashes) == K]
+    for i, match in zip(taking, every_pair(signatures[taking], distance), strict=True):
+        if match is not None:
+            like = rows[taking[match[0]]]["video_id"]
+            rows[i].update(status="near_duplicate", reason=f"like {like} (distance {match[1]:.1f})")
+    return [(r["status"], r["reason"]) for r in rows]
 
 
 @pytest.mark.parametrize("distance", [0, 1, 6, 10, 15, 16, 20, 64])
-def test_same_rows_as_the_loop_on_planted_duplicates(distance):
+def test_same_rows_as_every_pair_on_planted_duplicates(distance):
     """Thresholds on both sides of the index's all-pairs fallback (16 and up), rows of other reasons."""
     signatures = synthetic_signatures(1500, K, 0.3, np.random.default_rng(distance))
-    expected = decisions(old_mark_near_duplicates, signatures, distance, mixed=True)
-    assert decisions(mark_near_duplicates, signatures, distance, mixed=True) == expected
+    expected = expected_decisions(signatures, distance, mixed=True)
+    assert decisions(signatures, distance, mixed=True) == expected
     reasons = [r for r, _ in expected]
     assert reasons.count("near_duplicate") > 0 and reasons.count("ok") > 0 and "static" in reasons
 
@@ -62,10 +73,8 @@ def test_same_rows_as_the_loop_on_planted_duplicates(distance):
 def test_batch_size_changes_nothing(batch):
     signatures = synthetic_signatures(1200, K, 0.3, np.random.default_rng(1))
     result = near_duplicates(signatures, 6, batch)
-    assert as_decisions(result) == decisions(old_mark_near_duplicates, signatures, 6)
-    for row, match in enumerate(result):  # the very float the loop computed
-        if match is not None:
-            assert match[1] == mean_distances(signatures[row].tolist(), signatures[[match[0]]])[0]
+    assert sum(m is not None for m in result) > 0
+    assert result == every_pair(signatures, 6)  # the same rows, and the very floats of mean_distances
 
 
 def same_mask(*bits: int) -> list[int]:
@@ -91,7 +100,7 @@ def test_chains_and_ties_by_hand(batch):
     )
     expected = [None, (0, 2.0), None, (0, 4.0), (0, 4.0), (2, 3.0), None, (0, 2.0)]
     assert near_duplicates(signatures, 6, batch) == expected
-    assert decisions(old_mark_near_duplicates, signatures, 6) == as_decisions(expected)
+    assert every_pair(signatures, 6) == expected  # the reference itself
 
 
 def test_one_clip_copied_thousands_of_times():
@@ -101,7 +110,7 @@ def test_one_clip_copied_thousands_of_times():
     signatures[:, 0] ^= np.uint64(1) << rng.integers(0, 64, 3000).astype(np.uint64)
     result = near_duplicates(signatures, 6)
     assert result[0] is None and all(m is not None and m[0] == 0 for m in result[1:])
-    assert as_decisions(result) == decisions(old_mark_near_duplicates, signatures, 6)
+    assert result == every_pair(signatures, 6)
 
 
 @pytest.mark.parametrize("max_bits", [0, 1, 2, 15, 30, 31, 45, 60])
@@ -136,15 +145,15 @@ def real_signatures(videos_dir):
 
 
 @pytest.mark.parametrize("distance", [0, 3, 6, 10, 16, 24])
-def test_same_rows_as_the_loop_on_real_hashes(real_signatures, distance):
+def test_same_rows_as_every_pair_on_real_hashes(real_signatures, distance):
     """600 rows, each a sample video's real signature with 0-12 bits per hash flipped, in random order."""
     rng = np.random.default_rng(distance)
     picks = real_signatures[rng.integers(0, len(real_signatures), 600)]  # 600 x K
     flips = [rng.choice(64, rng.integers(0, 13), replace=False) for _ in range(600 * K)]
     noise = np.array([sum(1 << int(b) for b in f) for f in flips], dtype=np.uint64).reshape(600, K)
     signatures = picks ^ noise
-    expected = decisions(old_mark_near_duplicates, signatures, distance, mixed=True)
-    assert decisions(mark_near_duplicates, signatures, distance, mixed=True) == expected
+    expected = expected_decisions(signatures, distance, mixed=True)
+    assert decisions(signatures, distance, mixed=True) == expected
 
 
 def test_docstring_examples():
@@ -153,20 +162,19 @@ def test_docstring_examples():
 
 
 def test_bench_smoke(tmp_path):
-    """``bench/near_dup.py --smoke`` in-process: both algorithms at two sizes, the same rows."""
+    """``bench/near_dup.py --smoke`` in-process: both methods at two sizes, the same matches."""
     result = main(["--smoke", "--out", str(tmp_path / "near_dup.json")])
     table = result["rows"]
     assert [(r["n"], r["algorithm"]) for r in table] == [
-        (300, "multi-index (new)"),
-        (300, "quadratic (old)"),
-        (600, "multi-index (new)"),
-        (600, "quadratic (old)"),
+        (300, "multi-index"),
+        (300, "every pair"),
+        (600, "multi-index"),
+        (600, "every pair"),
     ]
     assert result["agree"] is True and all(r["agree"] for r in table)
-    for new, old in (table[0:2], table[2:4]):
-        assert new["dropped"] == old["dropped"] > 0
-        assert old["time_ratio"] > 0 and old["peak_ratio"] > 0
-        assert all(r["seconds"] > 0 and r["peak_mib"] > 0 for r in (new, old))
+    for new, base in (table[0:2], table[2:4]):
+        # random hashes are ~32 bits apart: only planted copies within 6 bits are dropped
+        assert 0 < new["dropped"] == base["dropped"] <= int(new["n"] * result["planted"])
 
 
 @pytest.mark.parametrize("distance", [0, 3, 6, 16])

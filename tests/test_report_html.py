@@ -23,8 +23,7 @@ from detect.run import detect
 from detect.settings import DetectSettings
 from shards.build import build_shards
 from shards.checks import report_examples as ex
-from shards.checks.report import EXAMPLES
-from shards.checks.report_counts import TOP
+from shards.checks.report import EXAMPLES, TOP
 from shards.checks.stats import stats
 from shards.settings import ShardSettings, StatsSettings
 

@@ -116,6 +116,7 @@ def test_detect_refuses_a_damaged_filter_table(workspace, tmp_path):
     cases = {
         "keep as text": table.assign(keep="no"),  # "no" would be truthy
         "no frame count": table.assign(n_frames=None),
+        "an id that is a path": table.assign(video_id="../../escaped"),  # would name a file outside
     }
     for case, content in cases.items():  # the same UsageError, without a process each
         root = damaged(workspace, tmp_path / case.replace(" ", "_"), "video_filter.parquet", content)

@@ -27,6 +27,7 @@ import detect.sampling
 import pipeline
 from collect.crawl import crawl
 from collect.settings import CrawlSettings
+from common.local_pool import DIED_ALONE
 from common.manifests import boxes as box_file
 from filter.probe import Probe
 from filter.settings import FilterSettings
@@ -36,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 REAL = "concourse-walkers.mp4"  # 340 frames, 640x360: kept by the default filter, 4 sampled frames
 HOG = ["--detector", "hog", "--keypoints", "none"]
 # frame sizes (width, height) at which OpenCV 4.13's HOG aborted, segfaulted or raised, one process each
-CRASHED = "the process decoding it alone died"  # detect.batch_runner.CRASHED, up to its hint
 BELOW_WINDOW = [(2, 2), (16, 32), (47, 128), (63, 64), (100, 64), (32, 200)]
 
 
@@ -221,7 +221,7 @@ def test_a_video_that_kills_its_decoding_process_is_its_own_error_row(crash_case
     summary = pd.read_parquet(root / "detections.parquet").set_index("video_id")
     assert summary.index.tolist() == ["street", "crash", "concourse"]
     assert summary["status"].tolist() == ["ok", "error", "ok"]
-    assert summary.loc["crash", "reason"].startswith(CRASHED)
+    assert summary.loc["crash", "reason"] == DIED_ALONE
     assert sorted(p.name for p in box_file.files(root)) == ["concourse.parquet", "street.parquet"]
     same_boxes(root, alone, ("street", "concourse"))  # the frames in flight at the crash were redone
     assert multiprocessing.active_children() == []  # no decoding process left behind
@@ -267,5 +267,5 @@ def test_on_ray_a_crash_takes_only_its_video_not_the_actor(crash_case, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = pd.read_parquet(root / "detections.parquet").set_index("video_id")
     assert summary["status"].tolist() == ["ok", "error", "ok"]
-    assert summary.loc["crash", "reason"].startswith(CRASHED)
+    assert summary.loc["crash", "reason"] == DIED_ALONE
     same_boxes(root, alone, ("street", "concourse"))

@@ -1,7 +1,7 @@
 """Part ``detections`` of bench/scale.py and the fixes it called for: its inputs are the formats the
 stages read, its seeded box files are the bytes detect writes, the regeneration report counts a
-samples.parquet a row group at a time exactly as over the whole table, and per-video files are
-fanned out."""
+samples.parquet of many row groups (a video's rows spanning them) as a reference does, and per-video
+files are fanned out."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def reference_outcomes(frame: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def test_the_report_counts_row_group_by_row_group_as_over_the_whole_table(tmp_path):
+def test_the_report_counts_each_video_as_a_reference_does(tmp_path):
     rng = np.random.default_rng(0)
     statuses = ["ok", "ok", "frame_unreadable", "empty_box", "bad_box"]
     rows = []
@@ -125,7 +125,7 @@ def test_the_report_counts_row_group_by_row_group_as_over_the_whole_table(tmp_pa
     )
     context = {"status": "ok", "reason": "", "boxes": 0, "malformed": [], "duplicates": 0}
     tasks = [Task("dets", context | {"vname": v}, ()) for v in sorted(set(frame["source_id"]))]
-    figures = write_report(root, "dets.pkl", tasks)
+    figures = write_report(root, "dets.pkl", tasks, samples.read(root / "shards"))
     assert figures["crops"]["expected"] == len(frame)
     assert figures["crops"]["written"] == int((frame["status"] == "ok").sum())
     report = pd.read_json(root / "dets_report.json", typ="series")

@@ -61,7 +61,7 @@ def write_workspace(root: Path, video: Path) -> None:
             keypoints[2] = math.nan  # a missing confidence reaches the JSON as null
             rows.append(
                 dict(video_id=vid, frame=frame, box=box, x1=x1, y1=y1, x2=x2, y2=y2, score=score)
-                | dict(keypoints=keypoints, valid=valid, reason="ok" if valid else "low_score")
+                | dict(keypoints=keypoints, valid=valid, status="ok" if valid else "low_score")
                 | dict(detector="hog", keypoint_model="none")
             )
         box_file.path_of(root, vid).parent.mkdir(parents=True, exist_ok=True)

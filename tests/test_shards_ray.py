@@ -82,7 +82,7 @@ def test_detections_build_identical_on_ray(footage, tmp_path, local_ray, monkeyp
         calls.append((kw["engine"], len(items)))
         return real(fn, items, **kw)
 
-    monkeypatch.setattr(common.engine, "ordered_map", spy)  # the name shards.write.workers calls
+    monkeypatch.setattr(common.engine, "ordered_map", spy)  # the name shards.write.writer calls
     monkeypatch.setattr(common.engine, "RAY_WINDOW_PER_CPU", 1)  # 2 tasks in flight: reordered
     summaries = {
         engine: build_shards(ShardSettings(engine=engine, max_samples=16, workers=2), root)

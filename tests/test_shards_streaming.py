@@ -189,9 +189,8 @@ def test_a_source_out_of_key_order_is_caught(unlabeled_dir, tmp_path):
     crops = sorted((unlabeled_dir / "MIT").glob("*.jpg"))[:4]
     items = [Item(key, {"path": p.name}) for key, p in zip(["b", "a", "c", "d"], crops, strict=True)]
     tasks = [Task("images", {"root": str(crops[0].parent)}, tuple(items))]
-    settings = {"source": "images", "max_samples": 10, "max_bytes": 10**9, "jpeg_quality": 95}
     with pytest.raises(RuntimeError, match="not the plan's next item in key order"):
-        write_shards(tasks, tmp_path / "shards", settings, pick.run_job, 1, Encoding(95))
+        write_shards(tasks, tmp_path / "shards", ShardSettings(max_samples=10, workers=1), pick.run_job)
     assert not (tmp_path / "shards" / "samples.parquet").exists()
 
 

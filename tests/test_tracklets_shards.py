@@ -22,7 +22,6 @@ from common.manifests import boxes, shard_index, tracklets
 from shards.build import build_shards
 from shards.settings import ShardSettings
 from shards.sources import images, pick
-from shards.write.faces import Encoding
 from shards.write.writer import write_shards
 
 REPO = Path(__file__).resolve().parent.parent
@@ -167,8 +166,7 @@ def town(unlabeled_dir, tmp_path_factory) -> Path:
     shutil.copy(tree / "37_796.jpg", tree / "extra.jpg")
     tasks, counts = images.plan(str(tree), TOWN_PATTERN)
     assert counts["tracklets"] == 222 and counts["images_without_tracklet"] == 1
-    settings = {"source": "images", "max_samples": 10_000, "max_bytes": 10**9, "jpeg_quality": 95}
-    summary = write_shards(tasks, folder / "shards", settings, pick.run_job, 2, Encoding(95))
+    summary = write_shards(tasks, folder / "shards", ShardSettings(), pick.run_job)
     assert summary["samples"] == 6967 + 1 and summary["tracklets"] == 222
     return folder / "shards"
 

@@ -14,8 +14,7 @@ tracklet (``<video_id>_t<id>``, the tracklet the box belongs to with ``detect --
 without it and for boxes no track holds; absent in older files). The
 file's schema metadata holds ``frames_sampled`` (a video may have no boxes), ``detector``,
 ``keypoint_model`` and a ``note`` (the one-line reason) when some sampled frames could not be
-decoded. Files written before the vocabulary was unified (the code in ``reason``) are read under
-today's names.
+decoded.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ DIR = "detections"
 SUFFIX = ".parquet"
 # §3.1's rules in the order they are checked; the first three need only the box.
 STATUSES = ("ok", "low_score", "too_narrow", "bad_aspect", "no_head", "no_upper_body", "no_lower_body")
-OLD_NAMES = {"reason": "status"}
 REMEDY = "delete it and run detect again"
 
 
@@ -84,16 +82,11 @@ def write(path: Path, columns: dict[str, list], **metadata: str) -> None:
 
 
 def read(path: Path, columns: list[str] | None = None, required: tuple[str, ...] = ()):
-    """The boxes of one video file as a DataFrame (``columns`` only, today's names); a damaged or
-    foreign file, or a ``status`` outside ``STATUSES`` (the report names files by it), is a
-    one-line ``UsageError`` naming it."""
+    """The boxes of one video file as a DataFrame (``columns`` only); a damaged or foreign file, or
+    a ``status`` outside ``STATUSES`` (the report names files by it), is a one-line ``UsageError``
+    naming it."""
     table = read_table(
-        Path(path),
-        required or tuple(columns or ()),
-        "run detect first",
-        REMEDY,
-        renames=OLD_NAMES,
-        columns=columns,
+        Path(path), required or tuple(columns or ()), "run detect first", REMEDY, columns=columns
     )
     if "status" in table.columns:
         check_read_statuses(Path(path), table["status"].unique(), STATUSES, REMEDY)

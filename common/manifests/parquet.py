@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import UsageError, one_line
@@ -15,14 +15,12 @@ def read_table(
     absent: str,
     remedy: str,
     *,
-    renames: Mapping[str, str] | None = None,
     columns: list[str] | None = None,
 ):
     """``path`` as a DataFrame; ``UsageError`` naming it when it does not exist (ending in
     ``absent``: what to run), cannot be read, or lacks one of ``required`` (ending in ``remedy``).
 
-    ``renames`` maps a file's older column names to today's, applied when the file predates them
-    (a name only today's files have is absent); ``columns`` reads only those (today's names).
+    ``columns``: read only those the file has (a caller may ask for optional ones).
     """
     import pandas as pd
     import pyarrow.parquet as pq
@@ -31,18 +29,12 @@ def read_table(
         raise UsageError(f"{path} does not exist: {absent}")
     try:
         names = pq.read_schema(path).names
-        renames = dict(renames or {})
-        if (set(renames.values()) - set(renames)) & set(names):
-            renames = {}  # the file has today's names
-        names = [renames.get(n, n) for n in names]
-        back = {new: old for old, new in renames.items()}
-        wanted = None if columns is None else [back.get(c, c) for c in columns if c in names]
+        wanted = None if columns is None else [c for c in columns if c in names]
         table = pd.read_parquet(path, columns=wanted)
     except Exception as e:  # a damaged or foreign file
         raise UsageError(
             f"{path} is not a readable Parquet file ({one_line(str(e), 200)}); {remedy}"
         ) from None
-    table = table.rename(columns=renames)
     missing = set(required) - set(table.columns)
     if missing:
         raise UsageError(f"{path} lacks columns {sorted(missing)}; {remedy}")

@@ -1,13 +1,12 @@
 """``video_filter.parquet``: filter's decision on each downloaded video, one row per video.
 
 Columns: video_id, path (relative to the workspace root, as in ``videos.parquet``), city, url and
-license (crawl's, carried to every crop), keep
-(true/false), status (one of ``STATUSES``: ``ok`` when kept, else the rule that dropped it), reason
-(one line saying why), n_frames, fps, width, height. Files written before the vocabulary was
-unified (``reason`` holding the code, ``detail`` the line) are read under today's names. filter writes it with ``write``; detect (kept videos) and build-shards / stats read it
+license (crawl's, carried to every crop), keep (true/false), status (one of ``STATUSES``: ``ok``
+when kept, else the rule that dropped it), reason (one line saying why), n_frames, fps, width,
+height. filter writes it with ``write``; detect (kept videos) and build-shards / stats read it
 with ``read`` or ``kept``. A file that is not such a table (unreadable, a missing column, a
-``keep`` that is not true/false, a kept video without an id, a path or a whole frame count) is a
-one-line ``UsageError`` naming it.
+``keep`` that is not true/false, a kept video without an id, with an id that is not a file name,
+without a path or a whole frame count) is a one-line ``UsageError`` naming it.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ COLUMNS = [
     "video_id", "path", "city", "url", "license", "keep", "status", "reason", "n_frames", "fps", "width", "height",
 ]  # fmt: skip
 STATUSES = ("ok", "duplicate", "unreadable", "too_short", "too_small", "vr", "static", "near_duplicate")
-OLD_NAMES = {"reason": "status", "detail": "reason"}
 # The typed columns; the others hold text (or nothing) as written, kept as pandas objects.
 DTYPES: dict[str, str | type] = {
     "keep": bool,
@@ -51,15 +49,16 @@ def read(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSE
     cannot be read, lacks one of ``required``, or holds a ``keep`` that is not true/false.
     """
     path = Path(root) / FILE
-    videos = read_table(path, required, absent, REMEDY, renames=OLD_NAMES)
+    videos = read_table(path, required, absent, REMEDY)
     if "keep" in videos.columns and videos["keep"].dtype != bool:
         raise UsageError(f"{path}: column keep holds {videos['keep'].dtype}, not true/false; {REMEDY}")
     return videos
 
 
 def kept(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSENT):
-    """The kept rows of ``read(root, required)`` (index reset), each with a video id and a path,
-    and a whole frame count (``int64``) when ``n_frames`` is required."""
+    """The kept rows of ``read(root, required)`` (index reset), each with a video id that can name
+    a file (no ``/``, no leading dot: the readers name each video's files by it) and a path, and a
+    whole frame count (``int64``) when ``n_frames`` is required."""
     path = Path(root) / FILE
     videos = read(root, tuple(dict.fromkeys((*REQUIRED, *required))), absent=absent)
     rows = videos[videos["keep"]].reset_index(drop=True)
@@ -70,4 +69,8 @@ def kept(root: Path, required: tuple[str, ...] = REQUIRED, *, absent: str = ABSE
             raise UsageError(f"{path}: a kept video has no whole frame count; {REMEDY}") from None
     if rows["video_id"].isna().any() or rows["path"].isna().any():
         raise UsageError(f"{path}: a kept video has no video_id or path; {REMEDY}")
+    ids = rows["video_id"].astype(str)
+    bad = ids[ids.str.contains("/", regex=False) | ids.str.startswith(".")]
+    if len(bad):
+        raise UsageError(f"{path}: a kept video has id {bad.iloc[0]!r}, not a file name; {REMEDY}")
     return rows

@@ -121,14 +121,20 @@ def read_frames_opencv(path: str | Path, wanted: Sequence[int]) -> Iterator[tupl
         cap.release()
 
 
-def count_frames(path: str | Path) -> int:
-    """Frames a read-every-frame loop returns (from the packet index; OpenCV grabs as a fallback)."""
-    try:
-        index = index_video(path)
-        if index.seekable:
-            return index.n_frames
-    except OSError:
-        pass
+def count_frames(path: str | Path, index: StreamIndex | None = None) -> int:
+    """Frames a read-every-frame loop returns: from the packet index (``index``, else demuxed here)
+    when it is exact (``StreamIndex.seekable``), else by grabbing every frame with OpenCV.
+
+    The one exact count of the project (crawl's ``--count-frames``, filter's probe); the other
+    count is the container's own claim (crawl's default), which may differ by a frame or more.
+    """
+    if index is None:
+        try:
+            index = index_video(path)
+        except OSError:
+            index = None
+    if index is not None and index.seekable:
+        return index.n_frames
     import cv2
 
     cap = cv2.VideoCapture(str(path))

@@ -3,45 +3,47 @@
 Sections: Table 1 (from the statistics ``stats.json`` holds), boxes per detection status with a
 seeded grid of examples for each status (drawn on their frames, see :mod:`.report_examples`,
 written to ``report_files/``), the figures of ``figures/`` (linked by relative path), the videos
-(counts of filter's decisions and detect's outcomes, and the first ``TOP`` videos by boxes dropped,
-by frames sampled, and detect's errors; every video in ``report_files/per_video.csv``, see
-:mod:`.report_counts`) and, when the root has one, ``dets_report.json`` rendered generically
-(:mod:`.report_tables`; a list longer than ``TOP`` linked as ``report_files/dets_<n>.csv``). The
-page's size does not grow with the number of videos or boxes. Plain HTML with inline CSS and no
-script: it opens from disk. Rewriting replaces ``report.html`` and the ``*.jpg`` and ``*.csv`` of
+and, when the root has one, ``dets_report.json``. Plain HTML with inline CSS and no script: it
+opens from disk. Rewriting replaces ``report.html`` and the ``*.jpg`` and ``*.csv`` of
 ``report_files/`` only.
+
+The page's size does not grow with the number of videos or boxes. The videos section is a table
+with one row per video (filter's decision, detect's outcome, boxes per status, crops written;
+46,260 rows at LUPerson's size), built column by column from the workspace files: every row goes
+beside the page as ``report_files/per_video.csv``, and the page shows counts of it and its first
+``TOP`` rows by a few orders (most boxes dropped, most frames sampled, detect's errors).
+``dets_report.json`` is rendered generically (its lists of records as tables, the rest as
+figures); a list longer than ``TOP`` is linked as ``report_files/dets_<n>.csv``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_text
+import numpy as np
+
+from common.atomic import atomic_path, write_text
 from common.errors import UsageError
+from common.manifests import boxes, detections, video_filter
 from shards.checks import report_examples as ex
 from shards.checks.box_tally import BoxTally, tally
-from shards.checks.report_counts import (
-    FILE,
-    NONE,
-    TOP,
-    cells,
-    per_city,
-    per_video,
-    status_tally,
-    summary,
-    top_lists,
-    write_csv,
-)
-from shards.checks.report_tables import html_table, json_report_html, records_csv, text_table_rows
 from shards.checks.table1 import table1
 
 PAGE = "report.html"
 DETS_REPORT = "dets_report.json"
+PER_VIDEO = "per_video.csv"  # in report_files/
 EXAMPLES = 8  # example boxes per detection status
 CITIES = 200  # rows of the per-city table at most (LUPerson has 100 cities)
+TOP = 20  # rows of each per-video list on the page
+NONE = "-"  # on the page: a value that does not apply (the video was dropped, or has no box file)
+MAX_CELL = 300  # characters shown of one cell (a long list of malformed entries, say)
 CSS = """
 body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1250px}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
@@ -55,6 +57,243 @@ figure{margin:0;font-size:.7em;text-align:center;width:min-content;min-width:110
 .note{color:#a40}
 .row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 """
+
+
+def cell(value: Any) -> str:
+    """One value as cell text: ``-`` for nothing, lists and dicts as compact JSON, cut at ``MAX_CELL``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, list | dict | tuple):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str = "") -> str:
+    """A ``<table>`` (every cell escaped); cells that read as numbers are right-aligned."""
+
+    def td(value: Any) -> str:
+        text = cell(value)
+        numeric = re.fullmatch(r"-?[\d,]+(\.\d+)?(e-?\d+)?", text) is not None
+        return f'<td class="n">{escape(text)}</td>' if numeric else f"<td>{escape(text)}</td>"
+
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for row in rows)
+    ident = f' id="{escape(table_id)}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def text_table_rows(text: str) -> list[list[str]]:
+    """The rows of a ``common.table.aligned`` text table (header first): each line cut where the
+    dash runs of its rule line (the second line) lie."""
+    lines = text.splitlines()
+    spans = [m.span() for m in re.finditer(r"-+", lines[1])]
+    edges = [start for start, _ in spans] + [None]
+    return [
+        [line[a:b].strip() for a, b in zip(edges, edges[1:], strict=False)] for line in [lines[0], *lines[2:]]
+    ]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys (``runner_up.scale``); other values as they are."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, inner in value.items():
+        flat |= flatten(inner, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+def is_records(value: Any) -> bool:
+    """A non-empty list of dicts: one table row per entry (e.g. per video)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def split_report(doc: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, list[dict]]]:
+    """A JSON document as (figures: dotted key -> value, tables: dotted key -> records), found at
+    any depth; records are flattened so every key of every entry becomes a column."""
+    figures: dict[str, Any] = {}
+    tables: dict[str, list[dict]] = {}
+    if not isinstance(doc, dict):
+        return {prefix or "value": doc}, {}
+    for key, value in doc.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if is_records(value):
+            tables[name] = [flatten(v) for v in value]
+        elif isinstance(value, dict) and value:
+            inner_figures, inner_tables = split_report(value, name)
+            figures |= inner_figures
+            tables |= inner_tables
+        else:
+            figures[name] = value
+    return figures, tables
+
+
+def records_table(records: list[dict[str, Any]], table_id: str = "") -> str:
+    """Records as a table whose columns are every key present, in order of first appearance."""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    return html_table(columns, [[r.get(c) for c in columns] for r in records], table_id)
+
+
+def records_csv(records: list[dict[str, Any]]) -> str:
+    """Records as CSV text, columns as in ``records_table``; lists and dicts as JSON, never cut."""
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for r in records:
+        values = (r.get(c) for c in columns)
+        writer.writerow(
+            "" if v is None else json.dumps(v, default=str) if isinstance(v, list | dict | tuple) else v
+            for v in values
+        )
+    return out.getvalue()
+
+
+def json_report_html(
+    doc: Any, name: str, max_rows: int | None = None, spill: Callable[[str, list[dict]], str] | None = None
+) -> str:
+    """A JSON report as HTML: its figures as a two-column table, then one table per list of records.
+
+    A list longer than ``max_rows`` (one entry per video: 46k at LUPerson's size) shows its first
+    ``max_rows`` entries and links every entry: ``spill(key, records)`` writes them and returns the link.
+    """
+    figures, tables = split_report(doc)
+    parts = [html_table(["key", "value"], list(figures.items()), f"{name}-figures")] if figures else []
+    for key, records in tables.items():
+        parts.append(f"<h3>{escape(key)} ({len(records):,})</h3>")
+        if max_rows is not None and spill is not None and len(records) > max_rows:
+            href = spill(key, records)
+            parts.append(
+                f'<p>The first {max_rows:,} of {len(records):,}; every one: <a href="{escape(href)}">'
+                f"{escape(href)}</a>.</p>"
+            )
+            records = records[:max_rows]
+        parts.append(records_table(records, f"{name}-{key}"))
+    return "\n".join(parts)
+
+
+def _filter_table(root: Path):
+    """``video_filter.parquet``'s city, status and reason by video id (empty when absent)."""
+    import pandas as pd
+
+    columns = ["city", "filter", "filter reason"]
+    if not (root / video_filter.FILE).is_file():
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="video"))
+    table = video_filter.read(root, ("video_id", "keep")).reindex(
+        columns=["video_id", "city", "status", "reason"]
+    )
+    table = table.drop_duplicates("video_id", keep="last").set_index("video_id")
+    table.columns, table.index.name = columns, "video"
+    table["city"] = table["city"].fillna("").astype(str)
+    return table
+
+
+def _detect_table(root: Path):
+    """``detections.parquet``'s status, reason and frames sampled by video id (empty when absent)."""
+    import pandas as pd
+
+    columns = ["detect", "detect reason", "frames sampled"]
+    if not (root / detections.FILE).is_file():
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="video"))
+    table = detections.read(root).reindex(columns=["video_id", "status", "reason", "frames_sampled"])
+    table = table.drop_duplicates("video_id", keep="last").set_index("video_id")
+    table.columns, table.index.name = columns, "video"
+    return table.astype({"frames sampled": "Int64"})
+
+
+def per_video(root: Path, counted: BoxTally, samples):
+    """One row per video of the filter or with a box file, sorted by id. Columns: video, city,
+    filter, filter reason, detect, detect reason, frames sampled, boxes, one per box status present,
+    crops written (``samples.parquet`` rows ``ok`` of the video). Empty (NA) where a value does not
+    apply: no filter row, not detected, no box file."""
+    import pandas as pd
+
+    root = Path(root)
+    statuses = list(counted.by_status())
+    picked = counted.counts[:, [boxes.STATUSES.index(s) for s in statuses]]
+    ids = pd.Index(counted.video_ids, name="video")
+    counts = pd.DataFrame(picked, index=ids, columns=statuses).astype("Int64")
+    counts.insert(0, "boxes", pd.array(counted.counts.sum(axis=1), dtype="Int64"))
+    filtered, detected = _filter_table(root), _detect_table(root)
+    every = pd.Index(sorted(set(filtered.index) | set(ids)), name="video")
+    table = filtered.reindex(every).join(detected).join(counts)
+    written = samples.loc[samples["status"] == "ok", "video_id"].value_counts()
+    table["crops written"] = written.reindex(every, fill_value=0).to_numpy(np.int64)
+    return table.reset_index()
+
+
+def write_csv(path: Path, table) -> None:
+    """``table`` as CSV at ``path``, atomically (empty cells: does not apply)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def summary(table) -> list[tuple[str, int]]:
+    """How many videos the per-video table holds, and how many of them reached each step."""
+    boxes_known = table["boxes"].notna()
+    return [
+        ("videos", len(table)),
+        ("kept by filter", int((table["filter"] == "ok").sum())),
+        ("detected (in detections.parquet)", int(table["detect"].notna().sum())),
+        ("with a box file", int(boxes_known.sum())),
+        ("with a kept box (ok)", int((table["ok"] > 0).sum()) if "ok" in table else 0),
+        ("with crops written", int((table["crops written"] > 0).sum())),
+    ]
+
+
+def status_tally(table, column: str) -> list[tuple[str, int]]:
+    """Videos per value of ``column`` (filter's or detect's status), most first."""
+    counts = table[column].dropna().value_counts()
+    return sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
+def per_city(table):
+    """The per-video table summed by city (``(none)``: no city), most videos first: videos, kept
+    by filter, with a box file, boxes, kept boxes (ok), crops written."""
+    import pandas as pd
+
+    ok = table["ok"] if "ok" in table else pd.Series(0, index=table.index)
+    parts = pd.DataFrame(
+        {
+            "city": table["city"].fillna("").replace("", "(none)"),
+            "videos": 1,
+            "kept by filter": (table["filter"] == "ok").astype(int),
+            "with a box file": table["boxes"].notna().astype(int),
+            "boxes": table["boxes"].fillna(0),
+            "ok": ok.fillna(0),
+            "crops written": table["crops written"],
+        }
+    )
+    cities = parts.groupby("city", sort=True).sum().astype(np.int64).reset_index()
+    return cities.sort_values(["videos", "city"], ascending=[False, True], kind="stable")
+
+
+def top_lists(table) -> list[tuple[str, int, object]]:
+    """The page's per-video lists: (title, rows in all, the first ``TOP`` rows), each by one order."""
+    dropped = table["boxes"].fillna(0) - (table["ok"].fillna(0) if "ok" in table else 0)
+    frames = table["frames sampled"].fillna(0)
+    errors = table[table["detect"] == "error"]
+    lists = [
+        ("most boxes dropped by §3.1's rules", table.assign(_key=dropped)[dropped > 0]),
+        ("most frames sampled (detect's longest)", table.assign(_key=frames)[frames > 0]),
+    ]
+    out = []
+    for title, rows in lists:
+        rows = rows.sort_values(["_key", "video"], ascending=[False, True], kind="stable")
+        out.append((f"The videos with the {title}", len(rows), rows.drop(columns="_key").head(TOP)))
+    out.append(("Videos detect could not read", len(errors), errors.head(TOP)))
+    return out
+
+
+def cells(rows) -> list[list[str]]:
+    """Rows of the per-video table as page cells: ``NONE`` where a value does not apply."""
+    import pandas as pd
+
+    return [[NONE if pd.isna(v) else str(v) for v in row] for row in rows.itertuples(index=False)]
 
 
 def _rgb(bgr: tuple[int, int, int]) -> str:
@@ -161,7 +400,7 @@ def videos_html(root: Path, table) -> str:
     (written to ``report_files/per_video.csv``)."""
     if table.empty:
         return "<p>No videos.</p>"
-    href = f"{ex.FOLDER}/{FILE}"
+    href = f"{ex.FOLDER}/{PER_VIDEO}"
     write_csv(root / href, table)
     parts = [
         f'<p>Every video, one row each ({len(table):,} rows, columns as below): <a id="per-video" '

@@ -4,9 +4,9 @@ For each row of ``shards/index.parquet``: the file exists with the recorded size
 tar reads to its end, every sample has a ``.jpg`` and a ``.json``, the sample count matches, and
 (``--decode``, the default) every JPEG decodes and every JSON parses. Tars on disk that the index
 does not list are reported too. The report goes to ``shards/verify.json`` with the sha256 of the
-index it checked (build-shards removes it when the shards change; on a read-only root it is not
-written, with a warning); any bad shard makes the command fail (exit status 2) with one line naming
-the shards.
+index it checked (``common.manifests.shard_index.drop_stale_verdict`` removes it when the shards
+change; on a read-only root it is not written, with a warning); any bad shard makes the command
+fail (exit status 2) with one line naming the shards.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from common import engine
 from common.atomic import write_json
 from common.errors import UsageError
 from common.integrity import sha256_file
-from common.manifests.shard_index import INDEX_NAME, read_shard_index
+from common.manifests.shard_index import INDEX_NAME, VERIFY_NAME, read_shard_index
 from shards.settings import VerifySettings
-from shards.write.workers import ordered_map
 
 log = logging.getLogger(__name__)
-REPORT_NAME = "verify.json"
 
 
 def read_samples(path: Path) -> dict[str, dict[str, bytes]]:
@@ -92,22 +91,6 @@ def check_shard(job: tuple[str, dict[str, Any], bool]) -> dict[str, Any]:
     return report
 
 
-def drop_stale_report(out: Path, rewriting: bool) -> None:
-    """Remove ``verify.json`` when shards are about to be (re)written (``rewriting``), or when it
-    does not name the sha256 of the current ``index.parquet``: a report never vouches for other bytes."""
-    path = out / REPORT_NAME
-    if not path.is_file():
-        return
-    try:
-        recorded = json.loads(path.read_text()).get("index_sha256")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    index = out / INDEX_NAME
-    if rewriting or not index.is_file() or recorded != sha256_file(index):
-        path.unlink()
-        log.info("removed %s: the shards changed since it was written", path)
-
-
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write ``verify.json``; on a read-only root only warn (the verdict is still printed)."""
     try:
@@ -123,7 +106,14 @@ def verify_shards(cfg: VerifySettings, root: Path) -> dict[str, Any]:
     index_sha256 = sha256_file(out / INDEX_NAME)
     jobs = [(str(out / r["shard"]), r, cfg.decode) for r in index.to_dict("records")]
     reports = list(
-        ordered_map(check_shard, jobs, cfg.workers, "shards.checks.verify", label=lambda job: job[0])
+        engine.ordered_map(
+            check_shard,
+            jobs,
+            workers=cfg.workers,
+            context="forkserver",  # clean workers: none inherits this process's pyarrow threads
+            preload=[check_shard.__module__],
+            label=lambda job: job[0],
+        )
     )
     unlisted = sorted(p.name for p in out.glob("lup-*.tar") if p.name not in set(index["shard"]))
     bad = {r["shard"]: r["problems"] for r in reports if r["problems"]}
@@ -137,7 +127,7 @@ def verify_shards(cfg: VerifySettings, root: Path) -> dict[str, Any]:
         "bad_samples": sum(len(r["bad_samples"]) for r in reports),
         "decoded": cfg.decode,
     }
-    write_report(out / REPORT_NAME, {**summary, "index_sha256": index_sha256, "bad": bad, "reports": reports})
+    write_report(out / VERIFY_NAME, {**summary, "index_sha256": index_sha256, "bad": bad, "reports": reports})
     if bad:
         for name, problems in bad.items():
             log.error("%s: %s", name, "; ".join(problems))

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
-from common.manifests import samples as samples_file
 from shards.release.calibrate_report import calibration_part
 from shards.write.items import Task
 
@@ -45,8 +44,7 @@ def listing(root: Path) -> dict[str, Any]:
 
 class VideoCounts:
     """Per video of the detections (``source_id``, the vname): crops by status, whether a written
-    crop was rescaled, and the first reason of each failure status (samples.parquet is in key order),
-    gathered a row group at a time."""
+    crop was rescaled, and the first reason of each failure status (samples.parquet is in key order)."""
 
     def __init__(self) -> None:
         self.by_status: dict[str, Counter[str]] = defaultdict(Counter)
@@ -54,7 +52,7 @@ class VideoCounts:
         self.first_reason: dict[tuple[str, str], str] = {}
 
     def add(self, rows) -> None:
-        """Count one row group (``source_id``, ``status``, ``reason``) of the dets rows."""
+        """Count dets rows (``source_id``, ``status``, ``reason``) of samples.parquet."""
         for (vname, status), n in rows.groupby(["source_id", "status"], sort=False).size().items():
             self.by_status[vname][status] += int(n)
         ok = rows["status"] == "ok"
@@ -70,11 +68,10 @@ class VideoCounts:
         return sum(self.by_status.values(), Counter())
 
 
-def video_counts(root: Path) -> VideoCounts:
-    """The dets rows of ``root/shards/samples.parquet``, counted per video (:class:`VideoCounts`)."""
+def video_counts(samples) -> VideoCounts:
+    """The dets rows of ``samples`` (``shards/samples.parquet``), counted per video (:class:`VideoCounts`)."""
     counts = VideoCounts()
-    for rows in samples_file.batches(root / "shards", ["source", "source_id", "status", "reason"]):
-        counts.add(rows[rows["source"] == "dets"])
+    counts.add(samples.loc[samples["source"] == "dets", ["source_id", "status", "reason"]])
     return counts
 
 
@@ -101,11 +98,11 @@ def video_outcome(context: dict[str, Any], counts: VideoCounts) -> dict[str, Any
     return outcome | {"status": top, "reason": counts.first_reason[vname, top]}
 
 
-def write_report(root: Path, source: str, tasks: Sequence[Task]) -> dict[str, Any]:
-    """Write ``dets_report.json`` from the plan's contexts and ``shards/samples.parquet`` (read a
-    row group at a time); return its figures (without the per-video lists)."""
+def write_report(root: Path, source: str, tasks: Sequence[Task], samples) -> dict[str, Any]:
+    """Write ``dets_report.json`` from the plan's contexts and ``samples`` (``shards/samples.parquet``
+    as a DataFrame); return its figures (without the per-video lists)."""
     contexts = list({id(t.context): t.context for t in tasks}.values())
-    counts = video_counts(root)
+    counts = video_counts(samples)
     crops = counts.crops()
     outcomes = [video_outcome(c, counts) for c in contexts]
     listed = listing(root)

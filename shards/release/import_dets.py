@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError
+from common.media.images import encode_jpeg
 from common.release.vnames import parse_vname
 from shards.release import calibrate_video, dets_input
 from shards.release.calibrate_geometry import Mismatch, calibrated_scale, extent, fit
 from shards.settings import parse_size
 from shards.write.cut import Cut, Refused, cut_video
 from shards.write.faces import Encoding
-from shards.write.items import Item, Result, Task, encode_jpeg, faces_blurred, failed, metadata_json, record
+from shards.write.items import Item, Result, Task, faces_blurred, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
 

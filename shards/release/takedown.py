@@ -46,11 +46,10 @@ from common.manifests import shard_index, takedowns
 from common.manifests import tracklets as tracklets_file
 from common.settings import read_yaml_section
 from shards.checks.stats import write_stats
-from shards.checks.verify import drop_stale_report
 from shards.release import export_lmdb, tarindex
 from shards.release.export_folder import MARKER
 from shards.settings import TakedownSettings
-from shards.write import progress, replace
+from shards.write import plan_guard, progress
 from shards.write.tarshard import ShardWriter, shard_name
 from shards.write.writer import writing
 
@@ -135,7 +134,7 @@ def finished_build(root: Path):
     import pyarrow as pa
 
     out = root / "shards"
-    for name in (replace.NEXT, replace.OLD):
+    for name in (plan_guard.NEXT, plan_guard.OLD):
         if (root / name).exists():
             raise UsageError(
                 f"{root / name} holds an unfinished build-shards --replace-shards: rerun it to finish "
@@ -334,12 +333,9 @@ def rewrite_tracklets(out: Path, removed: set[str]) -> None:
 def rewrite_tables(out: Path, removed: set[str]) -> Any:
     """index.parquet (from the part files, as a build writes it), samples.parquet, tracklets.parquet;
     the index."""
-    import pandas as pd
-
     parts = len(shard_index.read_shard_index(out))
     rows = [progress.read_row(progress.part_path(out, number)) for number in range(parts)]
-    index = pd.DataFrame(rows, columns=shard_index.COLUMNS)
-    shard_index.write(out, index)
+    index = shard_index.write(out, rows)
     rewrite_samples(out, parts)
     rewrite_tracklets(out, removed)
     return index
@@ -353,7 +349,7 @@ def carry_out(root: Path, request: dict[str, Any]) -> dict[str, Any]:
     removed = {name: set(keys) for name, keys in request["removed"].items()}
     gone = set().union(*removed.values())
     with writing(out):
-        drop_stale_report(out, rewriting=True)
+        shard_index.drop_stale_verdict(out, rewriting=True)
         for name in tqdm(sorted(removed), desc="takedown", unit="shard", disable=None):
             rewrite_shard(out, int(SHARD_NUMBER.fullmatch(name).group(1)), removed[name], request["reason"])
         index = rewrite_tables(out, gone)

@@ -20,9 +20,10 @@ import numpy as np
 
 from common.manifests import boxes, video_filter
 from common.manifests.samples import sample_key
+from common.media.images import encode_jpeg
 from shards.write.cut import cut_video
 from shards.write.faces import Encoding
-from shards.write.items import Item, Result, Task, encode_jpeg, faces_blurred, failed, metadata_json, record
+from shards.write.items import Item, Result, Task, faces_blurred, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
 BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]

@@ -1,4 +1,5 @@
-"""Pick the sample source of a build and run its tasks (in a worker or in-process)."""
+"""Pick the sample source of a build and run its tasks: ``run_job`` is the function the writer's
+workers run (this module is what the local workers preload)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from common.errors import UsageError
 from shards.release import calibrate_video, import_dets, import_lmdb
 from shards.settings import ShardSettings
-from shards.sources import detections, images
+from shards.sources import IMPORTER_FIELDS, detections, images
 from shards.write.faces import Encoding
 from shards.write.items import Result, Task
 
@@ -26,7 +27,7 @@ def plan(
 ) -> tuple[str, Sequence[Task], dict[str, Any]]:
     """``(source name, tasks in sorted key order, counts)`` for the settings' source; ``spill``:
     where the per-crop sources (images, LMDB) keep their plan (a temporary folder when ``None``)."""
-    given = [name for name in ("from_images", "from_lmdb", "from_dets") if getattr(cfg, name)]
+    given = [name for name in IMPORTER_FIELDS if getattr(cfg, name)]
     if len(given) > 1:
         raise UsageError(f"give one of --from-images, --from-lmdb, --from-dets, not {' and '.join(given)}")
     if cfg.dets_size and not cfg.from_dets:
@@ -41,15 +42,10 @@ def plan(
     return ("detections", *detections.plan(root))
 
 
-def run_task(task: Task, encoding: Encoding) -> list[Result]:
-    """Results of one task, one per item, in item order."""
+def run_job(job: tuple[Task, Encoding]) -> list[Result]:
+    """The results of one ``(task, encoding)`` job, one per item, in item order: a one-argument,
+    module-level function, as Ray tasks and the local pool both need."""
+    task, encoding = job
     if task.kind not in RUNNERS:
         raise ValueError(f"unknown task kind {task.kind!r}")
     return RUNNERS[task.kind](task, encoding)
-
-
-def run_job(job: tuple[Task, Encoding]) -> list[Result]:
-    """``run_task(task, encoding)`` of one ``(task, encoding)`` pair: a one-argument, module-level
-    function, as Ray tasks and the local pool both need."""
-    task, encoding = job
-    return run_task(task, encoding)

@@ -1,1 +1,2 @@
-"""How shards are written: tasks and results, the writer loop, deterministic tars, progress, workers."""
+"""How shards are written: tasks and results, the plan and its check, the writer loop, deterministic
+tars, the part files a resume reads, the tables."""

@@ -16,8 +16,6 @@ from common.manifests import samples
 from common.media.images import decode_bgr, encode_jpeg, is_jpeg, to_bgr
 from shards.write.faces import Encoding
 
-RECORD_DEFAULTS = samples.DEFAULTS  # one row of shards/samples.parquet per planned item
-
 
 @dataclass(frozen=True)
 class Item:
@@ -46,11 +44,11 @@ class Result:
 
 
 def record(key: str, **values: Any) -> dict[str, Any]:
-    """A full samples.parquet row: defaults overridden by ``values``."""
-    unknown = set(values) - set(RECORD_DEFAULTS)
+    """A full samples.parquet row (one per planned item): defaults overridden by ``values``."""
+    unknown = set(values) - set(samples.DEFAULTS)
     if unknown:
         raise KeyError(f"unknown record fields: {sorted(unknown)}")
-    return {**RECORD_DEFAULTS, "key": key, **values}
+    return {**samples.DEFAULTS, "key": key, **values}
 
 
 def failed(key: str, status: str, reason: str, **values: Any) -> Result:

@@ -1,15 +1,14 @@
-"""What a build has finished: ``shards/plan.json`` and one ``shards/parts/lup-NNNNNN.parquet`` per shard.
+"""What a build has finished: one ``shards/parts/lup-NNNNNN.parquet`` per complete shard.
 
 A part file lists every item processed while its shard was open (good samples and failures)
 and carries the shard's index row in its Parquet metadata. It is written after the tar is
 renamed into place, so "part file present and tar of the recorded size present" means the shard
-is complete. A rerun of the same plan keeps the complete shards 0..m-1 and continues from there;
-the shards of another plan are never deleted here (``shards.write.plan_guard``).
+is complete. A rerun of the same plan (``shards.write.plan_guard`` checked it) keeps the complete
+shards 0..m-1 and continues from there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -17,24 +16,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from common.atomic import atomic_path, write_json
+from common.atomic import atomic_path
 from common.manifests import samples
-from shards.write import plan_guard, replace
 from shards.write.items import Task
 from shards.write.tarshard import shard_name
-from shards.write.task_file import planned_tracklets, task_rows
+from shards.write.task_file import planned_tracklets
 
 log = logging.getLogger(__name__)
 META_KEY = b"luperson_shard"
-
-
-def fingerprint(settings: dict[str, Any], tasks: Sequence[Task]) -> str:
-    """sha256 of the settings that shape the shards and of every planned item."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for context, rows in task_rows(tasks):
-        h.update(json.dumps(context, sort_keys=True, default=str).encode())
-        h.update(b"".join(key.encode() + b"\0" + payload.encode() for key, payload in rows))
-    return h.hexdigest()
 
 
 def part_path(out: Path, number: int) -> Path:
@@ -73,33 +62,6 @@ def clean_temporaries(out: Path) -> None:
     for folder in (out, out / "parts"):
         for tmp in folder.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-
-
-def reset(out: Path) -> None:
-    """Forget a build made from other inputs or settings (only ever called where that is allowed)."""
-    for path in [*out.glob("lup-*.tar"), *(out / "parts").glob("*.parquet")]:
-        path.unlink()
-    for name in ("index.parquet", "samples.parquet", "verify.json"):
-        (out / name).unlink(missing_ok=True)
-
-
-def start(out: Path, plan: dict[str, Any], discard_other: bool = False) -> None:
-    """Record ``plan`` (``plan_guard``'s fields) in ``plan.json``, or resume the same plan.
-
-    Shard files of another plan are deleted only with ``discard_other`` (a ``--replace-shards``
-    staging folder); otherwise they stop the build (``plan_guard.check``) before anything changes.
-    """
-    recorded = plan_guard.read_plan(out)
-    if plan_guard.same_plan(recorded, plan):
-        if recorded != plan:  # an older plan.json without the details: add them
-            write_json(out / plan_guard.PLAN_NAME, plan)
-        return
-    if not discard_other:
-        plan_guard.check(out, plan, replace=False, beside=replace.staging(out.parent))
-    elif plan_guard.data_files(out):
-        log.warning("%s held an unfinished build of another plan: starting it over", out)
-    reset(out)
-    write_json(out / plan_guard.PLAN_NAME, plan)
 
 
 def readable_parts(out: Path) -> Iterator[tuple[list[str], dict[str, Any]]]:

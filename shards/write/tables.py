@@ -18,7 +18,6 @@ from typing import Any
 from common.manifests import samples as samples_file
 from common.manifests import shard_index
 from common.manifests import tracklets as tracklets_file
-from shards.checks.verify import drop_stale_report
 from shards.write import progress
 from shards.write.items import Task
 from shards.write.spill import SortedSpill
@@ -30,15 +29,10 @@ COLUMNS = ["key", "status", "shard", "video_id", "frame"]  # what copy_records r
 
 def write_index(out: Path, rows: list[dict[str, Any]]) -> Any:
     """Remove shards past the plan's end, write index.parquet from the shards' rows; the index."""
-    import pandas as pd
-
     for extra in out.glob("lup-*.tar"):  # e.g. left by an interrupted build of a larger plan
         if extra.name >= shard_name(len(rows)):
             extra.unlink()
-    index = pd.DataFrame(rows, columns=shard_index.COLUMNS)
-    shard_index.write(out, index)
-    drop_stale_report(out, rewriting=False)  # the index changed (e.g. extra shards removed)
-    return index
+    return shard_index.write(out, rows)
 
 
 def records(out: Path, parts: int, trailing: list[dict[str, Any]]) -> Iterator[Any]:

@@ -2,7 +2,7 @@
 
 ``--from-images`` and ``--from-lmdb`` plan one item per crop. :class:`TaskFile` holds their items
 in an Arrow IPC file, sorted by key, one record batch per task (``key``, and ``payload`` as the
-canonical JSON ``progress.fingerprint`` hashes), so the writer asks for task *i* when a worker
+canonical JSON ``plan_guard.fingerprint`` hashes), so the writer asks for task *i* when a worker
 needs it and the build's memory does not grow with the plan. It is a ``Sequence[Task]`` like the
 list the video sources plan; :func:`count_items`, :func:`drop_items`, :func:`task_rows` and
 :func:`planned_tracklets` serve both kinds, reading a plan file's columns without making items.

@@ -17,16 +17,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, overload
 
+from common import engine as engines
 from common.integrity import DISK_FULL, write_failure
 from common.manifests import takedowns
-from shards.checks.verify import drop_stale_report
-from shards.write import plan_guard, progress
+from common.manifests.shard_index import drop_stale_verdict
+from shards.settings import ShardSettings
+from shards.write import progress
 from shards.write.faces import Encoding
 from shards.write.items import Result, Task
 from shards.write.tables import write_tables
 from shards.write.tarshard import ShardWriter, shard_name
 from shards.write.task_file import count_items, drop_items
-from shards.write.workers import engine_map
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,12 @@ def job_label(job: tuple[Task, Encoding]) -> str:
 
 
 def reusable_parts(
-    tasks: Sequence[Task],
-    out: Path,
-    settings: dict[str, Any],
-    plan: dict[str, Any] | None,
-    discard_other: bool,
+    tasks: Sequence[Task], out: Path
 ) -> tuple[list[tuple[int, dict[str, Any]]], Sequence[Task]]:
-    """Prepare ``out``; ``(records, index row)`` of the complete parts of an earlier run, and the
-    plan's tasks left to do (the complete parts hold its first items)."""
+    """Prepare ``out``; ``(records, index row)`` of the complete parts of an earlier run of the plan,
+    and the plan's tasks left to do (the complete parts hold its first items)."""
     out.mkdir(parents=True, exist_ok=True)
     progress.clean_temporaries(out)
-    progress.start(out, plan or {"fingerprint": progress.fingerprint(settings, tasks)}, discard_other)
     done = progress.complete_parts(out, tasks)
     return done, drop_items(tasks, sum(n for n, _ in done))
 
@@ -185,37 +181,43 @@ def build_summary(
 def write_shards(
     tasks: Sequence[Task],
     out: Path,
-    settings: dict[str, Any],
+    cfg: ShardSettings,
     run_job: Callable[[tuple[Task, Encoding]], list[Result]],
-    workers: int,
-    encoding: Encoding,
-    engine: str = "local",
-    address: str | None = None,
-    plan: dict[str, Any] | None = None,
-    discard_other: bool = False,
     scratch: Path | None = None,
 ) -> dict[str, Any]:
     """Write (or finish) the shards of ``tasks`` under ``out``; index.parquet, samples.parquet and
     tracklets.parquet (``shards.write.tables``; ``scratch``: where tracklet rows are sorted).
 
-    ``run_job((task, encoding))`` makes a task's results, on ``engine`` (``shards.write.workers``).
-    ``plan`` is what ``plan.json`` records (at least ``fingerprint``, the default); another plan's
-    shards in ``out`` stop the build unless ``discard_other`` (``progress.start``).
+    ``run_job((task, cfg.encoding()))`` makes a task's results, a module-level function that the
+    local workers preload (clean forkserver processes: none inherits this process's pyarrow
+    threads) or a Ray task runs, on ``cfg.engine``; the results come back in job order either way.
+    The complete parts already in ``out`` are kept: ``out`` holds this plan's shards or none
+    (``shards.write.plan_guard.place``).
     """
     from tqdm import tqdm
 
-    with writing(out / plan_guard.PLAN_NAME):
-        done, todo = reusable_parts(tasks, out, settings, plan, discard_other)
+    with writing(out):
+        done, todo = reusable_parts(tasks, out)
     n_items, n_done = count_items(tasks), sum(n for n, _ in done)
     if done:
         log.info("reusing %d complete shards (%d items)", len(done), n_done)
 
-    build = Build(out, len(done), settings["max_samples"], settings["max_bytes"])
+    build = Build(out, len(done), cfg.max_samples, cfg.max_bytes)
     start = time.perf_counter()
-    jobs = Jobs(todo, encoding)
-    drop_stale_report(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
+    jobs = Jobs(todo, cfg.encoding())
+    drop_stale_verdict(out, rewriting=bool(jobs))  # before a shard is rewritten, not after
     bar = tqdm(total=n_items, initial=n_done, unit="img", desc="build-shards", mininterval=1.0)
-    results = partial(engine_map, run_job, jobs, workers, "shards.sources.pick", engine, address, job_label)
+    results = partial(
+        engines.ordered_map,
+        run_job,
+        jobs,
+        engine=cfg.engine,
+        workers=cfg.workers,
+        address=cfg.address,
+        context="forkserver",
+        preload=[run_job.__module__],
+        label=job_label,
+    )
     append_results(build, results, bar)
     elapsed = time.perf_counter() - start
 
