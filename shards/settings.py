@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from common.errors import SettingsError
 from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
-from shards.write.faces import MODEL_NAME, POSE_MODEL_NAME, Encoding
+from shards.write.faces import MIN_SCORE, MODEL_NAME, POSE_MODEL_NAME, Encoding
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 
@@ -89,7 +89,7 @@ class ShardSettings(EngineSettings):
     face_model: str | None = setting(
         None, "--blur-faces: BlazeFace full-range .tflite (default: models/ of the data folder)"
     )
-    face_min_score: float = setting(0.15, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
+    face_min_score: float = setting(MIN_SCORE, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
     face_pose_model: str | None = setting(
         None,
         "--blur-faces: BlazePose .tflite that finds the head of a crop without stored keypoints (imported "

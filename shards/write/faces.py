@@ -40,6 +40,7 @@ MODEL_NAME = "face_detection_full_range_sparse.tflite"
 INPUT_SIDE = 192
 GRID = 48  # anchors per side (stride 4)
 NMS_IOU = 0.3
+MIN_SCORE = 0.15  # BlazeFace score a face needs: low, for recall (README, "Face blurring")
 ENLARGE = 1.5
 SIGMA_PER_SIDE = 0.25
 HEAD_KEYPOINTS = (0, 1, 2, 3, 4)  # COCO: nose, left eye, right eye, left ear, right ear
@@ -83,7 +84,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
 class BlazeFace:
     """MediaPipe BlazeFace full range on the LiteRT interpreter, one per worker process."""
 
-    def __init__(self, model: str | Path, min_score: float = 0.5, threads: int = 1) -> None:
+    def __init__(self, model: str | Path, min_score: float = MIN_SCORE, threads: int = 1) -> None:
         path = Path(model)
         if path.suffix != ".tflite" or not path.is_file():
             raise UsageError(
@@ -189,7 +190,7 @@ class Encoding:
     quality: int = 95
     blur_faces: bool = False
     face_model: str = ""
-    face_min_score: float = 0.5
+    face_min_score: float = MIN_SCORE
     keypoint_threshold: float = 0.3
     pose_model: str = ""  # "" the data folder's; "none": no pose model for crops without keypoints
     _detectors: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
