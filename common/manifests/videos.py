@@ -54,6 +54,18 @@ COLUMNS: dict[str, str] = {
 PROBED = ("duration_s", "width", "height", "fps", "n_frames", "codec", "bytes")
 
 
+def provenance(url: Any, license: Any) -> dict[str, str | None]:
+    """What a crop publishes of its video's row: the source URL (a remote one only: a local file's
+    path is no URL to publish) and the licence; None for a missing value."""
+    import pandas as pd
+
+    def text(value: Any) -> str | None:
+        return None if value is None or pd.isna(value) else str(value)
+
+    url = text(url)
+    return {"url": url if url and url.startswith(("http://", "https://")) else None, "license": text(license)}
+
+
 def new_row(video_id: str, url: str, **fields: Any) -> dict[str, Any]:
     """A pending row; ``fields`` fills any other column."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import UsageError
+from common.manifests.videos import provenance
 from common.media.images import encode_jpeg
 from common.release.vnames import parse_vname
 from shards.release import calibrate_video, dets_input
@@ -76,21 +77,6 @@ def match(vname: str, rows: dict[str, dict[str, Any]], root: Path) -> tuple[str,
     return "ok", "", str(path)
 
 
-def provenance(row: dict[str, Any] | None) -> dict[str, str | None]:
-    """The crops' ``url`` (a remote one only) and ``license`` from the video's videos.parquet row."""
-    import pandas as pd
-
-    def text(name: str) -> str | None:
-        value = (row or {}).get(name)
-        return None if value is None or pd.isna(value) else str(value)
-
-    url = text("url")
-    return {
-        "url": url if url and url.startswith(("http://", "https://")) else None,
-        "license": text("license"),
-    }
-
-
 def owners(videos: list[dets_input.VideoDets], rows: dict[str, Any]) -> dict[str, str]:
     """``video_id -> vname`` that keeps it when several lines name one video: the line crawl listed, else the first."""
     chosen: dict[str, str] = {}
@@ -123,7 +109,9 @@ def video_plan(
         country, city, video_id = parse_vname(video.vname)
     except ValueError as e:
         return context | {"status": "bad_vname", "reason": str(e)}, []
-    context |= {"country": country, "city": city, "video_id": video_id, **provenance(rows.get(video.vname))}
+    listed = rows.get(video.vname) or {}
+    context |= {"country": country, "city": city, "video_id": video_id}
+    context |= provenance(listed.get("url"), listed.get("license"))
     if owner[video_id] != video.vname:
         return context | {
             "status": "duplicate_video",

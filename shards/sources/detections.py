@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from common.manifests import boxes, video_filter
+from common.manifests import boxes, video_filter, videos
 from common.manifests.samples import sample_key
 from common.media.images import encode_jpeg
 from shards.write.cut import cut_video
@@ -68,17 +68,12 @@ def video_context(root: Path, video) -> dict[str, Any]:
     its provenance for the crops' JSON: the source URL (None for a local file) and licence."""
     import pandas as pd
 
-    def text(name: str) -> str | None:
-        value = getattr(video, name, None)
-        return None if value is None or pd.isna(value) else str(value)
-
-    url = text("url")
+    city = getattr(video, "city", None)
     return {
         "video_id": str(video.video_id),
         "path": str(root / str(video.path)),
-        "city": text("city") or "",
-        "url": url if url and url.startswith(("http://", "https://")) else None,
-        "license": text("license"),
+        "city": "" if city is None or pd.isna(city) else str(city),
+        **videos.provenance(getattr(video, "url", None), getattr(video, "license", None)),
     }
 
 
