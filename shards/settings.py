@@ -90,10 +90,13 @@ class ShardSettings(EngineSettings):
         None, "--blur-faces: BlazeFace full-range .tflite (default: models/ of the data folder)"
     )
     face_min_score: float = setting(MIN_SCORE, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
+    face_pose: bool = setting(
+        True,
+        "--blur-faces: BlazePose finds the head of a crop without stored keypoints (imported crops, "
+        "--from-dets); --no-face-pose: BlazeFace alone",
+    )
     face_pose_model: str | None = setting(
-        None,
-        "--blur-faces: BlazePose .tflite that finds the head of a crop without stored keypoints (imported "
-        "crops, --from-dets; default: models/ of the data folder; none: BlazeFace alone)",
+        None, "--blur-faces: BlazePose's .tflite (default: models/ of the data folder)"
     )
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
@@ -123,7 +126,14 @@ class ShardSettings(EngineSettings):
         """How the workers encode crops: the JPEG quality and the face blurring."""
         model = str(self.face_model) if self.face_model else ""
         pose = str(self.face_pose_model) if self.face_pose_model else ""
-        return Encoding(self.jpeg_quality, self.blur_faces, model, self.face_min_score, pose_model=pose)
+        return Encoding(
+            self.jpeg_quality,
+            self.blur_faces,
+            model,
+            self.face_min_score,
+            use_pose=self.face_pose,
+            pose_model=pose,
+        )
 
     def encoding_plan(self) -> dict[str, Any]:
         """What of the encoding the shards' plan fingerprints (blurring only when on: the plans of
@@ -133,7 +143,7 @@ class ShardSettings(EngineSettings):
             plan["blur_faces"] = {
                 "model": Path(self.face_model or MODEL_NAME).name,
                 "min_score": self.face_min_score,
-                "pose_model": Path(self.face_pose_model or POSE_MODEL_NAME).name,
+                "pose_model": Path(self.face_pose_model or POSE_MODEL_NAME).name if self.face_pose else None,
             }
         return plan
 

@@ -96,7 +96,7 @@ def test_head_keypoints_of_the_real_pose_model_cover_the_face(face_model, shared
 def test_a_crop_without_keypoints_gets_its_head_from_blazepose(face_model, reid_dir, shared_data):
     """Seen from behind, no face for BlazeFace; BlazePose places the head at the top of the crop."""
     crop = cv2.imread(str(reid_dir / BACK_VIEW))
-    alone = Encoding(blur_faces=True, face_model=str(face_model), pose_model="none").blur(crop)[1]["faces"]
+    alone = Encoding(blur_faces=True, face_model=str(face_model), use_pose=False).blur(crop)[1]["faces"]
     assert alone["blurred"] == 0
     pixels, record = Encoding(blur_faces=True, face_model=str(face_model)).blur(crop)
     [(x1, y1, x2, y2)] = record["faces"]["regions"]
@@ -152,3 +152,21 @@ def test_report_examples_are_blurred_like_the_crops(face_model, shared_data):
     x1, y1 = outline[0] + round(90 * scale), outline[1] + round(70 * scale)
     face = (slice(y1, y1 + round(140 * scale)), slice(x1, x1 + round(140 * scale)))
     assert detail(blurred[face]) < 0.3 * detail(plain[face])
+
+
+def test_the_report_blurs_with_the_builds_own_settings(face_model, reid_dir, tmp_path):
+    """report.html's examples use the face settings build-shards saved, not the defaults."""
+    from shards.checks.report_examples import blurring
+
+    images = tmp_path / "crops"
+    images.mkdir()
+    shutil.copy(reid_dir / FACE_CROP, images / "face.jpg")
+    root = tmp_path / "root"
+    settings = {"from_images": str(images), "blur_faces": True, "face_model": str(face_model)}
+    settings |= {"face_min_score": 0.9, "face_pose": False, "workers": 1}
+    pipeline.run_stage("build-shards", pipeline.resolve("build-shards", None, settings), root)
+    encoding = blurring(root, {"crops_checked": 1})
+    assert (encoding.face_min_score, encoding.face_model, encoding.use_pose) == (0.9, str(face_model), False)
+    # and the build itself ran without BlazePose: with it, this walker's head is always found
+    assert json.loads((root / "stats.json").read_text())["faces"]["crops_with_faces"] == 0
+    assert blurring(root, None) is None  # the build did not blur: nothing to apply

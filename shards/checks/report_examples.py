@@ -17,6 +17,7 @@ from their shard, the blurred regions outlined (``FACE_REGION``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from common.atomic import atomic_path
 from common.manifests import boxes, takedowns, video_filter
 from common.manifests.samples import sample_key
 from common.media.frames import read_frames
+from common.settings import read_yaml_section
 from shards.checks.box_tally import BoxTally, pick
+from shards.settings import ShardSettings
 from shards.write.faces import Encoding
 
 CONTEXT = 0.3  # context around the box, as a fraction of its width / height, on each side
@@ -76,24 +79,15 @@ def chosen_boxes(tally: BoxTally, per_status: int, seed: int):
 
 
 def blurring(root: Path, faces: dict[str, Any] | None) -> Encoding | None:
-    """The build's face blurring (its saved build-shards, else stream, settings) when ``faces``
-    (stats.json's) says crops were checked; None otherwise."""
-    import yaml
-
+    """The build's face blurring, from its saved settings (``settings/shards.yaml``, which stream
+    writes too), when ``faces`` (stats.json's) says crops were checked; None otherwise."""
     if not faces:
         return None
-    saved: dict[str, Any] = {}
-    for name in ("build-shards", "stream"):
-        path = Path(root) / "settings" / f"{name}.yaml"
-        if path.is_file():
-            saved = (yaml.safe_load(path.read_text()) or {}) | saved
-    score = saved.get("face_min_score")
-    return Encoding(
-        blur_faces=True,
-        face_model=saved.get("face_model") or "",
-        face_min_score=Encoding.face_min_score if score is None else float(score),
-        pose_model=saved.get("face_pose_model") or "",
-    )
+    path = Path(root) / "settings" / "shards.yaml"
+    saved = read_yaml_section(path, "shards") if path.is_file() else {}
+    known = {f.name for f in dataclasses.fields(ShardSettings)}
+    cfg = ShardSettings(**{k: v for k, v in saved.items() if k in known})
+    return dataclasses.replace(cfg, blur_faces=True).encoding()
 
 
 def draw(

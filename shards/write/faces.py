@@ -192,7 +192,8 @@ class Encoding:
     face_model: str = ""
     face_min_score: float = MIN_SCORE
     keypoint_threshold: float = 0.3
-    pose_model: str = ""  # "" the data folder's; "none": no pose model for crops without keypoints
+    use_pose: bool = True  # BlazePose finds the head of a crop without keypoints
+    pose_model: str = ""  # "": the data folder's
     _detectors: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def detector(self) -> BlazeFace:
@@ -202,8 +203,8 @@ class Encoding:
         return self._detectors["blazeface"]
 
     def pose(self):
-        """This process's BlazePose (``common.detectors.blazepose``), None with ``pose_model="none"``."""
-        if self.pose_model == "none":
+        """This process's BlazePose (``common.detectors.blazepose``), None without ``use_pose``."""
+        if not self.use_pose:
             return None
         if "blazepose" not in self._detectors:
             self._detectors["blazepose"] = BlazePoseKeypoints(
