@@ -7,7 +7,7 @@ clip's size on every ``--step``-th frame (1, 1 + step, ...; at least 5 frames), 
 
 * cut: ``import_dets.run`` of the video's task without calibration (decode the released frames
   with the exact-seek reader, cut every box, JPEG q95) -- what every video costs anyway;
-* calibrate: ``calibrate_video.measure`` (decode the calibration frames at offsets -2..+2, detect
+* calibrate: ``calibrate.measure`` (decode the calibration frames at offsets -2..+2, detect
   in one batch, score every geometry, decide), split into its decode and the rest (detection and
   scoring, measured as the difference).
 
@@ -43,8 +43,9 @@ from common.atomic import write_json
 from common.data import data_root
 from common.detectors.build import build_detector
 from common.media.frames import count_frames, read_frames
-from shards.release import calibrate_video, import_dets
+from shards.release import calibrate, import_dets
 from shards.release.calibrate import OFFSETS
+from shards.settings import Calibration
 from shards.write.faces import Encoding
 
 RESULTS = REPO / "bench" / "results"
@@ -98,7 +99,7 @@ def bench_video(plain: Any, calibrated: Any, rounds: int) -> dict[str, Any]:
     cut_s, results = timed(lambda: import_dets.run(plain, Encoding(95)), rounds)
     wanted = sorted({f - 1 + o for f, _ in ctx["calibration"]["boxes"] for o in OFFSETS})
     decode_s, _ = timed(lambda: list(read_frames(ctx["path"], wanted)), rounds)
-    calibrate_s, result = timed(lambda: calibrate_video.measure(ctx), rounds)
+    calibrate_s, result = timed(lambda: calibrate.measure(ctx), rounds)
     return {
         "boxes": len(plain.items),
         "released_frames": len({i.payload["frame_id"] for i in plain.items}),
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--detector", default="hog", choices=["hog", "yolo"])
     p.add_argument("--weights", default="yolov5xu.pt")
     p.add_argument("--device", default="auto")
-    p.add_argument("--frames", type=int, default=calibrate_video.Calibration.frames)
-    p.add_argument("--height", type=int, default=calibrate_video.Calibration.height)
+    p.add_argument("--frames", type=int, default=Calibration.frames)
+    p.add_argument("--height", type=int, default=Calibration.height)
     p.add_argument("--out", default=None, help="JSON (default bench/results/calibrate[_smoke].json)")
     p.add_argument("--smoke", action="store_true", help="one clip, one round, 2 frames at 360 px")
     args = p.parse_args(argv)
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.videos
         else [VIDEOS / c for c in CLIPS[: 1 if args.smoke else None]]
     )
-    cal = calibrate_video.Calibration(args.detector, args.weights, args.device, args.frames, args.height)
+    cal = Calibration(args.detector, args.weights, args.device, args.frames, args.height)
     results: dict[str, Any] = {"rounds": args.rounds, "step": args.step, "calibration": asdict(cal)}
     with tempfile.TemporaryDirectory() as tmp:
         root, dets = workspace(Path(tmp), clips, args.step)

@@ -4,6 +4,10 @@ Every stage declares one frozen dataclass whose defaults are the paper's values.
 turns such a class into argparse flags, reads a YAML section into it, checks types and unknown
 keys, and writes the resolved settings back as YAML beside a run's outputs.
 
+A feature that owns several settings declares them as a frozen dataclass of its own, nested with
+:func:`group`: its fields become the flags ``--<prefix>-<field>`` and a mapping under the group's
+name in YAML and in the saved settings, and a consumer (or a fingerprint) takes the group whole.
+
 Example::
 
     @dataclass(frozen=True)
@@ -50,13 +54,25 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def setting(default: Any, help: str, *, saved: bool = True) -> Any:
+def setting(default: Any, help: str, *, saved: bool = True, flag: str | None = None) -> Any:
     """A dataclass field with a default and a help text shown by ``--help``.
 
     ``saved=False`` marks a one-off permission (``--replace-shards``): the settings file a run
     writes records its default, so reusing that file as ``--config`` never repeats it unasked.
+    ``flag`` names the command-line flag of a field in a :func:`group` when ``--<prefix>-<field>``
+    would not read well (``--cut-unverified``).
     """
-    return dataclasses.field(default=default, metadata={"help": help, "saved": saved})
+    metadata = {"help": help, "saved": saved} | ({"flag": flag} if flag else {})
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def group(cls: type, prefix: str, help: str) -> Any:
+    """A nested settings dataclass: the flags ``--<prefix>-<field>``, YAML ``<name>: {field: ...}``."""
+    return dataclasses.field(default_factory=cls, metadata={"help": help, "group": prefix, "saved": True})
+
+
+def _is_group(f: dataclasses.Field) -> bool:
+    return "group" in f.metadata
 
 
 def check_positive(obj: Any, *names: str) -> None:
@@ -160,31 +176,56 @@ def _argparse_type(annotation: Any, name: str):
     return parse
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one flag per field of ``cls``; ``--help`` shows each default.
+def add_settings_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "", dest: str = "") -> None:
+    """Add one flag per field of ``cls`` (and of its groups); ``--help`` shows each default.
 
-    Defaults are suppressed in the namespace so that only flags the user typed override YAML.
+    Defaults are suppressed in the namespace so that only flags the user typed override YAML. A
+    group's flags land in the namespace as ``<group>.<field>`` (:func:`nest_flags` nests them).
     """
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if _is_group(f):
+            add_settings_flags(parser, hints[f.name], f.metadata["group"] + "_", f"{dest}{f.name}.")
+            continue
         annotation = hints[f.name]
         base, _ = _split_optional(annotation)
+        name = f.metadata.get("flag") or prefix + f.name
         help_text = f"{f.metadata.get('help', '')} (default: {_show(f.default)})"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        kwargs: dict[str, Any] = {"dest": dest + f.name, "default": argparse.SUPPRESS, "help": help_text}
         if base is bool:
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction, **kwargs)
             continue
         if get_origin(base) is Literal:
             kwargs["choices"] = get_args(base)
         elif get_origin(base) is tuple:
             kwargs["nargs"] = "+"
-            kwargs["type"] = _argparse_type(annotation, f.name)
+            kwargs["type"] = _argparse_type(annotation, name)
         else:
-            kwargs["type"] = _argparse_type(annotation, f.name)
-        kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None
-        if kwargs["metavar"] is None:
-            del kwargs["metavar"]
-        parser.add_argument(_flag(f.name), **kwargs)
+            kwargs["type"] = _argparse_type(annotation, name)
+        if "choices" not in kwargs:
+            kwargs["metavar"] = name.upper()
+        parser.add_argument(_flag(name), **kwargs)
+
+
+def nest_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``{"calibration.frames": 3}`` (argparse's dests of a group) -> ``{"calibration": {"frames": 3}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flags.items():
+        *groups, name = key.split(".")
+        target = nested
+        for g in groups:
+            target = target.setdefault(g, {})
+        target[name] = value
+    return nested
+
+
+def _merge(values: dict[str, Any], update: dict[str, Any]) -> None:
+    """``values.update(update)``, a group's mapping merged key by key rather than replaced."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
 
 
 def _show(value: Any) -> str:
@@ -225,13 +266,20 @@ def read_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
 def build_settings(cls: type[T], values: dict[str, Any], source: str = "settings") -> T:
     """Construct ``cls`` from ``values``, rejecting unknown keys and wrongly typed values."""
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names, key=str)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields), key=str)
     if unknown:
         raise SettingsError(
-            f"{source}: unknown setting {_show_value(unknown[0])} (known: {', '.join(sorted(names))})"
+            f"{source}: unknown setting {_show_value(unknown[0])} (known: {', '.join(sorted(fields))})"
         )
-    kwargs = {k: _coerce(v, hints[k], k) for k, v in values.items()}
+    kwargs = {}
+    for k, v in values.items():
+        if not _is_group(fields[k]):
+            kwargs[k] = _coerce(v, hints[k], k)
+        elif isinstance(v, dict):
+            kwargs[k] = build_settings(hints[k], v, source=f"{source} {k}")
+        else:
+            raise SettingsError(f"{source}: {k} must be a mapping of settings, got {_show_value(v)}")
     return cls(**kwargs)
 
 
@@ -242,19 +290,26 @@ def resolve_settings(
     flags: dict[str, Any],
     base: str | Path | None = None,
 ) -> T:
-    """Defaults, then the ``section`` of a ``base`` settings file, of ``config``, then ``flags``."""
+    """Defaults, then the ``section`` of a ``base`` settings file, of ``config``, then ``flags``
+    (argparse's, a group's as ``<group>.<field>``)."""
     values: dict[str, Any] = {}
     if base is not None:
-        values.update(read_yaml_section(base, section))
+        _merge(values, read_yaml_section(base, section))
     if config is not None:
-        values.update(read_yaml_section(config, section))
-    values.update(flags)
+        _merge(values, read_yaml_section(config, section))
+    _merge(values, nest_flags(flags))
     return build_settings(cls, values, source=f"{config or 'flags'} [{section}]")
 
 
 def settings_to_dict(obj: Any) -> dict[str, Any]:
-    """Plain, YAML-safe dict of a settings object (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+    """Plain, YAML-safe dict of a settings object (tuples become lists, groups mappings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+
+    return plain(dataclasses.asdict(obj))
 
 
 def save_settings(obj: Any, path: str | Path, section: str) -> None:

@@ -20,7 +20,8 @@ from common.manifests import boxes as box_file
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
 from detect.person_rules import PersonRules, box_reason
 from detect.sampling import Decoders, VideoJob, sampled_frames, worker_death
-from detect.track_windows import TrackSettings, WindowBuffer, add_window, window_records
+from detect.settings import TrackSettings
+from detect.track_windows import WindowBuffer, add_window, window_records
 
 log = logging.getLogger(__name__)
 

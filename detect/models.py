@@ -13,8 +13,7 @@ from common.detectors.build import build_detector as build
 from common.detectors.yolo import resolve_device
 from detect.person_rules import PersonRules
 from detect.pose import HRNetKeypoints, MMPoseKeypoints
-from detect.settings import DetectSettings
-from detect.track_windows import TrackSettings
+from detect.settings import DetectSettings, TrackSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def track_settings(cfg: DetectSettings) -> TrackSettings | None:
     """What ``--tracks`` needs (None without it: plain sampling, the paper's default)."""
     if not cfg.tracks:
         return None
-    return TrackSettings(cfg.track_step, cfg.track_window, cfg.track_max_crops, cfg.track_min_gap)
+    return cfg.track
 
 
 def build_detector(cfg: DetectSettings):

@@ -6,13 +6,29 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.errors import SettingsError
-from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
+from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, group, setting
 
 # mmpose's published HRNet-W32 COCO 256x192 top-down model (mmpose 0.x key layout). Its name pins
 # the first 8 hex digits of its sha256 (c78dce93): detect.hrnet checks them before loading it.
 MMPOSE_HRNET_W32_COCO = (
     "https://download.openmmlab.com/mmpose/top_down/hrnet/hrnet_w32_coco_256x192-c78dce93_20200708.pth"
 )
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How ``--tracks`` links boxes into tracklets (``detect/track_windows.py``); flags ``--track-*``."""
+
+    step: int = setting(5, "with --tracks: detect every N-th frame around each sampled frame")
+    window: int = setting(
+        25, "with --tracks: frames before and after each sampled frame that are tracked (< frame_step / 2)"
+    )
+    max_crops: int = setting(4, "with --tracks: crops a tracklet keeps at most (its sampled box included)")
+    min_gap: int = setting(10, "with --tracks: frames between two crops of a tracklet at least")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "step", "max_crops")
+        check_nonnegative(self, "window", "min_gap")
 
 
 @dataclass(frozen=True)
@@ -64,14 +80,7 @@ class DetectSettings(EngineSettings):
     tracks: bool = setting(
         False, "also link each sampled frame's boxes into tracklets over nearby frames (docs/detect.md)"
     )
-    track_step: int = setting(5, "with --tracks: detect every N-th frame around each sampled frame")
-    track_window: int = setting(
-        25, "with --tracks: frames before and after each sampled frame that are tracked (< frame_step / 2)"
-    )
-    track_max_crops: int = setting(
-        4, "with --tracks: crops a tracklet keeps at most (its sampled box included)"
-    )
-    track_min_gap: int = setting(10, "with --tracks: frames between two crops of a tracklet at least")
+    track: TrackSettings = group(TrackSettings, "track", "with --tracks: how the tracklets are made")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -85,13 +94,11 @@ class DetectSettings(EngineSettings):
             "pose_batch_size",
             "ray_actors",
             "ray_videos_per_call",
-            "track_step",
-            "track_max_crops",
         )
-        check_nonnegative(self, "workers", "track_window", "track_min_gap")
-        if self.tracks and 2 * self.track_window >= self.frame_step:
+        check_nonnegative(self, "workers")
+        if self.tracks and 2 * self.track.window >= self.frame_step:
             raise SettingsError(
-                f"--track-window ({self.track_window}) must be below half of --frame-step ({self.frame_step}): "
+                f"--track-window ({self.track.window}) must be below half of --frame-step ({self.frame_step}): "
                 "the windows of two sampled frames would overlap"
             )
         check_range(self, "min_score", 0.0, 1.0)

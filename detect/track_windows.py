@@ -18,15 +18,8 @@ import numpy as np
 
 from detect.person_rules import person_reason
 from detect.sampling import Decoders, SampledFrames, sample_indices
+from detect.settings import TrackSettings
 from detect.tracks import Window, link, pick_crops
-
-
-@dataclass(frozen=True)
-class TrackSettings:
-    step: int
-    window: int
-    max_crops: int
-    min_gap: int
 
 
 def window_frames(n_frames: int, frame_step: int, track: TrackSettings) -> list[int]:

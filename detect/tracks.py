@@ -1,7 +1,7 @@
 """Tracklets around a sampled frame: link its boxes over nearby frames with ByteTrack, pick crops.
 
 ``detect --tracks`` detects persons on the frames ``anchor - window .. anchor + window`` (every
-``track_step``-th) around each sampled frame (the *anchor*) and links the boxes with ultralytics'
+``--track-step``-th) around each sampled frame (the *anchor*) and links the boxes with ultralytics'
 ByteTrack (``ultralytics.trackers.byte_tracker.BYTETracker``, Zhang et al., ECCV 2022), fed with
 our own detector's boxes. Two trackers start at the anchor, one running forward and one
 backward in time; on their first frame every box scoring at least ``high`` opens a track, so each

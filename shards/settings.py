@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from common.errors import SettingsError
-from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, setting
+from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, group, setting
 from shards.write.faces import MIN_SCORE, MODEL_NAME, POSE_MODEL_NAME, Encoding
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
@@ -36,6 +36,41 @@ def check_tracklet_pattern(text: str, from_images: str | None) -> None:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How ``--from-dets`` checks each video against a person detector before cutting it
+    (``shards/release/calibrate.py``); flags ``--calibrate-*`` and ``--cut-unverified``."""
+
+    detector: Literal["hog", "yolo"] = setting(
+        "hog", "calibration's person detector (hog: CPU, no weights, deterministic; yolo: the release's kind)"
+    )
+    weights: str = setting("yolov5xu.pt", "with --calibrate-detector yolo: weight name or local .pt")
+    device: str = setting("auto", "with --calibrate-detector yolo: auto, cpu, cuda or cuda:N")
+    frames: int = setting(4, "released frames per video calibration decodes (each at offsets -2..+2)")
+    height: int = setting(
+        720,
+        "frames are resized to this height for the detector (HOG finds people >= 128 px tall; 0: as decoded)",
+    )
+    min_agreement: float = setting(
+        0.4, "mean best IoU of released boxes with detections a video needs to be verified"
+    )
+    min_margin: float = setting(
+        0.1, "lead over the runner-up scale (and over offset 0 for a shift) a video needs to be verified"
+    )
+    rescale: bool = setting(
+        True, "let calibration rescale the boxes (no: a video another scale fits clearly is a mismatch)"
+    )
+    cut_unverified: bool = setting(
+        False, "also cut videos calibration did not verify, as --calibrate none would", flag="cut_unverified"
+    )
+
+    def __post_init__(self) -> None:
+        check_positive(self, "frames")
+        check_nonnegative(self, "height")
+        check_range(self, "min_agreement", 0, 1)
+        check_range(self, "min_margin", 0, 1)
+
+
+@dataclass(frozen=True)
 class ShardSettings(EngineSettings):
     from_images: str | None = setting(None, "import a folder tree of person crops instead of detections")
     tracklet_pattern: str | None = setting(
@@ -56,31 +91,8 @@ class ShardSettings(EngineSettings):
         "--from-dets: check each video against a person detector before cutting it and cut with the scale "
         "and frame offset that agree (none: cut the boxes as they are)",
     )
-    calibrate_detector: Literal["hog", "yolo"] = setting(
-        "hog", "calibration's person detector (hog: CPU, no weights, deterministic; yolo: the release's kind)"
-    )
-    calibrate_weights: str = setting(
-        "yolov5xu.pt", "with --calibrate-detector yolo: weight name or local .pt"
-    )
-    calibrate_device: str = setting("auto", "with --calibrate-detector yolo: auto, cpu, cuda or cuda:N")
-    calibrate_frames: int = setting(
-        4, "released frames per video calibration decodes (each at offsets -2..+2)"
-    )
-    calibrate_height: int = setting(
-        720,
-        "frames are resized to this height for the detector (HOG finds people >= 128 px tall; 0: as decoded)",
-    )
-    calibrate_min_agreement: float = setting(
-        0.4, "mean best IoU of released boxes with detections a video needs to be verified"
-    )
-    calibrate_min_margin: float = setting(
-        0.1, "lead over the runner-up scale (and over offset 0 for a shift) a video needs to be verified"
-    )
-    calibrate_rescale: bool = setting(
-        True, "let calibration rescale the boxes (no: a video another scale fits clearly is a mismatch)"
-    )
-    cut_unverified: bool = setting(
-        False, "also cut videos calibration did not verify, as --calibrate none would"
+    calibration: Calibration = group(
+        Calibration, "calibrate", "--from-dets with --calibrate detector: how each video is checked"
     )
     jpeg_quality: int = setting(95, "JPEG quality of re-encoded crops")
     blur_faces: bool = setting(
@@ -113,14 +125,23 @@ class ShardSettings(EngineSettings):
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
         check_range(self, "face_min_score", 0, 1)
-        check_positive(self, "calibrate_frames")
-        check_nonnegative(self, "calibrate_height")
-        check_range(self, "calibrate_min_agreement", 0, 1)
-        check_range(self, "calibrate_min_margin", 0, 1)
         if self.dets_size is not None:
             parse_size(self.dets_size)
         if self.tracklet_pattern is not None:
             check_tracklet_pattern(self.tracklet_pattern, self.from_images)
+
+    def calibrated(self) -> Calibration | None:
+        """The calibration ``--from-dets`` cuts with (``None`` for ``--calibrate none``)."""
+        return None if self.calibrate == "none" else self.calibration
+
+    def dets_plan(self) -> dict[str, Any]:
+        """What of ``--from-dets`` a plan fingerprints beyond the boxes: the stated size and the
+        calibration, its settings whole."""
+        return {
+            "dets_size": self.dets_size,
+            "calibrate": self.calibrate,
+            "calibration": asdict(self.calibration),
+        }
 
     def encoding(self) -> Encoding:
         """How the workers encode crops: the JPEG quality and the face blurring."""

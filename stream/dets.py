@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from shards.release import calibrate_video, import_dets
+from shards.release import import_dets
 from shards.write.items import Task
 from shards.write.writer import Build
 from stream.plan import fetchable
@@ -51,7 +51,7 @@ def stream_released(
     """Cut the released boxes of every planned video; the summary, with the plan (every task with
     the context build-shards would have given it) as ``tasks``."""
     cfg_shards = stages.shards
-    calibration = calibrate_video.from_settings(cfg_shards)
+    calibration = cfg_shards.calibrated()
     planned, counts = import_dets.plan(
         cfg_shards.from_dets, stages.root, cfg_shards.dets_size, calibration, will_download=True
     )

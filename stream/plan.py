@@ -50,8 +50,7 @@ def stream_plan(stages: Stages, rows: list[dict[str, Any]], order: list[int]) ->
         **cfg.encoding_plan(),
     }
     if cfg.from_dets:  # the release's boxes and how they are checked, instead of filter and detect
-        shaping |= {"from_dets": str(Path(cfg.from_dets).resolve()), "dets_size": cfg.dets_size}
-        shaping |= {k: v for k, v in vars(cfg).items() if k.startswith(("calibrate", "cut_unverified"))}
+        shaping |= {"from_dets": str(Path(cfg.from_dets).resolve()), **cfg.dets_plan()}
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode())
     if not cfg.from_dets:
         for name in ("filter", "detect"):  # where the work runs is no part of the plan

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from common.errors import SettingsError
-from shards.release import calibrate, calibrate_video
+from shards.release import calibrate
 from shards.release.dets_input import Box
-from shards.settings import ShardSettings
+from shards.settings import Calibration, ShardSettings
 
 RNG = np.random.default_rng(0)
 
@@ -148,11 +148,11 @@ def test_a_clear_winner_that_is_not_allowed_is_a_mismatch():
 
 def test_calibration_frames_are_spread_and_leave_room_for_offsets():
     boxes = {f: [[0, 0, 1, 1]] for f in (1, 2, 3, 10, 20, 30, 40, 50, 60, 70)}
-    assert calibrate_video.pick_frames(boxes, 3) == [3, 40, 70]
-    assert calibrate_video.pick_frames(boxes, 20) == [3, 10, 20, 30, 40, 50, 60, 70]
-    planned = calibrate_video.Calibration(frames=2)
+    assert calibrate.pick_frames(boxes, 3) == [3, 40, 70]
+    assert calibrate.pick_frames(boxes, 20) == [3, 10, 20, 30, 40, 50, 60, 70]
+    planned = Calibration(frames=2)
     usable = [Box(f, 0, b[0]) for f, b in boxes.items()] + [Box(5, 1, None), Box(6, 0, [5, 5, 5, 9])]
-    context = calibrate_video.plan_context(planned, usable, Path("/ws"))
+    context = calibrate.plan_context(planned, usable, Path("/ws"))
     assert (
         context["boxes"] == [[3, [[0, 0, 1, 1]]], [70, [[0, 0, 1, 1]]]]
         and context["cache"] == "/ws/calibration"
@@ -160,22 +160,22 @@ def test_calibration_frames_are_spread_and_leave_room_for_offsets():
 
 
 def test_settings():
-    assert calibrate_video.from_settings(ShardSettings(calibrate="none")) is None
-    default = calibrate_video.from_settings(ShardSettings())
-    assert default == calibrate_video.Calibration()  # the dataclass and the settings agree on defaults
-    with pytest.raises(SettingsError):
-        ShardSettings(calibrate_min_agreement=1.5)
-    with pytest.raises(SettingsError):
-        ShardSettings(calibrate_frames=0)
+    assert ShardSettings(calibrate="none").calibrated() is None
+    default = ShardSettings().calibrated()
+    assert default == Calibration()  # the dataclass and the settings agree on defaults
+    with pytest.raises(SettingsError, match="min_agreement"):
+        Calibration(min_agreement=1.5)
+    with pytest.raises(SettingsError, match="frames"):
+        Calibration(frames=0)
 
 
 def test_an_unreadable_video_is_video_unreadable_and_nothing_is_stored(tmp_path):
     video = tmp_path / "broken.mp4"
     video.write_bytes(b"not a video")
     boxes = [Box(f, 0, [10.0, 10.0, 50.0, 130.0]) for f in (11, 21, 31)]
-    planned = calibrate_video.plan_context(calibrate_video.Calibration(), boxes, tmp_path)
+    planned = calibrate.plan_context(Calibration(), boxes, tmp_path)
     context = {"vname": "a+b+broken", "video_id": "broken", "path": str(video), "size": None}
     context |= {"extent": [10.0, 10.0, 50.0, 130.0], "calibration": planned}
-    result, refused = calibrate_video.for_cutting(context)
+    result, refused = calibrate.for_cutting(context)
     assert result is None and refused[0] == "video_unreadable"
     assert not (tmp_path / "calibration").exists()

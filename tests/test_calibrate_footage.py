@@ -39,13 +39,13 @@ from reference import reference_frames
 from common.detectors.build import build_detector
 from common.media.frames import read_frames
 from shards.build import build_shards
-from shards.release import calibrate_video, import_dets
-from shards.settings import ShardSettings
+from shards.release import calibrate, import_dets
+from shards.settings import Calibration, ShardSettings
 from shards.write.faces import Encoding
 
 REPO = Path(__file__).resolve().parent.parent
 RELEASE_MIN_SCORE = 1.0  # the "release" keeps confident HOG boxes only
-CALIBRATION = {"calibrate_height": 540, "calibrate_frames": 3}  # 540: quicker than 720 on 2 cores
+CALIBRATION = {"calibration": Calibration(height=540, frames=3)}  # 540: quicker than 720 on 2 cores
 MOVING_IDS = (16, 40, 64, 88, 112)  # released frame ids (1-based) of the 120-frame moving clip
 PEDESTRIAN_IDS = (25, 55, 85)  # of pedestrians.mp4 (96 frames)
 
@@ -226,7 +226,7 @@ def test_rerun_after_a_kill_gives_the_same_shards(built):
     status = kill_group_when(command, REPO, lambda _: (root / "shards" / "lup-000002.tar").exists(), 120)
     assert status == -signal.SIGKILL, "the build ended before the kill"
     assert not (root / "shards" / "index.parquet").exists()
-    cache = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving")
+    cache = calibrate.cache_file(root / calibrate.CACHE, "moving")
     stored = cache.stat().st_mtime_ns  # its first crops are in a shard
     summary = build_shards(settings(built["dets"]), root)
     assert summary["shards_reused"] >= 2
@@ -242,13 +242,13 @@ def test_forbidden_rescale_is_a_mismatch_and_cut_unverified_cuts_as_without_cali
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(built["root"] / "videos.parquet", root / "videos.parquet")
-    fixed = calibrate_video.Calibration(frames=3, height=540, rescale=False)
+    fixed = Calibration(frames=3, height=540, rescale=False)
     for cal, status in ((fixed, "mismatch"), (replace(fixed, cut_unverified=True), "resolution_mismatch")):
         tasks, _ = import_dets.plan(built["dets"], root, None, cal)
         small = next(t for t in tasks if t.context["video_id"] == "small")
         records = [r.record for r in import_dets.run(small, Encoding(95))]
         assert {r["status"] for r in records} == {status}, records[0]
-    assert "scale 0.333333 wins clearly but only 1 is allowed" in calibrate_video.cached(small.context)["why"]
+    assert "scale 0.333333 wins clearly but only 1 is allowed" in calibrate.cached(small.context)["why"]
     assert "beyond the 640x360 frame" in records[0]["reason"]  # cut unscaled, as --calibrate none: refused
 
 
@@ -264,11 +264,9 @@ def test_a_film_released_at_a_height_on_no_ladder_verifies_by_its_width(tmp_path
         root / "videos.parquet"
     )
     (tmp_path / "dets.pkl").write_bytes(pickle.dumps(dets))
-    tasks, _ = import_dets.plan(
-        str(tmp_path / "dets.pkl"), root, None, calibrate_video.Calibration(frames=3, height=540)
-    )
+    tasks, _ = import_dets.plan(str(tmp_path / "dets.pkl"), root, None, Calibration(frames=3, height=540))
     results = import_dets.run(tasks[0], Encoding(95))
-    film = calibrate_video.cached(tasks[0].context)
+    film = calibrate.cached(tasks[0].context)
     assert (film["outcome"], film["scale"], film["offset"], film["frame_size"]) == (
         "verified",
         1.5,

@@ -15,8 +15,8 @@ import pytest
 from test_calibrate_footage import reencode, release
 
 from shards.build import build_shards
-from shards.release import calibrate_video, import_dets
-from shards.settings import ShardSettings
+from shards.release import calibrate, import_dets
+from shards.settings import Calibration, ShardSettings
 from shards.write.faces import Encoding
 
 VNAME = "usa+boston+moving"
@@ -34,10 +34,10 @@ def clean(tmp_path_factory, videos_dir) -> dict:
     columns = ["video_id", "vname", "path", "status", "reason"]
     pd.DataFrame(row, columns=columns).to_parquet(root / "videos.parquet", index=False)
     (base / "dets.pkl").write_bytes(pickle.dumps({VNAME: release(moving, IDS)}))
-    cal = calibrate_video.Calibration(**CALIBRATION)
+    cal = Calibration(**CALIBRATION)
     task = import_dets.plan(str(base / "dets.pkl"), root, None, cal)[0][0]
     results = import_dets.run(task, Encoding(95))
-    stored = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving").read_bytes()
+    stored = calibrate.cache_file(root / calibrate.CACHE, "moving").read_bytes()
     return {"base": base, "root": root, "task": task, "results": results, "stored": stored}
 
 
@@ -93,15 +93,15 @@ def crops(results) -> dict[str, tuple[bytes | None, dict]]:
 @pytest.mark.parametrize("name", TAMPERINGS)
 def test_a_damaged_or_forged_cache_is_not_trusted(clean, name):
     """Every tampering is refused by the one reader of the file (no exception), so it is measured."""
-    calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving").write_bytes(
+    calibrate.cache_file(clean["root"] / calibrate.CACHE, "moving").write_bytes(
         TAMPERINGS[name](clean["stored"])
     )
-    assert calibrate_video.cached(clean["task"].context) is None
+    assert calibrate.cached(clean["task"].context) is None
 
 
 @pytest.mark.parametrize("name", ["forged_geometry", "huge_numbers", "a_list", "redigested_offset_7"])
 def test_a_refused_cache_is_measured_again_and_cut_as_a_clean_run(clean, name):
-    task, path = clean["task"], calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving")
+    task, path = clean["task"], calibrate.cache_file(clean["root"] / calibrate.CACHE, "moving")
     path.write_bytes(TAMPERINGS[name](clean["stored"]))
     assert crops(import_dets.run(task, Encoding(95))) == crops(clean["results"])  # the same crops, cut alike
     assert path.read_bytes() == clean["stored"]  # and the measured result stored again
@@ -109,8 +109,8 @@ def test_a_refused_cache_is_measured_again_and_cut_as_a_clean_run(clean, name):
 
 def test_the_clean_cache_is_reused(clean):
     """The control: the file as calibration wrote it is trusted as it is."""
-    calibrate_video.cache_file(clean["root"] / calibrate_video.CACHE, "moving").write_bytes(clean["stored"])
-    result = calibrate_video.cached(clean["task"].context)
+    calibrate.cache_file(clean["root"] / calibrate.CACHE, "moving").write_bytes(clean["stored"])
+    result = calibrate.cached(clean["task"].context)
     assert (result["outcome"], result["scale"], result["offset"]) == ("verified", 1.0, 0)
     assert result == json.loads(clean["stored"])["result"]
 
@@ -125,12 +125,11 @@ def test_a_rerun_of_a_finished_build_reports_the_measured_calibration(clean, tmp
         from_dets=str(clean["base"] / "dets.pkl"),
         max_samples=4,
         workers=1,
-        calibrate_frames=3,
-        calibrate_height=360,
+        calibration=Calibration(frames=3, height=360),
     )
     build_shards(cfg, root)
     first = json.loads((root / "dets_report.json").read_text())["calibration"]
-    stored = calibrate_video.cache_file(root / calibrate_video.CACHE, "moving")
+    stored = calibrate.cache_file(root / calibrate.CACHE, "moving")
     shards = {p.name: p.read_bytes() for p in (root / "shards").iterdir() if p.is_file()}
     for tampering in ("forged_geometry", "a_list"):
         stored.write_bytes(TAMPERINGS[tampering](stored.read_bytes()))

@@ -21,7 +21,7 @@ from bench.scale_parts.detections import DETECT, seed_detections
 from common.errors import UsageError
 from common.manifests import boxes, samples, video_filter
 from common.media.frames import read_frames
-from shards.release import calibrate_video, dets_input, import_dets
+from shards.release import calibrate, dets_input, import_dets
 from shards.release.dets_report import write_report
 from shards.write.items import Task
 
@@ -85,7 +85,7 @@ def test_box_files_are_fanned_out_and_listed_in_id_order(tmp_path):
         path.write_bytes(b"")
     (paths[0].parent / f".{paths[0].name}.123.tmp").write_bytes(b"")  # a write in progress
     assert boxes.files(tmp_path) == sorted(paths[:50], key=lambda p: p.name)
-    assert calibrate_video.cache_file(tmp_path, ids[0]).parent.name == paths[0].parent.name
+    assert calibrate.cache_file(tmp_path, ids[0]).parent.name == paths[0].parent.name
 
 
 def reference_outcomes(frame: pd.DataFrame) -> dict[str, dict]:

@@ -59,6 +59,34 @@ def test_precedence_defaults_then_yaml_then_flags(tmp_path):
     assert s.min_score == 0.72  # default kept
 
 
+def test_a_group_takes_its_flags_yaml_mapping_and_saved_file(tmp_path):
+    """A nested group (calibration): flags --calibrate-* and --cut-unverified from the real parser,
+    a YAML mapping merged key by key under them, checked, saved nested and reloaded equal."""
+    from common.settings import nest_flags
+    from shards.settings import Calibration, ShardSettings
+
+    args = pipeline.build_parser().parse_args(
+        ["build-shards", "--calibrate-frames", "3", "--cut-unverified", "--no-calibrate-rescale"]
+    )
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "root", "config", "verbose")}
+    assert nest_flags(flags) == {"calibration": {"frames": 3, "cut_unverified": True, "rescale": False}}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shards:\n  calibration:\n    frames: 8\n    height: 540\n")
+    s = resolve_settings(ShardSettings, "shards", cfg, flags)
+    assert s.calibration == Calibration(frames=3, height=540, rescale=False, cut_unverified=True)
+    save_settings(s, tmp_path / "shards.yaml", "shards")
+    saved = yaml.safe_load((tmp_path / "shards.yaml").read_text())["shards"]
+    assert saved["calibration"]["height"] == 540 and "calibrate_height" not in saved
+    assert resolve_settings(ShardSettings, "shards", tmp_path / "shards.yaml", {}) == s
+    for text, message in (("frames: 0", "frames must be > 0"), ("fps: 3", "unknown setting 'fps'")):
+        cfg.write_text(f"shards:\n  calibration:\n    {text}\n")
+        with pytest.raises(SettingsError, match=message):
+            resolve_settings(ShardSettings, "shards", cfg, {})
+    cfg.write_text("shards:\n  calibration: 3\n")
+    with pytest.raises(SettingsError, match="calibration must be a mapping"):
+        resolve_settings(ShardSettings, "shards", cfg, {})
+
+
 def test_saved_settings_reload_identically(tmp_path):
     from pretrain.settings import PretrainSettings
 

@@ -182,11 +182,11 @@ def test_crops_are_picked_far_from_the_anchor_and_apart():
 
 def test_windows_must_not_overlap():
     from common.errors import SettingsError
-    from detect.settings import DetectSettings
+    from detect.settings import DetectSettings, TrackSettings
 
     with pytest.raises(SettingsError, match="track-window"):
-        DetectSettings(tracks=True, frame_step=100, track_window=50)
-    assert DetectSettings(tracks=False, frame_step=100, track_window=50).track_window == 50
+        DetectSettings(tracks=True, frame_step=100, track=TrackSettings(window=50))
+    assert DetectSettings(tracks=False, frame_step=100, track=TrackSettings(window=50)).track.window == 50
 
 
 def test_track_ids_are_the_same_on_ray(videos_dir, tmp_path, local_ray):

@@ -27,7 +27,7 @@ from common.atomic import atomic_path
 from common.manifests import boxes, takedowns, video_filter
 from common.manifests.samples import sample_key
 from common.media.frames import read_frames
-from common.settings import read_yaml_section
+from common.settings import build_settings, read_yaml_section
 from shards.checks.box_tally import BoxTally, pick
 from shards.settings import ShardSettings
 from shards.write.faces import Encoding
@@ -86,7 +86,7 @@ def blurring(root: Path, faces: dict[str, Any] | None) -> Encoding | None:
     path = Path(root) / "settings" / "shards.yaml"
     saved = read_yaml_section(path, "shards") if path.is_file() else {}
     known = {f.name for f in dataclasses.fields(ShardSettings)}
-    cfg = ShardSettings(**{k: v for k, v in saved.items() if k in known})
+    cfg = build_settings(ShardSettings, {k: v for k, v in saved.items() if k in known}, str(path))
     return dataclasses.replace(cfg, blur_faces=True).encoding()
 
 

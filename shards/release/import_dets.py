@@ -8,10 +8,14 @@ are cut as the release's ``LUP/extract.py`` does: the frame ``frame_id - 1`` (de
 ``frame[y1:y2, x1:x2]``, JPEG quality 95 (``cv2.imwrite``'s default).
 
 Geometry: the release does not store the frame size nor the frame rate. With calibration (the
-default, :mod:`shards.release.calibrate_video`) each video is checked against a person detector
+default, :mod:`shards.release.calibrate`) each video is checked against a person detector
 before any crop is cut: it is cut with the scale and frame offset that agree clearly, else its boxes
 are recorded as ``unverified`` (or ``mismatch``) and none is cut. Without it (``--calibrate none``):
-a stated size rescales, a box outside the frame refuses the video (:mod:`.calibrate_geometry`).
+when a size is stated (a ``size`` entry in the pickle, else ``--dets-size WxH``) and differs from
+the decoded frame, boxes are scaled to the frame (same aspect ratio only), and a video with any
+(scaled, rounded) box outside its frame is not at the resolution the boxes were found at
+(:class:`Mismatch`): none of its crops is written (``resolution_mismatch``). ``--cut-unverified``
+cuts a video calibration did not verify the same way.
 
 Key: ``<video_id>_<frame_id:08d>_<obj_idx:03d>`` (the release's 1-based frame id and object
 index; the YouTube id has no dots and is unique in the list). The JSON keeps country, city,
@@ -32,14 +36,68 @@ from common.errors import UsageError
 from common.manifests.videos import provenance
 from common.media.images import encode_jpeg
 from common.release.vnames import parse_vname
-from shards.release import calibrate_video, dets_input
-from shards.release.calibrate_geometry import Mismatch, calibrated_scale, extent, fit
-from shards.settings import parse_size
+from shards.release import calibrate, dets_input
+from shards.settings import Calibration, parse_size
 from shards.write.cut import Cut, Refused, cut_video
 from shards.write.faces import Encoding
 from shards.write.items import Item, Result, Task, faces_blurred, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
+
+
+ASPECT_TOLERANCE = 0.01  # relative difference of the x and y scales still treated as one aspect ratio
+
+
+class Mismatch(Exception):
+    """The decoded frames do not have the size the released boxes were found at."""
+
+
+def extent(boxes: list[Any]) -> list[float] | None:
+    """``[min x1, min y1, max x2, max y2]`` over the usable boxes (checked against the frame)."""
+    usable = [b.bbox for b in boxes if b.frame_id >= 1 and b.bbox and all(map(math.isfinite, b.bbox))]
+    if not usable:
+        return None
+    a = np.array(usable)
+    return [float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max())]
+
+
+def fit(context: dict[str, Any], height: int, width: int) -> tuple[float, float, str]:
+    """``(x scale, y scale, note)`` mapping the released boxes onto a ``width`` x ``height`` frame.
+
+    Raises :class:`Mismatch` when they cannot be mapped or some box falls outside the frame.
+    """
+    sx = sy = 1.0
+    note = ""
+    if context["size"] and tuple(context["size"]) != (width, height):
+        w0, h0 = context["size"]
+        sx, sy = width / w0, height / h0
+        if abs(sx / sy - 1) > ASPECT_TOLERANCE:
+            raise Mismatch(
+                f"the video is {width}x{height} but the boxes were found at {w0}x{h0} "
+                f"(from the {context['size_from']}): another aspect ratio, cannot rescale"
+            )
+        note = f"boxes rescaled from {w0}x{h0} to {width}x{height}"
+    if context["extent"]:
+        x1, y1, x2, y2 = (int(v) for v in np.round(np.array(context["extent"]) * [sx, sy, sx, sy]))
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            hint = (
+                ""
+                if context["size"]
+                else "; if the original size is known, state it (--dets-size WxH) to rescale"
+            )
+            raise Mismatch(
+                f"boxes reach x {x1}..{x2}, y {y1}..{y2}, beyond the {width}x{height} frame: the video is "
+                f"not at the resolution the boxes were found at{hint}"
+            )
+    return sx, sy, note
+
+
+def calibrated_scale(geometry: dict[str, Any]) -> tuple[float, float, str]:
+    """``(x scale, y scale, note)`` of a verified calibration (one scale for both axes)."""
+    s, offset = geometry["scale"], geometry["offset"]
+    notes = [f"boxes rescaled x{s:g} by calibration"] if s != 1 else []
+    notes += [f"frames shifted by {offset:+d} by calibration"] if offset else []
+    return s, s, "; ".join(notes)
 
 
 def sample_key(video_id: str, frame_id: int, obj_idx: int) -> str:
@@ -96,7 +154,7 @@ def video_plan(
     root: Path,
     size,
     owner: dict[str, str],
-    calibration: calibrate_video.Calibration | None = None,
+    calibration: Calibration | None = None,
     will_download: bool = False,
 ):
     """``(context, items)`` of one video of the detections (``calibration``: a ``Calibration`` or None;
@@ -141,7 +199,7 @@ def video_plan(
             parsed.malformed[0],
         )
     if calibration is not None and status == "ok":
-        context["calibration"] = calibrate_video.plan_context(calibration, parsed.boxes, root)
+        context["calibration"] = calibrate.plan_context(calibration, parsed.boxes, root)
     items = [
         Item(
             sample_key(video_id, b.frame_id, b.obj_idx),
@@ -156,16 +214,16 @@ def plan(
     path: str,
     root: Path,
     dets_size: str | None,
-    calibration: calibrate_video.Calibration | None = None,
+    calibration: Calibration | None = None,
     will_download: bool = False,
 ) -> tuple[list[Task], dict[str, Any]]:
     """One task per video (videos without boxes too: their context carries the report's figures).
 
-    ``calibration`` (:func:`calibrate_video.from_settings`): check each video before cutting it;
+    ``calibration`` (:func:`calibrate.from_settings`): check each video before cutting it;
     ``None`` cuts as the boxes say (``--calibrate none``). ``will_download``: see ``video_plan``.
     """
     if calibration is not None:
-        calibrate_video.check_detector(calibration)
+        calibrate.check_detector(calibration)
     videos = dets_input.load(path)
     rows = manifest_rows(root)
     size = parse_size(dets_size) if dets_size else None
@@ -274,7 +332,7 @@ def run(task: Task, encoding: Encoding) -> list[Result]:
         else:
             usable.append(item)
     calibrated = "calibration" in ctx and usable  # nothing to cut, nothing to calibrate
-    calibration, refused = calibrate_video.for_cutting(ctx) if calibrated else (None, None)
+    calibration, refused = calibrate.for_cutting(ctx) if calibrated else (None, None)
     offset = calibration["cut_with"]["offset"] if calibration else 0
 
     def fail(item: Item, status: str, reason: str) -> Result:
@@ -303,7 +361,7 @@ def _cutter(context: dict[str, Any], encoding: Encoding, calibration: dict[str, 
                 )
             except Mismatch as e:
                 raise Refused("resolution_mismatch", str(e)) from e
-            geometry = calibrate_video.crop_geometry(calibration, scale[1]) if calibration else None
+            geometry = calibrate.crop_geometry(calibration, scale[1]) if calibration else None
         return cut(item, frame, context, scale, encoding, geometry)
 
     return cut_one

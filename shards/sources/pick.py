@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError
-from shards.release import calibrate_video, import_dets, import_lmdb
+from shards.release import import_dets, import_lmdb
 from shards.settings import ShardSettings
 from shards.sources import IMPORTER_FIELDS, detections, images
 from shards.write.faces import Encoding
@@ -37,7 +37,7 @@ def plan(
     if cfg.from_lmdb:
         return ("lmdb", *import_lmdb.plan(cfg.from_lmdb, spill))
     if cfg.from_dets:
-        calibration = calibrate_video.from_settings(cfg)
+        calibration = cfg.calibrated()
         return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size, calibration))
     return ("detections", *detections.plan(root))
 

@@ -14,7 +14,6 @@ that root (:func:`recover`), so the root ends with the old or the new shards, wh
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -56,12 +55,8 @@ def plan_record(cfg: ShardSettings, root: Path, source: str, tasks: Sequence[Tas
     settings |= cfg.encoding_plan()
     given = next((getattr(cfg, name) for name in IMPORTER_FIELDS if getattr(cfg, name)), None)
     shaping = {k: v for k, v in settings.items() if k != "source"}
-    if cfg.dets_size:
-        shaping["dets_size"] = cfg.dets_size
     if cfg.from_dets:
-        shaping |= {
-            k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("calibrate", "cut_unverified"))
-        }
+        shaping |= cfg.dets_plan()
     return {
         "fingerprint": fingerprint(settings, tasks),
         "source": source,
