@@ -28,7 +28,7 @@ from common.settings import add_settings_flags
 from common.summary import print_summary
 from common.workspace import is_lock_holder
 from demo import demo
-from shards.sources import IMPORTER_FIELDS
+from shards.settings import IMPORTER_FIELDS
 from stages import (  # noqa: F401  (re-exported: benchmarks and tests run stages through pipeline)
     CHAINED_BEFORE,
     COMMANDS,

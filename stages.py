@@ -145,7 +145,7 @@ COMMANDS: dict[str, Command] = {
 }
 
 # build-shards chains these stages first when it cuts crops from its own detections; a run that
-# imports crops or takes released detections (any of shards.sources.IMPORTER_FIELDS set) skips them.
+# imports crops or takes released detections (any of shards.settings.IMPORTER_FIELDS set) skips them.
 CHAINED_BEFORE = {"build-shards": ("filter", "detect")}
 CHAIN_FLAGS = ("engine", "address")
 

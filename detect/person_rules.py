@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.manifests.boxes import STATUSES
-
 # COCO keypoint order: 0 nose, 1-2 eyes, 3-4 ears, 5-6 shoulders, 7-8 elbows, 9-10 wrists,
 # 11-12 hips, 13-14 knees, 15-16 ankles.
 HEAD = (0, 1, 2, 3, 4)
@@ -30,7 +28,6 @@ UPPER_BODY = (5, 6)
 LOWER_BODY = (11, 12, 13, 14)
 NUM_KEYPOINTS = 17
 
-REASONS = STATUSES  # the status codes of detections/<video>.parquet
 BOX_REASONS = ("low_score", "too_narrow", "bad_aspect")
 
 
@@ -80,7 +77,7 @@ def person_reason(
     keypoints: Sequence[float] | np.ndarray | None,
     rules: PersonRules,
 ) -> str:
-    """Why a box is not a valid person crop (one of ``REASONS``), ``"ok"`` when it is.
+    """Why a box is not a valid person crop (one of ``common.manifests.boxes.STATUSES``), ``"ok"`` when it is.
 
     ``keypoints`` is None when keypoints were skipped (``--keypoints none``): only the box rules
     apply then. Box rules are checked first, so a box failing one never needs keypoints.

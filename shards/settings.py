@@ -11,6 +11,10 @@ from common.errors import SettingsError
 from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, group, setting
 from shards.write.faces import MIN_SCORE, MODEL_NAME, POSE_MODEL_NAME, Encoding
 
+# The build-shards settings that name something to import (a folder of crops, the LUPerson LMDB,
+# the released boxes): one at most; with none, the build cuts the root's own detections and the
+# command line runs filter and detect first.
+IMPORTER_FIELDS = ("from_images", "from_lmdb", "from_dets")
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 
 
@@ -125,7 +129,14 @@ class ShardSettings(EngineSettings):
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
         check_range(self, "face_min_score", 0, 1)
+        given = [name for name in IMPORTER_FIELDS if getattr(self, name)]
+        if len(given) > 1:
+            raise SettingsError(
+                f"give one of --from-images, --from-lmdb, --from-dets, not {' and '.join(given)}"
+            )
         if self.dets_size is not None:
+            if not self.from_dets:
+                raise SettingsError("--dets-size applies to --from-dets only")
             parse_size(self.dets_size)
         if self.tracklet_pattern is not None:
             check_tracklet_pattern(self.tracklet_pattern, self.from_images)

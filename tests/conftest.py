@@ -14,7 +14,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = data_root()[0]
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ["LUPERSON_STRICT_STATUSES"] = "1"  # an unlisted samples.parquet status fails the build
 
 
 def _require(path: Path) -> Path:

@@ -43,6 +43,7 @@ def write_detections(root: Path, videos: dict[str, Path], seed: int = 0) -> pd.D
                     dict(video_id=vid, frame=frame, box=box, x1=x1, y1=y1, x2=x1 + w, y2=y1 + h)
                     | dict(score=float(rng.uniform(0.7, 1.0)), keypoints=[0.0] * 51)
                     | dict(valid=bool(rng.random() < 0.8), status="ok", detector="hog", keypoint_model="none")
+                    | dict(pose_present=None, tracklet=None)
                 )
         table = pd.DataFrame(rows)
         table["status"] = np.where(table["valid"], "ok", "low_score")

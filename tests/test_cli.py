@@ -37,6 +37,9 @@ def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 
 def test_help_lists_every_subcommand():
+    import pipeline
+
+    assert sorted(SUBCOMMANDS) == sorted(pipeline.COMMANDS)  # a new subcommand is added here too
     result = run_cli("--help")
     assert result.returncode == 0
     for name in SUBCOMMANDS:

@@ -72,7 +72,7 @@ def test_a_recorded_licence_reaches_the_crop_json_and_stats(tmp_path, videos_dir
     for vid in (cc["id"], standard["id"]):  # detect's output, as detect writes it
         rows = [
             dict(video_id=vid, frame=f, box=i, x1=x1, y1=y1, x2=x2, y2=y2, score=s, keypoints=[0.0] * 51)
-            | dict(valid=True, status="ok", detector="hog", keypoint_model="none")
+            | dict(valid=True, status="ok", detector="hog", keypoint_model="none", tracklet=None)
             for i, (f, x1, y1, x2, y2, s) in enumerate(BOXES)
         ]
         box_file.path_of(root, vid).parent.mkdir(parents=True, exist_ok=True)

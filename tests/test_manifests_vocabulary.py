@@ -13,7 +13,7 @@ import pytest
 from common.errors import UsageError
 from common.manifests import boxes, video_filter
 from detect.boxes import BoxRows, read_video_summary, write_video_boxes
-from detect.person_rules import REASONS, PersonRules
+from detect.person_rules import BOX_REASONS, PersonRules
 from filter.probe import Probe
 from filter.settings import FilterSettings
 from filter.videos import decide
@@ -83,17 +83,15 @@ def test_each_code_a_stage_gives_is_in_its_files_set():
     for want, probe in probes.items():
         assert decide(probe, "street walk", cfg)[0] == want
     assert {*probes, "vr", "duplicate", "near_duplicate"} == set(video_filter.STATUSES)
-    assert REASONS == boxes.STATUSES
+    assert set(BOX_REASONS) < set(boxes.STATUSES)  # the rules give codes the box files take
 
 
-def test_an_unlisted_sample_status_fails_under_the_tests_and_is_logged_for_users(
-    tmp_path, monkeypatch, caplog
-):
+def test_an_unlisted_sample_status_fails_and_writes_nothing(tmp_path):
     from common.manifests import samples
 
     rows = samples.frame([samples.DEFAULTS | {"key": "a", "status": "blurry"}])
     with pytest.raises(ValueError, match="blurry"):
         samples.write(tmp_path, rows)
-    monkeypatch.delenv(samples.STRICT_ENV)
-    samples.write(tmp_path, rows)
-    assert "blurry" in caplog.text and samples.read(tmp_path)["status"].tolist() == ["blurry"]
+    with pytest.raises(ValueError, match="blurry"), samples.writer(tmp_path) as write:
+        write(samples.table([samples.DEFAULTS | {"key": "b", "status": "blurry"}]))
+    assert not (tmp_path / samples.FILE).exists()

@@ -62,7 +62,7 @@ def write_workspace(root: Path, video: Path) -> None:
             rows.append(
                 dict(video_id=vid, frame=frame, box=box, x1=x1, y1=y1, x2=x2, y2=y2, score=score)
                 | dict(keypoints=keypoints, valid=valid, status="ok" if valid else "low_score")
-                | dict(detector="hog", keypoint_model="none")
+                | dict(detector="hog", keypoint_model="none", tracklet=None)
             )
         box_file.path_of(root, vid).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_parquet(box_file.path_of(root, vid), index=False)

@@ -18,6 +18,7 @@ import pytest
 import webdataset as wds
 from processes import kill_group_when
 
+from common.errors import UsageError
 from common.manifests import boxes, shard_index, tracklets
 from shards.build import build_shards
 from shards.settings import ShardSettings
@@ -74,7 +75,7 @@ def detections_workspace(root: Path, video: Path, with_tracklets: bool = True) -
             columns[name].append(value)
     path = boxes.path_of(root, "obo")
     path.parent.mkdir(parents=True)
-    if not with_tracklets:  # a file written before the column existed
+    if not with_tracklets:  # a file detect never wrote
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -122,20 +123,22 @@ def test_crop_json_and_tracklets_file(videos_dir, tmp_path):
     assert listed.set_index("key")["frame"].to_dict() == {k: meta[k]["frame"] for k in listed["key"]}
 
 
-def test_without_tracklets_the_shards_are_unchanged(videos_dir, tmp_path):
-    """A tracklet column full of nulls cuts the same bytes as a file without the column."""
-    old = detections_workspace(tmp_path / "old", videos_dir / CLIP, with_tracklets=False)
+def test_without_tracklets_no_crop_names_one_and_a_file_without_the_column_is_refused(videos_dir, tmp_path):
+    """A tracklet column full of nulls (detect without --tracks) cuts crops whose JSON names no
+    tracklet; a box file without the column is not one detect wrote: one UsageError line."""
     null = detections_workspace(tmp_path / "null", videos_dir / CLIP)
     table = pd.read_parquet(boxes.path_of(null, "obo"))
     columns = {name: table[name].tolist() for name in boxes.schema().names}
     columns["tracklet"] = [None] * len(table)
     columns["pose_present"] = [None] * len(table)
     boxes.write(boxes.path_of(null, "obo"), columns, frames_sampled="14")
-    for root in (old, null):
-        summary = build_shards(ShardSettings(max_samples=4, workers=1), root)
-        assert "tracklets" not in summary and not (root / "shards" / tracklets.FILE).exists()
-    assert outputs(old) == outputs(null)
-    assert not any("tracklet" in m for m in samples_json(old / "shards").values())
+    summary = build_shards(ShardSettings(max_samples=4, workers=1), null)
+    assert "tracklets" not in summary and not (null / "shards" / tracklets.FILE).exists()
+    metas = samples_json(null / "shards")
+    assert len(metas) == len(table) and not any("tracklet" in m for m in metas.values())
+    old = detections_workspace(tmp_path / "old", videos_dir / CLIP, with_tracklets=False)
+    with pytest.raises(UsageError, match=r"lacks columns \['tracklet'\]"):
+        build_shards(ShardSettings(max_samples=4, workers=1), old)
 
 
 def test_killed_build_with_tracklets_reruns_to_identical_bytes(videos_dir, tmp_path):

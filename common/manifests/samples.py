@@ -13,11 +13,9 @@ build-shards writes it a shard's rows at a time with ``writer`` (one row group e
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,6 @@ from common.atomic import atomic_path, write_parquet
 from common.errors import UsageError, one_line
 from common.manifests.parquet import check_file_names, read_table
 from common.manifests.statuses import check_statuses
-
-log = logging.getLogger(__name__)
 
 FILE = "samples.parquet"
 KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # no dots: WebDataset ends a key at the first dot
@@ -63,7 +59,6 @@ STATUSES = (
     "taken_down",
 )
 REMEDY = "rerun build-shards"
-STRICT_ENV = "LUPERSON_STRICT_STATUSES"  # set by the tests: an unlisted code fails the build
 # The default is the value when unknown.
 DEFAULTS: dict[str, Any] = {
     "key": "",
@@ -131,29 +126,17 @@ def table(records: list[dict[str, Any]]):
     return pa.Table.from_pandas(frame(records), preserve_index=False).cast(schema())
 
 
-def checked(statuses: Iterable[str]) -> None:
-    """A status outside ``STATUSES`` is a programming error; it fails under the tests
-    (``LUPERSON_STRICT_STATUSES=1``) and is logged, not raised, in a user's build: the rows of hours
-    of cutting are worth more than the check."""
-    try:
-        check_statuses(FILE, statuses, STATUSES)
-    except ValueError as e:
-        if os.environ.get(STRICT_ENV) == "1":
-            raise
-        log.warning("%s", e)
-
-
 def write(shards_dir: Path, samples) -> None:
-    """Atomically write ``<shards_dir>/samples.parquet`` from a DataFrame (statuses ``checked``)."""
-    checked(samples["status"].unique())
+    """Atomically write ``<shards_dir>/samples.parquet`` from a DataFrame (a status outside ``STATUSES`` is a ``ValueError``, as in the box files)."""
+    check_statuses(FILE, samples["status"].unique(), STATUSES)
     write_parquet(Path(shards_dir) / FILE, samples)
 
 
 @contextlib.contextmanager
 def writer(shards_dir: Path) -> Iterator[Callable[[Any], None]]:
     """``write(table)`` appends an Arrow table of rows (cast to :func:`schema`) as a row group of
-    ``<shards_dir>/samples.parquet``, which appears, complete, when the block ends (statuses
-    ``checked``); an error in the block leaves the file as it was."""
+    ``<shards_dir>/samples.parquet``, which appears, complete, when the block ends (a status outside
+    ``STATUSES`` is a ``ValueError``); an error in the block leaves the file as it was."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -167,7 +150,7 @@ def writer(shards_dir: Path) -> Iterator[Callable[[Any], None]]:
                 out.write_table(rows)
 
             yield write
-        checked(sorted(statuses))
+        check_statuses(FILE, sorted(statuses), STATUSES)
 
 
 def read(shards_dir: Path):

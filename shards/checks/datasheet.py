@@ -8,7 +8,7 @@ facts of :mod:`shards.checks.build_facts` (each stage's settings, ``videos.parqu
 ``takedowns.jsonl``, ``dets_report.json``, file times). What no file can answer (who made it, who
 paid, consent, ethical review, the dataset's own licence) is a paragraph starting with
 ``**[maintainer]**`` and a short prompt. A fact the workspace lacks is a sentence starting with
-``Unknown:``, never an error (an older ``stats.json`` has no ``faces`` or ``licenses``).
+``Unknown:``, never an error.
 
 Text from the files (cities, licences, queries) is made one line and escaped, so it cannot break
 a table or add markup; local paths are shown by their last part only.
@@ -160,7 +160,7 @@ class Sheet:
         ]
 
     def part(self, key: str) -> dict[str, Any]:
-        """``report[key]`` when it is a dict, else empty (absent from an older ``stats.json``)."""
+        """``report[key]`` when it is a dict (a part the build made), else empty."""
         value = self.report.get(key)
         return value if isinstance(value, dict) else {}
 
@@ -264,30 +264,22 @@ def _noise(s: Sheet) -> str:
 
 
 def _faces(s: Sheet) -> str:
-    """What was done to faces: ``stats.json``'s ``faces`` (``null``: no crop went through blurring),
-    else, from an older ``stats.json``, the settings of build-shards' last run."""
+    """What was done to faces: ``stats.json``'s ``faces`` (``null``: no crop went through blurring)."""
     f, faces = s.facts, s.report.get("faces")
-    if isinstance(faces, dict):
-        pose = f.setting("shards", "face_pose") is not False
-        heads = "detect's keypoints or by BlazePose" if pose else "detect's keypoints"
-        return (
-            f"Faces were blurred before each crop was encoded (`--blur-faces`: BlazeFace, score >= "
-            f"{_n(f.setting('shards', 'face_min_score'))}, and the head found by {heads}): "
-            f"{_n(faces.get('crops_checked'))} crops checked, {_n(faces.get('crops_not_checked'))} not, "
-            f"{_n(faces.get('crops_with_faces'))} with a face region blurred, {_n(faces.get('regions'))} "
-            "regions in all. A face none of them found stays sharp."
-        )
-    if "faces" in s.report:
+    if not isinstance(faces, dict):
         return (
             "No written crop went through face blurring (build-shards ran without `--blur-faces`): "
             "faces are visible."
         )
-    blur = f.setting("shards", "blur_faces")
-    if blur is True:
-        return "build-shards ran with `--blur-faces`, but `stats.json` does not count the faces blurred."
-    if blur is False:
-        return "Faces were not blurred (`settings/shards.yaml`: `blur_faces: false`): faces are visible."
-    return _unknown("neither `stats.json` nor `settings/shards.yaml` says whether faces were blurred")
+    pose = f.setting("shards", "face_pose") is not False
+    heads = "detect's keypoints or by BlazePose" if pose else "detect's keypoints"
+    return (
+        f"Faces were blurred before each crop was encoded (`--blur-faces`: BlazeFace, score >= "
+        f"{_n(f.setting('shards', 'face_min_score'))}, and the head found by {heads}): "
+        f"{_n(faces.get('crops_checked'))} crops checked, {_n(faces.get('crops_not_checked'))} not, "
+        f"{_n(faces.get('crops_with_faces'))} with a face region blurred, {_n(faces.get('regions'))} "
+        "regions in all. A face none of them found stays sharp."
+    )
 
 
 def _videos(s: Sheet) -> str:

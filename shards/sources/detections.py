@@ -26,8 +26,7 @@ from shards.write.faces import Encoding
 from shards.write.items import Item, Result, Task, faces_blurred, failed, metadata_json, record
 
 log = logging.getLogger(__name__)
-BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid"]
-OPTIONAL_COLUMNS = ["tracklet"]  # detect --tracks; absent in files written before it
+BOX_COLUMNS = ["video_id", "frame", "box", "x1", "y1", "x2", "y2", "score", "keypoints", "valid", "tracklet"]
 
 
 def _finite(value: Any) -> float | None:
@@ -59,7 +58,7 @@ def read_items(root: Path, video_id: str) -> list[Item] | None:
     det_file = boxes.path_of(root, video_id)
     if not det_file.is_file():
         return None
-    rows = boxes.read(det_file, BOX_COLUMNS + OPTIONAL_COLUMNS, required=tuple(BOX_COLUMNS))
+    rows = boxes.read(det_file, BOX_COLUMNS)
     return video_items(rows[rows["valid"].astype(bool)])
 
 

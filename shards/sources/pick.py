@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import UsageError
 from shards.release import import_dets, import_lmdb
 from shards.settings import ShardSettings
-from shards.sources import IMPORTER_FIELDS, detections, images
+from shards.sources import detections, images
 from shards.write.faces import Encoding
 from shards.write.items import Result, Task
 
@@ -27,18 +26,12 @@ def plan(
 ) -> tuple[str, Sequence[Task], dict[str, Any]]:
     """``(source name, tasks in sorted key order, counts)`` for the settings' source; ``spill``:
     where the per-crop sources (images, LMDB) keep their plan (a temporary folder when ``None``)."""
-    given = [name for name in IMPORTER_FIELDS if getattr(cfg, name)]
-    if len(given) > 1:
-        raise UsageError(f"give one of --from-images, --from-lmdb, --from-dets, not {' and '.join(given)}")
-    if cfg.dets_size and not cfg.from_dets:
-        raise UsageError("--dets-size applies to --from-dets only")
     if cfg.from_images:
         return ("images", *images.plan(cfg.from_images, cfg.tracklet_pattern, spill))
     if cfg.from_lmdb:
         return ("lmdb", *import_lmdb.plan(cfg.from_lmdb, spill))
     if cfg.from_dets:
-        calibration = cfg.calibrated()
-        return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size, calibration))
+        return ("dets", *import_dets.plan(cfg.from_dets, root, cfg.dets_size, cfg.calibrated()))
     return ("detections", *detections.plan(root))
 
 

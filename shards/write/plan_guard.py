@@ -27,8 +27,7 @@ from common.atomic import write_json
 from common.errors import UsageError
 from common.manifests import samples
 from common.manifests.shard_index import INDEX_NAME, VERIFY_NAME
-from shards.settings import ShardSettings
-from shards.sources import IMPORTER_FIELDS
+from shards.settings import IMPORTER_FIELDS, ShardSettings
 from shards.write.items import Task
 from shards.write.task_file import count_items, task_rows
 
