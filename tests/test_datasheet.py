@@ -332,22 +332,22 @@ def test_stats_reports_the_datasheet_and_rewrites_it(bare, capsys):
     assert not list(bare.glob(".DATASHEET.md*"))  # written through a temporary file, renamed
 
 
-def test_missing_columns_old_reports_and_unreadable_logs_are_unknowns(rich, tmp_path):
+def test_missing_columns_bare_reports_and_unreadable_logs_are_unknowns(rich, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(rich, root)
     report = json.loads((root / "stats.json").read_text())
-    # a videos.parquet from before the licence and upload date columns, a damaged takedown log
+    # a videos.parquet made without the licence, upload date and city columns, a damaged takedown log
     old = pq.read_table(root / "videos.parquet").drop_columns(["license", "upload_date", "city"])
     pq.write_table(old, root / "videos.parquet")
     (root / "takedowns.jsonl").write_text("{not json\n")
-    # a stats.json from before face and licence counts
+    # a stats.json without face and licence counts
     older = {k: v for k, v in report.items() if k not in ("faces", "licenses")}
     text = datasheet(root, older)
     assert "Unknown: videos by licence: `videos.parquet` has no `license` column" in text
     assert "Unknown: videos by city: `videos.parquet` has no `city` column" in text
     assert "Unknown: when the videos were uploaded: `videos.parquet` has no `upload_date` column" in text
     assert "Unknown: which removal requests were carried out: <root>/takedowns.jsonl line 1" in text
-    assert "build-shards ran with `--blur-faces`, but `stats.json` does not count the faces" in text
+    assert "No written crop went through face blurring" in text
     assert "Unknown: the licence of each crop's source video" in text
     # an unreadable manifest: one sentence, not an error; so is a report that is nearly empty
     (root / "videos.parquet").write_bytes(b"not parquet")

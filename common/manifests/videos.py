@@ -4,8 +4,9 @@ Columns (DESIGN.md): video_id, url, city, query, title, channel, license and upl
 when the video page states them), duration_s, width, height, fps,
 n_frames, codec, status, reason, path, plus ``bytes`` (file size), and for ``--from-vnames``
 ``country`` and ``vname`` (the official list's ``country+city+id`` line). ``path`` is relative
-to the workspace root; readers use ``root / path``. A manifest written before a column existed
-loads with that column empty. A file that is not such a manifest (unreadable, a missing column,
+to the workspace root; readers use ``root / path``. Only ``video_id``, ``url`` and ``status`` are
+required: a manifest made another way (a list of local files) may leave out the rest, which load
+empty. A file that is not such a manifest (unreadable, a missing column,
 values of another type, a video id that cannot name a file) is a one-line ``UsageError``.
 """
 
