@@ -5,7 +5,7 @@ one stage's output into the next, and has detect check the §3.1 keypoint rules 
 BlazePose model (``--keypoints blazepose``, docs/detect.md). The footage, the model and the Re-ID
 benchmarks are looked for in the data folder (``common.data``: ``--data``, ``LUPERSON_DATA``,
 ``../shared/data``, else the user cache). When it holds no footage or no model, the demo first
-runs ``fetch-samples`` (``common.samples``). The Re-ID benchmarks are never fetched (they are
+runs ``fetch-samples`` (``common.data``). The Re-ID benchmarks are never fetched (they are
 research-only): without them, evaluate and finetune are skipped with one line saying how to give
 them (``--reid-data``).
 """
@@ -20,9 +20,8 @@ from typing import Any
 
 import stages
 from common.atomic import write_text
-from common.data import data_root
+from common.data import FetchSettings, data_root, fetch_samples
 from common.errors import UsageError, require_path
-from common.samples import FetchSettings, fetch_samples
 from common.settings import setting
 from common.summary import print_summary
 

@@ -130,9 +130,9 @@ COMMANDS: dict[str, Command] = {
         root_lock=None,
     ),
     "fetch-samples": Command(
-        "common.samples:FetchSettings",
+        "common.data:FetchSettings",
         "fetch_samples",
-        "common.samples:fetch_samples",
+        "common.data:fetch_samples",
         "fetch the sample footage (CC-BY-4.0) and the BlazePose/BlazeFace models, sha256-checked, into the data folder",
         root_lock=None,
     ),

@@ -17,8 +17,8 @@ import pytest
 
 from bench.scale_parts.loopback import QuietFiles
 from common import data
+from common.data import URL_ENV, FetchSettings, fetch_samples, registry
 from common.integrity import sha256_file
-from common.samples import URL_ENV, FetchSettings, fetch_samples, registry
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRIES = registry()["files"]

@@ -138,7 +138,9 @@ def write_database(
     import lmdb
     from tqdm import tqdm
 
-    env = lmdb.open(str(env_dir), map_size=map_size, subdir=True, meminit=False)
+    # meminit (the default): a page's unused bytes are zeros, never leftovers of this process's
+    # heap, which holds other crops' bytes (a published database must hold only its own crops)
+    env = lmdb.open(str(env_dir), map_size=map_size, subdir=True)
     files: dict[int, Any] = {}
     try:
         txn = env.begin(write=True)
@@ -288,25 +290,35 @@ def keys_groups(path: Path, sample_keys: set[str]):
 
 
 def delete_entries(database: Path, lmdb_keys: list[str]) -> None:
-    """Delete ``lmdb_keys`` from the database, then replace ``data.mdb`` with a compacted copy
-    (made in ``.lmdb.tmp``): deleted entries leave their bytes in free pages, a compacted copy has none."""
+    """Replace ``data.mdb`` with a copy written afresh (in ``.lmdb.tmp``) without ``lmdb_keys``.
+
+    Not a delete: LMDB leaves a deleted entry's bytes in the free part of its page (small values
+    live in leaf pages), and a compacted copy copies those pages whole. A database written entry by
+    entry, with zeroed pages (meminit), holds no byte of a deleted crop.
+    """
     import lmdb
 
     data = database / "data.mdb"
     tmp = database.parent / ".lmdb.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    # room for the pages the deletions copy on write
-    env = lmdb.open(str(database), map_size=data.stat().st_size + (64 << 20) + 8192 * len(lmdb_keys))
+    gone = {key.encode("ascii") for key in lmdb_keys}
+    source = lmdb.open(str(database), readonly=True, lock=False, readahead=False)
+    copy = lmdb.open(str(tmp), map_size=data.stat().st_size + (64 << 20))
     try:
-        with env.begin(write=True) as txn:
-            for key in lmdb_keys:
-                txn.delete(key.encode("ascii"))
-        env.copy(str(tmp), compact=True)
+        with source.begin() as read:
+            txn = copy.begin(write=True)
+            for n, (key, value) in enumerate(read.cursor()):
+                if key not in gone:
+                    txn.put(key, value, append=True)
+                if n % 10_000 == 9_999:
+                    txn.commit()
+                    txn = copy.begin(write=True)
+            txn.commit()
+        copy.sync(True)
     finally:
-        env.close()
-    with open(tmp / "data.mdb", "rb") as f:
-        os.fsync(f.fileno())
+        copy.close()
+        source.close()
     os.replace(tmp / "data.mdb", data)
     shutil.rmtree(tmp)
 
