@@ -15,7 +15,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 from pretrain.tarstream import tar_samples
 from shards.write.tarshard import ShardWriter, shard_name
 

@@ -28,7 +28,7 @@ from pretrain.geometry import (
     sample_boxes,
     uniform,
 )
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 
 NO_BLUR_SIGMA = 1e-3  # a kernel this narrow is the identity: unselected samples skip the blur this way
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 
 
 def torchvision_transform(recipe: Recipe) -> v2.Compose:

@@ -7,7 +7,7 @@ from typing import Any
 
 from common.normalisation import Normalisation
 from common.provenance import project_commit
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 
 SWITCHES = ("color_jitter", "grayscale", "blur", "random_erasing", "erasing_max_area")
 

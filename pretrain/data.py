@@ -33,7 +33,7 @@ import webdataset as wds
 from torch.utils.data import IterableDataset
 
 from common.media.images import decode_rgb, is_jpeg
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 from pretrain.stream_guard import StreamGuard
 from pretrain.tarstream import Opener, open_tar, tar_samples
 

@@ -43,9 +43,9 @@ from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
 from pretrain.pair_stream import PairStream
 from pretrain.plan import make_plan
-from pretrain.presets import recipe_from_settings
 from pretrain.process import init_distributed, param_checksum, pick_device, seed_process
 from pretrain.schedule import lr_at
+from pretrain.settings import recipe_from_settings
 from pretrain.shardlist import ShardList
 from pretrain.stream_guard import StreamStopped, one_line
 from pretrain.views import batch_views

@@ -6,7 +6,7 @@ import torch
 
 from pretrain.augment import BatchAugment
 from pretrain.decode import decode_to_batch
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 
 
 def batch_views(

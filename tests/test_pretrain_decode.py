@@ -26,8 +26,7 @@ from common.media.images import decode_rgb
 from pretrain.data import BatchStream, collate_images, collate_jpegs, fit_image
 from pretrain.decode import decode_batch, decode_to_batch, split_jpegs
 from pretrain.launch import pretrain
-from pretrain.presets import Recipe
-from pretrain.settings import PretrainSettings
+from pretrain.settings import PretrainSettings, Recipe
 from pretrain.tarstream import tar_samples
 from shards.write.tarshard import ShardWriter
 

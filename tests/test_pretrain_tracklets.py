@@ -21,8 +21,7 @@ from pretrain.data import fit_image, make_loader
 from pretrain.launch import pretrain
 from pretrain.moco import MoCo, info_nce_logits, info_nce_loss, mask_own_tracklet
 from pretrain.pair_stream import PairStream
-from pretrain.presets import Recipe
-from pretrain.settings import PretrainSettings
+from pretrain.settings import PretrainSettings, Recipe
 from pretrain.stream_guard import UnreadableShards
 from pretrain.tarstream import shard_samples
 from pretrain.tracklet_pairs import NO_TRACKLET, shard_pairs, tracklet_hash, tracklet_of, tracklet_samples
