@@ -3,7 +3,7 @@
 The loader workers then only read the tars (``BatchStream(raw=True)``: a batch is the JPEG files
 end to end and their lengths); here ``torchvision.io.decode_jpeg`` decodes the whole batch in one
 call (nvJPEG on CUDA; libjpeg-turbo on the CPU, the same pixels as PIL), and each image is
-resized to the training size as ``Ry @ X @ Rx^T`` (``geometry.resize_matrix``: antialiased
+resized to the training size as ``Ry @ X @ Rx^T`` (``augment.resize_matrix``: antialiased
 bilinear; the workers' OpenCV resize agrees to a few grey levels), giving what the workers would
 have given: uint8 B x H x W x 3 images and their original sizes.
 
@@ -18,7 +18,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from common.errors import UsageError
-from pretrain.geometry import apply_matrices, resize_matrix
+from pretrain.augment import apply_matrices, resize_matrix
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # images resized together: the padded float canvas stays small for large crops

@@ -24,8 +24,7 @@ from common.backbone_card import write_card
 from common.errors import UsageError
 from common.integrity import remove_stale_temporaries
 from common.settings import save_settings, settings_to_dict
-from pretrain.augment import BatchAugment
-from pretrain.augment_cpu import PerSampleAugment
+from pretrain.augment import BatchAugment, PerSampleAugment
 from pretrain.card import backbone_card, recipe_normalisation
 from pretrain.checkpoint import (
     NAMES,

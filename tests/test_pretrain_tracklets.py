@@ -167,7 +167,7 @@ def test_batches_hold_tracklet_pairs_and_resume_exactly(tracks):
 
 
 def test_raw_and_per_sample_batches_carry_the_pairs(tracks):
-    from pretrain.augment_cpu import PerSampleAugment
+    from pretrain.augment import PerSampleAugment
     from pretrain.decode import decode_to_batch
 
     images, _, ids = next(iter(loader(tracks, 0, 1, workers=0)))
