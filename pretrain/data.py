@@ -15,7 +15,7 @@ batches belong to, skipping (before decoding) the slot's batches that were train
 The tars are read by ``tarstream`` (only the ``.jpg`` members; ~9x less Python per sample than
 webdataset's ``tarfile`` reader) and decoded by OpenCV straight to RGB. With ``raw`` the workers
 do not decode: a batch is the JPEG bytes, decoded in one batched call on the training device
-(``decode.py``, ``gpu_decode``).
+(``views.py``, ``gpu_decode``).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def collate_views(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def collate_jpegs(samples: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
     """-> the JPEG files end to end (uint8) and the length of each (int64 B): two tensors to send
-    from a worker, not B (each would take its own shared-memory segment); ``decode.split_jpegs``."""
+    from a worker, not B (each would take its own shared-memory segment); ``views.split_jpegs``."""
     data = torch.from_numpy(np.frombuffer(b"".join(samples), np.uint8).copy())
     return data, torch.tensor([len(s) for s in samples], dtype=torch.long)
 

@@ -168,7 +168,7 @@ def test_batches_hold_tracklet_pairs_and_resume_exactly(tracks):
 
 def test_raw_and_per_sample_batches_carry_the_pairs(tracks):
     from pretrain.augment import PerSampleAugment
-    from pretrain.decode import decode_to_batch
+    from pretrain.views import decode_to_batch
 
     images, _, ids = next(iter(loader(tracks, 0, 1, workers=0)))
     data, lengths, raw_ids = next(iter(loader(tracks, 0, 1, workers=0, raw=True)))
