@@ -34,8 +34,7 @@ from torch.utils.data import IterableDataset
 
 from common.media.images import decode_rgb, is_jpeg
 from pretrain.settings import Recipe
-from pretrain.stream_guard import StreamGuard
-from pretrain.tarstream import Opener, open_tar, tar_samples
+from pretrain.tarstream import Opener, StreamGuard, open_tar, tar_samples
 
 log = logging.getLogger(__name__)
 

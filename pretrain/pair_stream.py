@@ -2,7 +2,7 @@
 
 The same stream as ``data.BatchStream`` (shards split by node and slot, resampled, shuffled,
 skipped on resume, decoded in the workers or on the device), with two changes: the tars' JSON
-members are read too, and each shard's samples are paired (``tracklet_pairs``) before the
+members are read too, and each shard's samples are paired (``tarstream.tracklet_samples``) before the
 shuffle buffer. A batch of B pairs is
 
 * batched augmentation: uint8 2B x H x W x 3 images (the B query crops, then their B partners),
@@ -10,7 +10,7 @@ shuffle buffer. A batch of B pairs is
 * ``raw`` (``gpu_decode``): the 2B JPEG files end to end, their 2B lengths, the B ids;
 * per-sample augmentation: the B query views, the B key views (each drawn from its own crop), the ids.
 
-An id is ``tracklet_pairs.tracklet_hash`` of the tracklet (-1: none); MoCo keeps it beside each
+An id is ``tarstream.tracklet_hash`` of the tracklet (-1: none); MoCo keeps it beside each
 queued key so a query's own tracklet is not counted as a negative.
 """
 
@@ -25,9 +25,7 @@ import torch
 import webdataset as wds
 
 from pretrain.data import BatchStream, _seed, collate_jpegs, fit_image, resampled_shards, slot_shards
-from pretrain.stream_guard import StreamGuard
-from pretrain.tarstream import tar_samples
-from pretrain.tracklet_pairs import SUFFIXES, tracklet_samples
+from pretrain.tarstream import SUFFIXES, StreamGuard, tar_samples, tracklet_samples
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +66,7 @@ def collate_pair_views(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor
 
 
 class PairStream(BatchStream):
-    """``BatchStream`` of (query crop, partner crop of its tracklet) pairs; ``window``: see ``tracklet_pairs``."""
+    """``BatchStream`` of (query crop, partner crop of its tracklet) pairs; ``window``: see ``tarstream``."""
 
     def __init__(self, urls, recipe, *, window: int, **kwargs):
         super().__init__(urls, recipe, **kwargs)

@@ -46,7 +46,7 @@ from pretrain.process import init_distributed, param_checksum, pick_device, seed
 from pretrain.schedule import lr_at
 from pretrain.settings import recipe_from_settings
 from pretrain.shardlist import ShardList
-from pretrain.stream_guard import StreamStopped, one_line
+from pretrain.tarstream import StreamStopped, one_line
 from pretrain.views import batch_views
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,15 @@ from pretrain.launch import pretrain
 from pretrain.moco import MoCo, info_nce_logits, info_nce_loss, mask_own_tracklet
 from pretrain.pair_stream import PairStream
 from pretrain.settings import PretrainSettings, Recipe
-from pretrain.stream_guard import UnreadableShards
-from pretrain.tarstream import shard_samples
-from pretrain.tracklet_pairs import NO_TRACKLET, shard_pairs, tracklet_hash, tracklet_of, tracklet_samples
+from pretrain.tarstream import (
+    NO_TRACKLET,
+    UnreadableShards,
+    shard_pairs,
+    shard_samples,
+    tracklet_hash,
+    tracklet_of,
+    tracklet_samples,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PERSONS, PER_PERSON, OTHERS, SHARDS = 16, 4, 32, 3  # 96 crops, 32 a shard
