@@ -35,12 +35,11 @@ from pretrain.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from pretrain.data import make_loader
+from pretrain.data import PairStream, make_loader
 from pretrain.finished import record_finished
 from pretrain.log_window import flush, new_window
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
-from pretrain.pair_stream import PairStream
 from pretrain.plan import make_plan
 from pretrain.process import init_distributed, param_checksum, pick_device, seed_process
 from pretrain.schedule import lr_at

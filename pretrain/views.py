@@ -116,7 +116,7 @@ def batch_views(
     channels_last: bool,
     tracklets: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Query views, key views and (``tracklets``: ``pair_stream``'s batches) the B tracklet ids.
+    """Query views, key views and (``tracklets``: ``data.PairStream``'s batches) the B tracklet ids.
 
     ``augment`` None: the workers made the views (per-sample augmentation); else the batch is
     uint8 images and original sizes (``gpu_decode``: JPEG bytes, decoded here first), augmented

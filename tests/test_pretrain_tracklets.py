@@ -17,10 +17,9 @@ from common.backbone_card import read_card
 from common.errors import UsageError
 from common.manifests.shard_index import write_shard_index
 from common.media.images import decode_rgb
-from pretrain.data import fit_image, make_loader
+from pretrain.data import PairStream, fit_image, make_loader
 from pretrain.launch import pretrain
 from pretrain.moco import MoCo, info_nce_logits, info_nce_loss, mask_own_tracklet
-from pretrain.pair_stream import PairStream
 from pretrain.settings import PretrainSettings, Recipe
 from pretrain.tarstream import (
     NO_TRACKLET,
