@@ -25,18 +25,19 @@ from common.errors import UsageError
 from common.integrity import remove_stale_temporaries
 from common.settings import save_settings, settings_to_dict
 from pretrain.augment import BatchAugment, PerSampleAugment
-from pretrain.card import backbone_card, recipe_normalisation
 from pretrain.checkpoint import (
     NAMES,
+    backbone_card,
     check_compatible,
     export_backbone,
     load_latest,
+    recipe_normalisation,
+    record_finished,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from pretrain.data import PairStream, make_loader
-from pretrain.finished import record_finished
 from pretrain.log_window import flush, new_window
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
