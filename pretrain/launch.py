@@ -42,7 +42,7 @@ def _check_before_launch(cfg, root: Path) -> ShardList:
 def pretrain(cfg, root: Path) -> dict[str, Any]:
     """Pre-train MoCo v2 on the shards; the summary of rank 0 (``ranks_agree`` over this node's ranks)."""
     from pretrain.checkpoint import finished_summary, planned_stop
-    from pretrain.worker import train_worker
+    from pretrain.trainer import train_worker
 
     root = Path(root)
     shards = _check_before_launch(cfg, root)

@@ -22,8 +22,8 @@ from pretrain.moco import (
     info_nce_loss,
     momentum_update,
 )
-from pretrain.schedule import lr_at, peak_lr
 from pretrain.settings import Recipe
+from pretrain.trainer import lr_at, peak_lr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
