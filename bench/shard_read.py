@@ -15,7 +15,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 from pretrain.tarstream import tar_samples
 from shards.write.tarshard import ShardWriter, shard_name
 
@@ -144,7 +144,7 @@ def measure_decode(shards_dir: str, device: str, batch: int, seconds: float) -> 
     crops are read into memory first. ``device``: ``"cuda"``, ``"cuda:1"``, ``"cpu"``. ``batch``:
     crops per batched call. ``seconds``: how long each of the two is timed (after one warm-up
     batch). CPU-worker decode: OpenCV decode + resize per crop into the batch, one thread (what
-    one ``BatchStream`` worker does). Device decode: ``pretrain.decode.decode_to_batch`` on
+    one ``BatchStream`` worker does). Device decode: ``pretrain.views.decode_to_batch`` on
     ``batch`` crops (the ``gpu_decode`` path: one ``torchvision.io.decode_jpeg`` call, then the
     batched resize), synchronised at the end. Returns ``{"device", "batch", "images" (distinct
     crops), "cpu_worker_crops_per_s", "device_crops_per_s", "device_over_cpu", "timed"}`` with
@@ -155,7 +155,7 @@ def measure_decode(shards_dir: str, device: str, batch: int, seconds: float) -> 
 
     from common.media.images import decode_rgb
     from pretrain.data import collate_jpegs, image_batches
-    from pretrain.decode import decode_to_batch
+    from pretrain.views import decode_to_batch
 
     urls = [{"url": str(p)} for p in sorted(Path(shards_dir).glob("lup-*.tar"))]
     jpegs = [s["jpg"] for s in islice(tar_samples(urls, lambda e: False, ("jpg",)), 4096)]

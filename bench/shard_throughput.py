@@ -164,7 +164,7 @@ def warm_up() -> None:
     import webdataset  # noqa: F401
 
     import pretrain.data  # noqa: F401
-    import pretrain.decode  # noqa: F401
+    import pretrain.views  # noqa: F401
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -24,9 +24,8 @@ from typing import Any
 
 import pipeline
 from common.manifests.shard_index import write_shard_index
-from pretrain.tarstream import shard_samples
-from pretrain.tracklet_pairs import SUFFIXES as READ
-from pretrain.tracklet_pairs import tracklet_of
+from pretrain.tarstream import SUFFIXES as READ
+from pretrain.tarstream import shard_samples, tracklet_of
 
 log = logging.getLogger("bench.transfer")
 TOWNCENTRE = r"TownCentre/(?P<tracklet>[0-9]+)_[0-9]+[.]jpg"  # a TownCentre person = one tracklet

@@ -1,4 +1,5 @@
-"""Stream the shards with webdataset: resampled, split by node and worker, decoded on CPU workers.
+"""Stream the shards with webdataset: resampled, split by node and worker, decoded on CPU workers,
+batched for either ``--positives`` mode (``BatchStream``: instance; ``PairStream``: tracklet).
 
 The batches are a pure function of their position, so a resumed run sees exactly the batches an
 uninterrupted run would have seen. Batch j of epoch e on rank r is defined as batch j // W of
@@ -15,7 +16,20 @@ batches belong to, skipping (before decoding) the slot's batches that were train
 The tars are read by ``tarstream`` (only the ``.jpg`` members; ~9x less Python per sample than
 webdataset's ``tarfile`` reader) and decoded by OpenCV straight to RGB. With ``raw`` the workers
 do not decode: a batch is the JPEG bytes, decoded in one batched call on the training device
-(``decode.py``, ``gpu_decode``).
+(``views.py``, ``gpu_decode``).
+
+``--positives tracklet`` (``PairStream``): query crops and their tracklet partners. The same
+stream as ``BatchStream``, with two changes: the tars' JSON members are read too, and each
+shard's samples are paired (``tarstream.tracklet_samples``) before the shuffle buffer. A batch
+of B pairs is
+
+* batched augmentation: uint8 2B x H x W x 3 images (the B query crops, then their B partners),
+  int64 2B x 2 original sizes, int64 B tracklet ids;
+* ``raw`` (``gpu_decode``): the 2B JPEG files end to end, their 2B lengths, the B ids;
+* per-sample augmentation: the B query views, the B key views (each drawn from its own crop), the ids.
+
+An id is ``tarstream.tracklet_hash`` of the tracklet (-1: none); MoCo keeps it beside each
+queued key so a query's own tracklet is not counted as a negative.
 """
 
 from __future__ import annotations
@@ -33,9 +47,8 @@ import webdataset as wds
 from torch.utils.data import IterableDataset
 
 from common.media.images import decode_rgb, is_jpeg
-from pretrain.presets import Recipe
-from pretrain.stream_guard import StreamGuard
-from pretrain.tarstream import Opener, open_tar, tar_samples
+from pretrain.settings import Recipe
+from pretrain.tarstream import SUFFIXES, Opener, StreamGuard, open_tar, tar_samples, tracklet_samples
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +154,7 @@ def collate_views(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def collate_jpegs(samples: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
     """-> the JPEG files end to end (uint8) and the length of each (int64 B): two tensors to send
-    from a worker, not B (each would take its own shared-memory segment); ``decode.split_jpegs``."""
+    from a worker, not B (each would take its own shared-memory segment); ``views.split_jpegs``."""
     data = torch.from_numpy(np.frombuffer(b"".join(samples), np.uint8).copy())
     return data, torch.tensor([len(s) for s in samples], dtype=torch.long)
 
@@ -225,6 +238,82 @@ class BatchStream(IterableDataset):
                 yield image  # JPEG bytes (raw), or pixels that ``image_batches`` resizes
 
 
+def pair_image_batches(pairs: Iterator[tuple], batch: int, height: int, width: int):
+    """Full batches of decoded pairs, resized straight into their batch (queries first, then partners)."""
+    while True:
+        out = np.empty((2 * batch, height, width, 3), np.uint8)
+        sizes, ids = [None] * (2 * batch), []
+        for i, (query, partner, tracklet) in enumerate(islice(pairs, batch)):
+            fit_image(query, height, width, out[i])
+            sizes[i] = query.shape[:2]
+            if partner is query:
+                out[batch + i] = out[i]
+            else:
+                fit_image(partner, height, width, out[batch + i])
+            sizes[batch + i] = partner.shape[:2]
+            ids.append(tracklet)
+        if len(ids) < batch:
+            return
+        yield (
+            torch.from_numpy(out),
+            torch.tensor(sizes, dtype=torch.long),
+            torch.tensor(ids, dtype=torch.long),
+        )
+
+
+def collate_pair_jpegs(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> ``collate_jpegs`` of the B queries then the B partners, and the B tracklet ids."""
+    data, lengths = collate_jpegs([s[0] for s in samples] + [s[1] for s in samples])
+    return data, lengths, torch.tensor([s[2] for s in samples], dtype=torch.long)
+
+
+def collate_pair_views(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> B query views, B key views, B tracklet ids."""
+    ids = torch.tensor([s[2] for s in samples], dtype=torch.long)
+    return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]), ids
+
+
+class PairStream(BatchStream):
+    """``BatchStream`` of (query crop, partner crop of its tracklet) pairs; ``window``: see ``tarstream``'s pairing."""
+
+    def __init__(self, urls, recipe, *, window: int, **kwargs):
+        super().__init__(urls, recipe, **kwargs)
+        self.window = window
+
+    def slot_batches(self, epoch: int, rank: int, world: int, slot: int, slots: int, skip: int):
+        guard = StreamGuard(slot_shards(self.urls, rank, world, slot, slots))
+        shards = guard.urls_of(resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots))
+
+        def read(item):
+            return guard.samples_of(tar_samples([item], guard.handler, SUFFIXES, self.open_shard))
+
+        samples = tracklet_samples(shards, read, self.window, _seed(self.seed, epoch, rank, slot, 2))
+        seed = _seed(self.seed, epoch, rank, slot, 1)
+        samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(samples)
+        samples = islice(samples, skip * self.batch, None)  # already trained on: not decoded
+        decoded = self.decode(samples, (self.seed, epoch, rank, slot), skip * self.batch, guard)
+        if not self.raw and self.augment is None:
+            return pair_image_batches(decoded, self.batch, self.recipe.height, self.recipe.width)
+        collate = collate_pair_jpegs if self.raw else collate_pair_views
+        return wds.batched(self.batch, collation_fn=collate, partial=False)(decoded)
+
+    def decode(self, samples, stream_id: tuple[int, ...], first: int, guard: StreamGuard | None = None):
+        for i, sample in enumerate(samples, start=first):
+            query = self.decode_one(sample.get("jpg", b""))
+            same = sample["partner_key"] == sample["__key__"]
+            partner = query if same else self.decode_one(sample.get("partner_jpg", b""))
+            if guard is not None:
+                guard.image(query is not None)
+            if query is None or partner is None:
+                what = "query" if query is None else f"partner {sample['partner_key']}"
+                log.warning("sample %s: no decodable .jpg (%s), skipped", sample.get("__key__"), what)
+            elif self.augment is not None:
+                q, k = (torch.from_numpy(im).permute(2, 0, 1) for im in (query, partner))
+                yield (*self.augment.pair(q, k, _seed(*stream_id, i)), sample["tracklet"])
+            else:
+                yield query, partner, sample["tracklet"]
+
+
 def make_loader(
     urls: list[str],
     recipe: Recipe,
@@ -245,7 +334,7 @@ def make_loader(
 ) -> wds.WebLoader:
     """Global batches ``start`` .. ``stop`` - 1 of this rank (``batch`` images each; ``raw``: JPEG bytes).
 
-    ``stream_type`` (default ``BatchStream``) with its own ``stream_options``: ``pair_stream.PairStream``.
+    ``stream_type`` (default ``BatchStream``) with its own ``stream_options``: ``PairStream``.
     """
     stream = (stream_type or BatchStream)(
         urls,

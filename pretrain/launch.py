@@ -7,7 +7,7 @@ Started by an external ``torchrun`` (``RANK`` set), it runs the training loop di
 
 Before any process starts: the shard list is made and checked against ``index.parquet``
 (``pretrain.shardlist``), a run that is already finished returns its recorded summary without
-writing anything (``pretrain.finished``), and every shard's sha256 is checked. The training
+writing anything (``pretrain.checkpoint``), and every shard's sha256 is checked. The training
 processes read only the files so checked (``ShardList.open``).
 """
 
@@ -41,8 +41,8 @@ def _check_before_launch(cfg, root: Path) -> ShardList:
 
 def pretrain(cfg, root: Path) -> dict[str, Any]:
     """Pre-train MoCo v2 on the shards; the summary of rank 0 (``ranks_agree`` over this node's ranks)."""
-    from pretrain.finished import finished_summary, planned_stop
-    from pretrain.worker import train_worker
+    from pretrain.checkpoint import finished_summary, planned_stop
+    from pretrain.trainer import train_worker
 
     root = Path(root)
     shards = _check_before_launch(cfg, root)

@@ -1,8 +1,20 @@
-"""MoCo v2 (He et al. 2020, https://arxiv.org/abs/1911.05722; Chen et al. 2020) for Re-ID, §4.1.
+"""MoCo v2 (He et al. 2020, https://arxiv.org/abs/1911.05722; Chen et al. 2020) for Re-ID, §4.1:
+the model, its loss (InfoNCE, Eq. 1), Shuffle-BN on one GPU and the collectives it needs.
 
 In the style of facebookresearch/moco's ``builder.py``, without its DDP-only paths: the queue
 wraps around when K is not a multiple of the batch, Shuffle-BN works in one process (groups of
-``SplitBatchNorm2d``) and across processes (``distributed.batch_shuffle``).
+``SplitBatchNorm2d``) and across processes (``batch_shuffle``).
+
+Shuffle-BN on one GPU: BatchNorm whose training statistics are computed per group of the batch.
+MoCo shuffles the keys across GPUs so that a query and its key never share BatchNorm statistics
+(otherwise the model can find its positive from the batch statistics instead of the image). On
+one GPU we split the batch into ``groups`` contiguous groups, each normalised with its own
+statistics as if it ran on its own GPU, and shuffle the keys across groups (``batch_shuffle``).
+Running statistics are updated once per step with the mean of the groups' updates (the MoCo CIFAR
+demo's SplitBatchNorm). Parameter and buffer names are those of ``nn.BatchNorm2d``.
+
+The collectives (``world``, ``concat_all_gather``, ``batch_shuffle``, ``batch_unshuffle``) are the
+few MoCo needs; each is the identity in a single process.
 """
 
 from __future__ import annotations
@@ -10,12 +22,10 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-
-from pretrain.distributed import batch_shuffle, batch_unshuffle, concat_all_gather
-from pretrain.splitbn import split_batch_norms
 
 
 class Encoder(nn.Module):
@@ -144,3 +154,88 @@ class MoCo(nn.Module):
                 logits = mask_own_tracklet(logits, ids, self.queue_ids.clone())
         self.enqueue(concat_all_gather(k.float()), concat_all_gather(ids) if self.tracklets else None)
         return logits
+
+
+class SplitBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with per-group batch statistics in training mode."""
+
+    def __init__(self, num_features: int, groups: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.groups == 1:
+            return super().forward(x)
+        means, variances, outs = [], [], []
+        for chunk in x.chunk(self.groups):  # views along N: keep channels_last, no copy
+            mean, var = self.running_mean.clone(), self.running_var.clone()
+            outs.append(F.batch_norm(chunk, mean, var, self.weight, self.bias, True, self.momentum, self.eps))
+            means.append(mean)
+            variances.append(var)
+        with torch.no_grad():
+            self.running_mean.copy_(torch.stack(means).mean(dim=0))
+            self.running_var.copy_(torch.stack(variances).mean(dim=0))
+            self.num_batches_tracked.add_(1)
+        return torch.cat(outs)
+
+
+def split_batch_norms(module: nn.Module, groups: int) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` in ``module`` by a ``SplitBatchNorm2d`` with the same state."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, SplitBatchNorm2d):
+            split = SplitBatchNorm2d(child.num_features, groups, eps=child.eps, momentum=child.momentum)
+            split.load_state_dict(child.state_dict())
+            setattr(module, name, split)
+        else:
+            split_batch_norms(child, groups)
+    return module
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (N x ...) from every process along dim 0: (world*N) x ... (no gradient)."""
+    _, size = world()
+    if size == 1:
+        return x
+    nhwc = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    flat = x.permute(0, 2, 3, 1) if nhwc else x.contiguous()  # channels_last: gather its NHWC view, no copy
+    out = [torch.empty_like(flat) for _ in range(size)]
+    dist.all_gather(out, flat)
+    gathered = torch.cat(out)
+    return gathered.permute(0, 3, 1, 2) if nhwc else gathered
+
+
+@torch.no_grad()
+def batch_shuffle(x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle the global batch across processes (MoCo's Shuffle-BN): (this rank's x, unshuffle index).
+
+    Rank 0 draws the permutation and broadcasts it; one process just permutes its batch, which
+    moves keys across the BatchNorm groups of ``SplitBatchNorm2d``.
+    """
+    rank, size = world()
+    x_all = concat_all_gather(x)  # (world*N) x ...
+    n_all = x_all.shape[0]
+    perm = torch.randperm(n_all, generator=generator, device=generator.device if generator else x.device)
+    perm = perm.to(x.device)
+    if size > 1:
+        dist.broadcast(perm, src=0)
+    unshuffle = torch.argsort(perm)
+    n = x.shape[0]
+    mine = perm.view(size, n)[rank]
+    return x_all[mine], unshuffle
+
+
+@torch.no_grad()
+def batch_unshuffle(x: torch.Tensor, unshuffle: torch.Tensor) -> torch.Tensor:
+    """Undo ``batch_shuffle`` on the keys: this rank's rows in their original order."""
+    rank, size = world()
+    x_all = concat_all_gather(x)
+    n = x.shape[0]
+    return x_all[unshuffle.view(size, n)[rank]]

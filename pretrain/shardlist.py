@@ -30,8 +30,7 @@ from typing import Any, BinaryIO
 
 from common.errors import UsageError
 from common.manifests.shard_index import INDEX_NAME, read_shard_index
-from pretrain.stream_guard import ShardChanged
-from pretrain.tarstream import BUFFER
+from pretrain.tarstream import BUFFER, ShardChanged
 
 log = logging.getLogger(__name__)
 Stamp = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns: which file, which version

@@ -1,59 +1,188 @@
-"""The pre-training loop of one process (rank), top to bottom; ``launch.py`` starts one per GPU
-(``worker.train_worker``).
+"""One training process (rank), top to bottom: its entry (``train_worker``), its device, place in
+the process group and seeds, the run's sizes (``Plan``) and learning-rate schedule, and the
+pre-training loop (``Trainer``) with its logging window; ``launch.py`` starts one per GPU.
 
 One process, one GPU or the CPU:   python pipeline.py pretrain
 Eight GPUs of one node:            python pipeline.py pretrain --gpus 8
 Two nodes of eight GPUs:           python pipeline.py pretrain --gpus 8 --nnodes 2 --node-rank {0,1} \
                                        --master-addr NODE0
 Under an external torchrun the process runs this loop directly (``RANK`` is set).
+
+Learning rate: 0.3 at batch 2,560 scaled linearly with the batch (§5.1), warm-up, then cosine.
+The sizes of the run (``make_plan``) are fixed by its settings, the shards and the world size.
+
+The logging window of the loop: pending device losses -> metrics rows, one host sync each. The
+loop keeps ``(step, lr, loss, acc)`` of each step on the device and turns them into rows every
+``log_every`` steps (``flush``), with the throughput and data-wait share of the window since the
+last flush.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import random
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from common.backbone_card import write_card
+from common.device import pick_device
 from common.errors import UsageError
-from common.integrity import remove_stale_temporaries
+from common.integrity import DISK_FULL, remove_stale_temporaries
+from common.log import setup_logging
+from common.schedule import cosine_decay
 from common.settings import save_settings, settings_to_dict
-from pretrain.augment import BatchAugment
-from pretrain.augment_cpu import PerSampleAugment
-from pretrain.card import backbone_card, recipe_normalisation
+from pretrain.augment import BatchAugment, PerSampleAugment
 from pretrain.checkpoint import (
     NAMES,
+    backbone_card,
     check_compatible,
     export_backbone,
     load_latest,
+    recipe_normalisation,
+    record_finished,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from pretrain.data import make_loader
-from pretrain.finished import record_finished
-from pretrain.log_window import flush, new_window
+from pretrain.data import PairStream, make_loader
 from pretrain.logs import MetricsLog, plot_loss, read_metrics
 from pretrain.moco import MoCo, info_nce_loss
-from pretrain.pair_stream import PairStream
-from pretrain.plan import make_plan
-from pretrain.presets import recipe_from_settings
-from pretrain.process import init_distributed, param_checksum, pick_device, seed_process
-from pretrain.schedule import lr_at
-from pretrain.shardlist import ShardList
-from pretrain.stream_guard import StreamStopped, one_line
+from pretrain.settings import recipe_from_settings
+from pretrain.shardlist import ShardList, shard_list
+from pretrain.tarstream import StreamStopped, one_line
 from pretrain.views import batch_views
 
 log = logging.getLogger(__name__)
 RUN_FILES = re.compile(
     r"backbone\.(pth|json)(\.sha256)?|metrics\.csv|loss_curve\.png|settings\.yaml|finished\.json"
 )
+Pending = list[tuple[int, float, torch.Tensor, torch.Tensor]]  # (step, lr, loss, acc) per step
+
+
+def peak_lr(base_lr: float, batch_size: int, base_batch: int = 2560) -> float:
+    """Linear scaling rule: ``base_lr * batch_size / base_batch``."""
+    return base_lr * batch_size / base_batch
+
+
+def lr_at(step: int, peak: float, total_steps: int, warmup_steps: int) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up to ``peak``, then half a cosine to 0."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    return cosine_decay(step, total_steps, warmup_steps, peak)
+
+
+@dataclasses.dataclass
+class Plan:
+    """Sizes of the run, fixed by the settings and the shards."""
+
+    world: int
+    per_rank_batch: int
+    bn_groups: int  # per process
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+    shards: ShardList
+
+
+def make_plan(cfg, root: Path, world: int, shards: ShardList | None = None) -> Plan:
+    """Check the settings against the shards (``shards``, the list ``launch`` checked; else
+    made here) and the world size; raise UsageError on a mismatch."""
+    if cfg.batch_size % world:
+        raise UsageError(f"batch_size {cfg.batch_size} is not a multiple of the {world} processes")
+    per_rank = cfg.batch_size // world
+    groups = max(1, cfg.bn_groups // world)
+    if per_rank % groups:
+        raise UsageError(f"batch per process {per_rank} is not a multiple of its {groups} Shuffle-BN groups")
+    shards = shards if shards is not None else shard_list(cfg.shards, root)
+    epoch_size = cfg.epoch_size or shards.samples
+    steps = epoch_size // cfg.batch_size
+    if steps < 1:
+        raise UsageError(f"an epoch of {epoch_size} samples is smaller than one batch of {cfg.batch_size}")
+    return Plan(
+        world=world,
+        per_rank_batch=per_rank,
+        bn_groups=groups,
+        steps_per_epoch=steps,
+        total_steps=cfg.epochs * steps,
+        warmup_steps=cfg.warmup_epochs * steps,
+        peak_lr=peak_lr(cfg.base_lr, cfg.batch_size, cfg.base_batch),
+        shards=shards,
+    )
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, int]:
+    """(rank, world, local rank) from the torchrun environment; joins the process group if world > 1."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, local
+
+
+def param_checksum(module: torch.nn.Module) -> float:
+    """Sum of every parameter in float64: equal on every rank when the replicas agree."""
+    return float(sum(p.detach().double().sum().item() for p in module.parameters()))
+
+
+def seed_process(seed: int) -> None:
+    """Seed torch's, Python's and NumPy's global generators: a checkpoint records all three, so two
+    equal runs write equal checkpoints (and ``finished.json`` hashes)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+
+
+def new_window() -> dict[str, float]:
+    """A window starting now: ``start`` (of this window), ``wait`` (data wait in it), ``t0`` (of the run)."""
+    t0 = time.perf_counter()
+    return {"start": t0, "wait": 0.0, "t0": t0}
+
+
+def flush(
+    pending: Pending,
+    metrics: MetricsLog | None,
+    window: dict[str, Any],
+    world: int,
+    batch_size: int,
+    steps_per_epoch: int,
+) -> list[dict[str, float]]:
+    """Turn the pending device losses into rows (averaged over ``world`` ranks) and start a new window."""
+    if not pending:
+        return []
+    values = torch.stack([torch.stack([loss, acc]) for _, _, loss, acc in pending]).float()
+    if world > 1:
+        dist.all_reduce(values)
+        values /= world
+    values = values.cpu().tolist()
+    elapsed = time.perf_counter() - window["start"]
+    rate = len(pending) * batch_size / max(elapsed, 1e-9)
+    wait = window["wait"] / max(elapsed, 1e-9)
+    rows = [
+        {
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            "lr": lr,
+            "loss": v[0],
+            "acc": v[1],
+            "pairs_per_s": rate,
+            "data_wait_share": wait,
+            "time_s": time.perf_counter() - window["t0"],
+        }
+        for (step, lr, _, _), v in zip(pending, values, strict=True)
+    ]
+    if metrics is not None:
+        metrics.write(rows)
+    window.update(start=time.perf_counter(), wait=0.0)
+    return rows
 
 
 class Trainer:
@@ -62,7 +191,9 @@ class Trainer:
     def __init__(self, cfg, root: Path, shards: ShardList | None = None):
         self.cfg, self.root = cfg, root
         local = int(os.environ.get("LOCAL_RANK", 0))
-        self.device = pick_device(cfg, local)
+        self.device = pick_device(cfg.device, local)  # auto, cpu or cuda: the GPU of its local rank
+        if self.device.type == "cuda":
+            torch.cuda.set_device(local)
         self.rank, self.world, _ = init_distributed(self.device)
         self.plan = make_plan(cfg, root, self.world, shards)
         self.main = self.rank == 0
@@ -298,3 +429,39 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return summary
+
+
+def out_of_memory(cfg) -> str:
+    """The one line for a batch that does not fit the GPU: what to pass instead."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    per_gpu = cfg.batch_size // world
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
+    half = cfg.batch_size // 2
+    return (
+        f"batch {cfg.batch_size} ({per_gpu} per GPU at {cfg.height}x{cfg.width}) does not fit in the "
+        f"{total:.0f} GiB of a GPU: pass --batch-size {half} (the learning rate follows it: "
+        f"{cfg.base_lr} x {half}/{cfg.base_batch}) or more --gpus"
+    )
+
+
+def train_worker(cfg, root: Path, shards: ShardList | None = None) -> dict[str, Any]:
+    """Entry of one process (launched by ``launch.pretrain`` or by an external torchrun);
+    ``shards``: the list ``launch`` checked against the index (each tar's identity with it)."""
+    setup_logging()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    elif local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # As torchrun does: processes sharing a node must not oversubscribe its cores.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    try:
+        return Trainer(cfg, Path(root), shards).fit()
+    except torch.cuda.OutOfMemoryError:
+        raise UsageError(out_of_memory(cfg)) from None
+    except OSError as e:  # a full disk while writing logs or plots (checkpoints say so themselves)
+        if e.errno not in DISK_FULL:
+            raise
+        raise UsageError(f"cannot write {e.filename or root} ({e.strerror})") from None
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from finetune.train import lr_at as finetune_lr
-from pretrain.schedule import lr_at as pretrain_lr
+from pretrain.trainer import lr_at as pretrain_lr
 
 
 def old_pretrain(step: int, peak: float, total_steps: int, warmup_steps: int) -> float:

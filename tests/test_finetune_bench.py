@@ -82,8 +82,7 @@ def test_instance_against_tracklet_positives_smoke(tmp_path, transfer, shared_da
         transfer.parse_args(["--positives", "instance,bogus"])
     # the bench's own writer (for a build-shards without --tracklet-pattern) makes the same samples
     from bench.transfer_shards import TOWNCENTRE, write_tracklet_shards
-    from pretrain.tarstream import shard_samples
-    from pretrain.tracklet_pairs import tracklet_of
+    from pretrain.tarstream import shard_samples, tracklet_of
 
     own = tmp_path / "own"
     write_tracklet_shards(tmp_path / "ws" / "smoke_unlabeled", own, TOWNCENTRE)

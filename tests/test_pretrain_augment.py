@@ -12,11 +12,17 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from pretrain.augment import NO_BLUR_SIGMA, BatchAugment, ViewParams, render_view, sample_view
-from pretrain.augment_cpu import PerSampleAugment
-from pretrain.geometry import sample_boxes
-from pretrain.presets import IMAGENET_MEAN, LUP_MEAN, LUP_STD, Recipe, recipe_from_settings
-from pretrain.settings import PretrainSettings
+from common.normalisation import IMAGENET_MEAN, LUP_MEAN, LUP_STD
+from pretrain.augment import (
+    NO_BLUR_SIGMA,
+    BatchAugment,
+    PerSampleAugment,
+    ViewParams,
+    render_view,
+    sample_boxes,
+    sample_view,
+)
+from pretrain.settings import PretrainSettings, Recipe, recipe_from_settings
 
 RECIPE = Recipe(height=64, width=32)
 

@@ -1,7 +1,7 @@
 """The lean tar reader, the decoders and the ``gpu_decode`` path, on real crops.
 
 The tar reader yields webdataset's samples; OpenCV's and torchvision's decodes give PIL's pixels;
-a batch decoded on the training device (``decode.py``) equals the batch the workers decode.
+a batch decoded on the training device (``views.py``) equals the batch the workers decode.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from common.errors import SettingsError, UsageError
 from common.manifests.shard_index import write_shard_index
 from common.media.images import decode_rgb
 from pretrain.data import BatchStream, collate_images, collate_jpegs, fit_image
-from pretrain.decode import decode_batch, decode_to_batch, split_jpegs
 from pretrain.launch import pretrain
-from pretrain.presets import Recipe
-from pretrain.settings import PretrainSettings
+from pretrain.settings import PretrainSettings, Recipe
 from pretrain.tarstream import tar_samples
+from pretrain.views import decode_batch, decode_to_batch, split_jpegs
 from shards.write.tarshard import ShardWriter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,8 +10,8 @@ import torch
 
 import pipeline
 from pretrain import trainer
-from pretrain.schedule import peak_lr
 from pretrain.shardlist import ShardList
+from pretrain.trainer import peak_lr
 
 
 def test_help_shows_the_papers_batch_lr_and_epochs(capsys):

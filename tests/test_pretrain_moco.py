@@ -13,11 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain.augment import BatchAugment
-from pretrain.distributed import batch_shuffle, batch_unshuffle
-from pretrain.moco import MoCo, info_nce_logits, info_nce_loss, momentum_update
-from pretrain.presets import Recipe
-from pretrain.schedule import lr_at, peak_lr
-from pretrain.splitbn import SplitBatchNorm2d
+from pretrain.moco import (
+    MoCo,
+    SplitBatchNorm2d,
+    batch_shuffle,
+    batch_unshuffle,
+    info_nce_logits,
+    info_nce_loss,
+    momentum_update,
+)
+from pretrain.settings import Recipe
+from pretrain.trainer import lr_at, peak_lr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,15 +17,19 @@ from common.backbone_card import read_card
 from common.errors import UsageError
 from common.manifests.shard_index import write_shard_index
 from common.media.images import decode_rgb
-from pretrain.data import fit_image, make_loader
+from pretrain.data import PairStream, fit_image, make_loader
 from pretrain.launch import pretrain
 from pretrain.moco import MoCo, info_nce_logits, info_nce_loss, mask_own_tracklet
-from pretrain.pair_stream import PairStream
-from pretrain.presets import Recipe
-from pretrain.settings import PretrainSettings
-from pretrain.stream_guard import UnreadableShards
-from pretrain.tarstream import shard_samples
-from pretrain.tracklet_pairs import NO_TRACKLET, shard_pairs, tracklet_hash, tracklet_of, tracklet_samples
+from pretrain.settings import PretrainSettings, Recipe
+from pretrain.tarstream import (
+    NO_TRACKLET,
+    UnreadableShards,
+    shard_pairs,
+    shard_samples,
+    tracklet_hash,
+    tracklet_of,
+    tracklet_samples,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PERSONS, PER_PERSON, OTHERS, SHARDS = 16, 4, 32, 3  # 96 crops, 32 a shard
@@ -168,8 +172,8 @@ def test_batches_hold_tracklet_pairs_and_resume_exactly(tracks):
 
 
 def test_raw_and_per_sample_batches_carry_the_pairs(tracks):
-    from pretrain.augment_cpu import PerSampleAugment
-    from pretrain.decode import decode_to_batch
+    from pretrain.augment import PerSampleAugment
+    from pretrain.views import decode_to_batch
 
     images, _, ids = next(iter(loader(tracks, 0, 1, workers=0)))
     data, lengths, raw_ids = next(iter(loader(tracks, 0, 1, workers=0, raw=True)))

@@ -25,9 +25,8 @@ from pretrain.data import BatchStream, count_samples, resampled_shards, worker_p
 from pretrain.launch import pretrain
 from pretrain.logs import read_metrics
 from pretrain.moco import MoCo
-from pretrain.presets import Recipe
-from pretrain.schedule import lr_at, peak_lr
-from pretrain.settings import PretrainSettings
+from pretrain.settings import PretrainSettings, Recipe
+from pretrain.trainer import lr_at, peak_lr
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = 96  # 6 batches of 16 per epoch

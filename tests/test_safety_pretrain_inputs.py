@@ -20,7 +20,7 @@ import pipeline
 from common.errors import UsageError
 from pretrain.data import BatchStream
 from pretrain.launch import pretrain
-from pretrain.presets import Recipe
+from pretrain.settings import Recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
