@@ -202,11 +202,19 @@ class BatchStream(IterableDataset):
     def slot_batches(self, epoch: int, rank: int, world: int, slot: int, slots: int, skip: int):
         guard = StreamGuard(slot_shards(self.urls, rank, world, slot, slots))
         shards = guard.urls_of(resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots))
-        samples = guard.samples_of(tar_samples(shards, guard.handler, ("jpg",), self.open_shard))
+        samples = self.slot_samples(guard, shards, _seed(self.seed, epoch, rank, slot, 2))
         seed = _seed(self.seed, epoch, rank, slot, 1)
         samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(samples)
         samples = islice(samples, skip * self.batch, None)  # already trained on: not decoded
         decoded = self.decode(samples, (self.seed, epoch, rank, slot), skip * self.batch, guard)
+        return self.batches(decoded)
+
+    def slot_samples(self, guard: StreamGuard, shards: Iterator[str], seed: int):
+        """The slot's samples in stream order (``seed``: for a subclass that draws; unused here)."""
+        return guard.samples_of(tar_samples(shards, guard.handler, ("jpg",), self.open_shard))
+
+    def batches(self, decoded):
+        """Decoded samples -> the loader's batches (images, JPEG bytes or views)."""
         if not self.raw and self.augment is None:
             return image_batches(decoded, self.batch, self.recipe.height, self.recipe.width)
         collate = collate_jpegs if self.raw else collate_views
@@ -280,18 +288,15 @@ class PairStream(BatchStream):
         super().__init__(urls, recipe, **kwargs)
         self.window = window
 
-    def slot_batches(self, epoch: int, rank: int, world: int, slot: int, slots: int, skip: int):
-        guard = StreamGuard(slot_shards(self.urls, rank, world, slot, slots))
-        shards = guard.urls_of(resampled_shards(self.urls, self.seed, epoch, rank, world, slot, slots))
+    def slot_samples(self, guard: StreamGuard, shards: Iterator[str], seed: int):
+        """(query, partner, tracklet id) samples: each shard's crops paired within their tracklet."""
 
         def read(item):
             return guard.samples_of(tar_samples([item], guard.handler, SUFFIXES, self.open_shard))
 
-        samples = tracklet_samples(shards, read, self.window, _seed(self.seed, epoch, rank, slot, 2))
-        seed = _seed(self.seed, epoch, rank, slot, 1)
-        samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(samples)
-        samples = islice(samples, skip * self.batch, None)  # already trained on: not decoded
-        decoded = self.decode(samples, (self.seed, epoch, rank, slot), skip * self.batch, guard)
+        return tracklet_samples(shards, read, self.window, seed)
+
+    def batches(self, decoded):
         if not self.raw and self.augment is None:
             return pair_image_batches(decoded, self.batch, self.recipe.height, self.recipe.width)
         collate = collate_pair_jpegs if self.raw else collate_pair_views
