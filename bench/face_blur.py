@@ -40,7 +40,7 @@ from common.atomic import write_json
 from common.data import data_root
 from common.media.images import encode_jpeg
 from common.table import aligned
-from shards.write.faces import Encoding
+from shards.write.faces import Encoding, FaceBlur
 
 SETS = ("VIPeR", "PRID", "GRID", "CUHK03")
 RESULTS = REPO / "bench" / "results"
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data", default=None, help="data folder (default: common/data.py's)")
     p.add_argument("--shards", default=str(REPO / "luperson_data" / "demo" / "shards"))
     p.add_argument("--per-set", type=int, default=40)
-    p.add_argument("--min-score", type=float, default=Encoding.face_min_score)
+    p.add_argument("--min-score", type=float, default=FaceBlur.min_score)
     p.add_argument("--sheets", default=None, help="folder for the before/after contact sheets")
     p.add_argument("--out", default=str(RESULTS / "face_blur.json"))
     p.add_argument("--smoke", action="store_true", help="3 crops a set, 3 from the shards, no sheets")
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         crops += shard_crops(Path(args.shards), 3 if args.smoke else None)
     model = data / "models" / "face_detection_full_range_sparse.tflite"
     cv2.setNumThreads(1)
-    encoding = Encoding(95, True, str(model), args.min_score)
+    encoding = Encoding(95, True, FaceBlur(model=str(model), min_score=args.min_score))
     rows, blurred = measure(crops, encoding)
     table = summary(rows)
     if args.sheets and not args.smoke:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from common.errors import SettingsError
 from common.settings import EngineSettings, check_nonnegative, check_positive, check_range, group, setting
-from shards.write.faces import MIN_SCORE, MODEL_NAME, POSE_MODEL_NAME, Encoding
+from shards.write.faces import Encoding, FaceBlur
 
 # The build-shards settings that name something to import (a folder of crops, the LUPerson LMDB,
 # the released boxes): one at most; with none, the build cuts the root's own detections and the
@@ -102,18 +101,7 @@ class ShardSettings(EngineSettings):
     blur_faces: bool = setting(
         False, "blur every face found (BlazeFace, and detect's head keypoints) before a crop is encoded"
     )
-    face_model: str | None = setting(
-        None, "--blur-faces: BlazeFace full-range .tflite (default: models/ of the data folder)"
-    )
-    face_min_score: float = setting(MIN_SCORE, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
-    face_pose: bool = setting(
-        True,
-        "--blur-faces: BlazePose finds the head of a crop without stored keypoints (imported crops, "
-        "--from-dets); --no-face-pose: BlazeFace alone",
-    )
-    face_pose_model: str | None = setting(
-        None, "--blur-faces: BlazePose's .tflite (default: models/ of the data folder)"
-    )
+    face: FaceBlur = group(FaceBlur, "face", "--blur-faces: how the faces are found")
     max_samples: int = setting(10000, "samples per shard at most")
     max_bytes: int = setting(1_000_000_000, "bytes per shard at most")
     workers: int = setting(2, "worker processes (with --engine ray and no --address: the local Ray's CPUs)")
@@ -128,7 +116,6 @@ class ShardSettings(EngineSettings):
         super().__post_init__()
         check_positive(self, "max_samples", "max_bytes", "workers")
         check_range(self, "jpeg_quality", 1, 100)
-        check_range(self, "face_min_score", 0, 1)
         given = [name for name in IMPORTER_FIELDS if getattr(self, name)]
         if len(given) > 1:
             raise SettingsError(
@@ -156,27 +143,14 @@ class ShardSettings(EngineSettings):
 
     def encoding(self) -> Encoding:
         """How the workers encode crops: the JPEG quality and the face blurring."""
-        model = str(self.face_model) if self.face_model else ""
-        pose = str(self.face_pose_model) if self.face_pose_model else ""
-        return Encoding(
-            self.jpeg_quality,
-            self.blur_faces,
-            model,
-            self.face_min_score,
-            use_pose=self.face_pose,
-            pose_model=pose,
-        )
+        return Encoding(self.jpeg_quality, self.blur_faces, self.face)
 
     def encoding_plan(self) -> dict[str, Any]:
-        """What of the encoding the shards' plan fingerprints (blurring only when on: the plans of
-        builds without it are those written before it existed)."""
+        """What of the encoding the shards' plan fingerprints (blurring only when on: a build
+        without it keeps the fingerprint of the plain encoding)."""
         plan: dict[str, Any] = {"jpeg_quality": self.jpeg_quality}
         if self.blur_faces:
-            plan["blur_faces"] = {
-                "model": Path(self.face_model or MODEL_NAME).name,
-                "min_score": self.face_min_score,
-                "pose_model": Path(self.face_pose_model or POSE_MODEL_NAME).name if self.face_pose else None,
-            }
+            plan["blur_faces"] = self.face.plan()
         return plan
 
 

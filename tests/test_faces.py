@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import pipeline
-from shards.write.faces import BlazeFace, Encoding, blur_regions, face_regions, keypoint_heads
+from shards.write.faces import BlazeFace, Encoding, FaceBlur, blur_regions, face_regions, keypoint_heads
 
 FACE_CROP = "CUHK03/0160_1_05.jpg"  # a frontal walker, face ~15 px wide
 BACK_VIEW = "PRID/0001_a.png"  # a walker seen from behind, ~50 px wide: no face BlazeFace finds
@@ -48,7 +48,7 @@ def test_blazeface_finds_the_two_faces_the_model_readme_names(face_model, shared
 
 def test_blurring_removes_detail_in_the_face_and_nothing_elsewhere(face_model, reid_dir):
     crop = cv2.imread(str(reid_dir / FACE_CROP))
-    pixels, record = Encoding(blur_faces=True, face_model=str(face_model)).blur(crop)
+    pixels, record = Encoding(blur_faces=True, face=FaceBlur(model=str(face_model))).blur(crop)
     faces = record["faces"]
     assert faces["blazeface"] >= 1 and faces["blazepose"] == 1 and faces["keypoints"] == 0
     assert faces["blurred"] >= 1
@@ -96,14 +96,17 @@ def test_head_keypoints_of_the_real_pose_model_cover_the_face(face_model, shared
 def test_a_crop_without_keypoints_gets_its_head_from_blazepose(face_model, reid_dir, shared_data):
     """Seen from behind, no face for BlazeFace; BlazePose places the head at the top of the crop."""
     crop = cv2.imread(str(reid_dir / BACK_VIEW))
-    alone = Encoding(blur_faces=True, face_model=str(face_model), use_pose=False).blur(crop)[1]["faces"]
+    alone = Encoding(blur_faces=True, face=FaceBlur(model=str(face_model), pose=False)).blur(crop)[1]["faces"]
     assert alone["blurred"] == 0
-    pixels, record = Encoding(blur_faces=True, face_model=str(face_model)).blur(crop)
+    pixels, record = Encoding(blur_faces=True, face=FaceBlur(model=str(face_model))).blur(crop)
     [(x1, y1, x2, y2)] = record["faces"]["regions"]
     assert record["faces"]["blazepose"] == 1
     assert y2 <= crop.shape[0] / 3 and x1 < crop.shape[1] / 2 < x2
     scene = cv2.imread(str(shared_data / "images" / "bus.jpg"))[880:1080, 300:400]  # road, no one
-    assert Encoding(blur_faces=True, face_model=str(face_model)).blur(scene)[1]["faces"]["blurred"] == 0
+    assert (
+        Encoding(blur_faces=True, face=FaceBlur(model=str(face_model))).blur(scene)[1]["faces"]["blurred"]
+        == 0
+    )
 
 
 def test_build_shards_writes_blurred_crops_and_records_them(face_model, reid_dir, shared_data, tmp_path):
@@ -112,7 +115,7 @@ def test_build_shards_writes_blurred_crops_and_records_them(face_model, reid_dir
     shutil.copy(reid_dir / FACE_CROP, images / "face.jpg")
     road = cv2.imread(str(shared_data / "images" / "bus.jpg"))[880:1080, 300:400]
     cv2.imwrite(str(images / "plain.jpg"), road, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    settings = {"from_images": str(images), "blur_faces": True, "face_model": str(face_model), "workers": 1}
+    settings = {"from_images": str(images), "blur_faces": True, "face.model": str(face_model), "workers": 1}
     root = tmp_path / "root"
     pipeline.run_stage("build-shards", pipeline.resolve("build-shards", None, settings), root)
     with tarfile.open(root / "shards" / "lup-000000.tar") as tar:
@@ -146,7 +149,9 @@ def test_report_examples_are_blurred_like_the_crops(face_model, shared_data):
     frame = cv2.imread(str(shared_data / "images" / "zidane.jpg"))
     box = (840, 60, 1160, 720)  # the man on the right, his face at about (920-1068, 120-268)
     plain, outline = draw(frame, box, None, 0.3, True)
-    blurred, same = draw(frame, box, None, 0.3, True, Encoding(blur_faces=True, face_model=str(face_model)))
+    blurred, same = draw(
+        frame, box, None, 0.3, True, Encoding(blur_faces=True, face=FaceBlur(model=str(face_model)))
+    )
     assert outline == same
     scale = (outline[3] - outline[1]) / (box[3] - box[1])
     x1, y1 = outline[0] + round(90 * scale), outline[1] + round(70 * scale)
@@ -162,11 +167,15 @@ def test_the_report_blurs_with_the_builds_own_settings(face_model, reid_dir, tmp
     images.mkdir()
     shutil.copy(reid_dir / FACE_CROP, images / "face.jpg")
     root = tmp_path / "root"
-    settings = {"from_images": str(images), "blur_faces": True, "face_model": str(face_model)}
-    settings |= {"face_min_score": 0.9, "face_pose": False, "workers": 1}
+    settings = {"from_images": str(images), "blur_faces": True, "workers": 1}
+    settings |= {
+        "face.model": str(face_model),
+        "face.min_score": 0.9,
+        "face.pose": False,
+    }  # as the flags give
     pipeline.run_stage("build-shards", pipeline.resolve("build-shards", None, settings), root)
     encoding = blurring(root, {"crops_checked": 1})
-    assert (encoding.face_min_score, encoding.face_model, encoding.use_pose) == (0.9, str(face_model), False)
+    assert encoding.face == FaceBlur(model=str(face_model), min_score=0.9, pose=False)
     # and the build itself ran without BlazePose: with it, this walker's head is always found
     assert json.loads((root / "stats.json").read_text())["faces"]["crops_with_faces"] == 0
     assert blurring(root, None) is None  # the build did not blur: nothing to apply

@@ -72,8 +72,12 @@ class BuildFacts:
     unknown: dict[str, str] = field(default_factory=dict)
 
     def setting(self, section: str, name: str) -> Any:
-        """A stage's last setting, ``None`` when the stage never ran here or lacks it."""
-        return self.settings.get(section, {}).get(name)
+        """A stage's last setting (``name``: ``face.pose`` for a field of a group), ``None`` when
+        the stage never ran here or lacks it."""
+        value: Any = self.settings.get(section, {})
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
 
 
 def mtime(path: Path) -> datetime | None:

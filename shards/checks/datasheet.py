@@ -271,11 +271,11 @@ def _faces(s: Sheet) -> str:
             "No written crop went through face blurring (build-shards ran without `--blur-faces`): "
             "faces are visible."
         )
-    pose = f.setting("shards", "face_pose") is not False
+    pose = f.setting("shards", "face.pose") is not False
     heads = "detect's keypoints or by BlazePose" if pose else "detect's keypoints"
     return (
         f"Faces were blurred before each crop was encoded (`--blur-faces`: BlazeFace, score >= "
-        f"{_n(f.setting('shards', 'face_min_score'))}, and the head found by {heads}): "
+        f"{_n(f.setting('shards', 'face.min_score'))}, and the head found by {heads}): "
         f"{_n(faces.get('crops_checked'))} crops checked, {_n(faces.get('crops_not_checked'))} not, "
         f"{_n(faces.get('crops_with_faces'))} with a face region blurred, {_n(faces.get('regions'))} "
         "regions in all. A face none of them found stays sharp."

@@ -35,6 +35,7 @@ import numpy as np
 from common.data import data_root
 from common.detectors.blazepose import BlazePoseKeypoints
 from common.errors import UsageError
+from common.settings import check_range, setting
 
 MODEL_NAME = "face_detection_full_range_sparse.tflite"
 INPUT_SIDE = 192
@@ -183,32 +184,59 @@ def blur_regions(bgr: np.ndarray, regions: list[tuple[int, int, int, int]]) -> n
 
 
 @dataclass(frozen=True)
+class FaceBlur:
+    """How ``--blur-faces`` finds the faces it blurs: build-shards' ``face`` settings group, flags
+    ``--face-*``."""
+
+    model: str | None = setting(
+        None, "--blur-faces: BlazeFace full-range .tflite (default: models/ of the data folder)"
+    )
+    min_score: float = setting(MIN_SCORE, "--blur-faces: BlazeFace score a face needs (docs/shards.md)")
+    pose: bool = setting(
+        True,
+        "--blur-faces: BlazePose finds the head of a crop without stored keypoints (imported crops, "
+        "--from-dets); --no-face-pose: BlazeFace alone",
+    )
+    pose_model: str | None = setting(
+        None, "--blur-faces: BlazePose's .tflite (default: models/ of the data folder)"
+    )
+
+    def __post_init__(self) -> None:
+        check_range(self, "min_score", 0, 1)
+
+    def plan(self) -> dict[str, Any]:
+        """What a plan fingerprints: the models by file name (not where they lie) and the score."""
+        return {
+            "model": Path(self.model or MODEL_NAME).name,
+            "min_score": self.min_score,
+            "pose_model": Path(self.pose_model or POSE_MODEL_NAME).name if self.pose else None,
+        }
+
+
+@dataclass(frozen=True)
 class Encoding:
-    """How a worker turns crop pixels into a sample's JPEG: the quality, and whether (and with
-    which model and thresholds) faces are blurred first. One value travels with every job."""
+    """How a worker turns crop pixels into a sample's JPEG: the quality, and whether (and how,
+    ``face``) faces are blurred first. One value travels with every job."""
 
     quality: int = 95
     blur_faces: bool = False
-    face_model: str = ""
-    face_min_score: float = MIN_SCORE
+    face: FaceBlur = field(default_factory=FaceBlur)
     keypoint_threshold: float = 0.3
-    use_pose: bool = True  # BlazePose finds the head of a crop without keypoints
-    pose_model: str = ""  # "": the data folder's
     _detectors: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def detector(self) -> BlazeFace:
         """This process's BlazeFace (loaded on first use; not pickled with the value)."""
         if "blazeface" not in self._detectors:
-            self._detectors["blazeface"] = BlazeFace(self.face_model or default_model(), self.face_min_score)
+            self._detectors["blazeface"] = BlazeFace(self.face.model or default_model(), self.face.min_score)
         return self._detectors["blazeface"]
 
     def pose(self):
-        """This process's BlazePose (``common.detectors.blazepose``), None without ``use_pose``."""
-        if not self.use_pose:
+        """This process's BlazePose (``common.detectors.blazepose``), None without ``face.pose``."""
+        if not self.face.pose:
             return None
         if "blazepose" not in self._detectors:
             self._detectors["blazepose"] = BlazePoseKeypoints(
-                self.pose_model or str(default_model(POSE_MODEL_NAME))
+                self.face.pose_model or str(default_model(POSE_MODEL_NAME))
             )
         return self._detectors["blazepose"]
 
