@@ -263,15 +263,25 @@ def read_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
     return body
 
 
-def build_settings(cls: type[T], values: dict[str, Any], source: str = "settings") -> T:
-    """Construct ``cls`` from ``values``, rejecting unknown keys and wrongly typed values."""
-    hints = get_type_hints(cls)
+def _check_names(cls: type, values: dict[str, Any], source: str) -> None:
+    """``SettingsError`` naming ``source`` for a key that is no field of ``cls`` (or of its group)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields), key=str)
     if unknown:
         raise SettingsError(
             f"{source}: unknown setting {_show_value(unknown[0])} (known: {', '.join(sorted(fields))})"
         )
+    hints = get_type_hints(cls)
+    for name, value in values.items():
+        if _is_group(fields[name]) and isinstance(value, dict):
+            _check_names(hints[name], value, f"{source} {name}")
+
+
+def build_settings(cls: type[T], values: dict[str, Any], source: str = "settings") -> T:
+    """Construct ``cls`` from ``values``, rejecting unknown keys and wrongly typed values."""
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_names(cls, values, source)
     kwargs = {}
     for k, v in values.items():
         if not _is_group(fields[k]):
@@ -293,10 +303,10 @@ def resolve_settings(
     """Defaults, then the ``section`` of a ``base`` settings file, of ``config``, then ``flags``
     (argparse's, a group's as ``<group>.<field>``)."""
     values: dict[str, Any] = {}
-    if base is not None:
-        _merge(values, read_yaml_section(base, section))
-    if config is not None:
-        _merge(values, read_yaml_section(config, section))
+    for path in (p for p in (base, config) if p is not None):
+        body = read_yaml_section(path, section)
+        _check_names(cls, body, f"{path} [{section}]")  # an unknown key is named with its file
+        _merge(values, body)
     _merge(values, nest_flags(flags))
     return build_settings(cls, values, source=f"{config or 'flags'} [{section}]")
 

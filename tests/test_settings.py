@@ -82,6 +82,11 @@ def test_a_group_takes_its_flags_yaml_mapping_and_saved_file(tmp_path):
         cfg.write_text(f"shards:\n  calibration:\n    {text}\n")
         with pytest.raises(SettingsError, match=message):
             resolve_settings(ShardSettings, "shards", cfg, {})
+    saved = tmp_path / "settings" / "shards.yaml"  # a file with the flat names of before the groups
+    saved.parent.mkdir()
+    saved.write_text("shards:\n  calibrate_frames: 3\n")
+    with pytest.raises(SettingsError, match=rf"{saved} \[shards\]: unknown setting 'calibrate_frames'"):
+        resolve_settings(ShardSettings, "shards", None, {}, base=saved)
     cfg.write_text("shards:\n  calibration: 3\n")
     with pytest.raises(SettingsError, match="calibration must be a mapping"):
         resolve_settings(ShardSettings, "shards", cfg, {})
