@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+STAMP_TIMEOUT_S = 30
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -139,9 +140,17 @@ def _measure(tools: DevTools, page: Path) -> dict[str, Any]:
     tools.call("Page.navigate", session, url=page.resolve().as_uri())
     tools.wait("Page.loadEventFired")
     wall = time.monotonic() - start
-    time.sleep(0.2)  # loadEventEnd is stamped after the load handlers return
-    value = tools.call("Runtime.evaluate", session, expression=TIMING, returnByValue=True)
-    timing = json.loads(value["result"]["value"])
+    # loadEventEnd is stamped after the load handlers return: read until it is (a fixed 0.2 s
+    # wait reads 0 whenever the stamp comes later, as it may on a loaded machine)
+    deadline = time.monotonic() + STAMP_TIMEOUT_S
+    while True:
+        value = tools.call("Runtime.evaluate", session, expression=TIMING, returnByValue=True)
+        timing = json.loads(value["result"]["value"])
+        if timing["nav"]["loadEventEnd"] > 0:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"loadEventEnd not stamped {STAMP_TIMEOUT_S} s after the load event")
+        time.sleep(0.05)
     metrics = {m["name"]: m["value"] for m in tools.call("Performance.getMetrics", session)["metrics"]}
     nav = timing["nav"]
     return {
